@@ -1,0 +1,96 @@
+"""TokenLedger: LLM test generation with an exact ledger of what every call cost."""
+import logging
+
+from flask import Flask
+from pymongo.errors import PyMongoError
+
+from backend.config import load_config
+from backend.extensions import api, cors, jwt, mongo
+
+log = logging.getLogger("backend")
+
+API_SPEC = {
+    "API_TITLE": "TokenLedger API",
+    "API_VERSION": "1.0.0",
+    "OPENAPI_VERSION": "3.0.3",
+    "OPENAPI_URL_PREFIX": "/docs",
+    "OPENAPI_JSON_PATH": "openapi.json",
+    "OPENAPI_SWAGGER_UI_PATH": "/",
+    "OPENAPI_SWAGGER_UI_URL": "/docs/assets/",
+}
+
+
+def create_app(config=None):
+    """Build the app: config, extensions, blueprints, errors, hooks, CLI, start-up tasks.
+
+    `config` overrides settings read from the environment (tests pass their own).
+    """
+    settings, warnings = load_config()
+    app = Flask(__name__)
+    app.config.update(API_SPEC)
+    app.config.update(settings)
+    app.config.update(config or {})
+    _configure_logging(app.config["LOG_LEVEL"])
+    for warning in warnings:
+        log.warning("%s", warning)
+
+    _init_extensions(app)
+    _register_blueprints(app)
+
+    from backend.errors import register_error_handlers
+    from backend.usage import capture
+    from backend import cli
+
+    register_error_handlers(app)
+    capture.init_app(app)
+    cli.init_app(app)
+    _start_up(app)
+    return app
+
+
+def _configure_logging(level):
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("backend").setLevel(level)
+
+
+def _init_extensions(app):
+    from backend.llm.tokenizer import install_offline_encodings
+
+    mongo.init_app(app)
+    jwt.init_app(app)
+    api.init_app(app)
+    api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
+    if app.config["CORS_ORIGINS"]:
+        cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
+    install_offline_encodings(app.config["TIKTOKEN_CACHE_DIR"])
+
+
+def _register_blueprints(app):
+    from backend.admin.routes import blp as admin_blp
+    from backend.auth import guards  # noqa: F401  registers the JWT callbacks
+    from backend.auth.routes import blp as auth_blp
+    from backend.system.routes import blp as system_blp
+    from backend.system.routes import docs_assets
+    from backend.testgen.routes import blp as testgen_blp
+
+    for blueprint in (system_blp, auth_blp, testgen_blp, admin_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(docs_assets)
+
+
+def _start_up(app):
+    """Indexes and the bootstrap admin; a database that is down is logged, not fatal."""
+    from backend.auth.services import ensure_admin
+    from backend.db import get_db
+    from backend.indexes import ensure_indexes
+
+    db = get_db(app)
+    try:
+        if app.config["AUTO_CREATE_INDEXES"]:
+            ensure_indexes(db)
+        if app.config["ADMIN_EMAIL"]:
+            user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"])
+            if outcome != "exists":
+                log.warning("Bootstrap admin %s: %s", user["email"], outcome)
+    except PyMongoError as exc:
+        log.error("Start-up database tasks skipped, database unreachable: %s", exc)

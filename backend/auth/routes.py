@@ -1,0 +1,50 @@
+from flask import current_app
+from flask_jwt_extended import current_user, jwt_required
+from flask_smorest import Blueprint
+
+from backend.auth import services
+from backend.auth.schemas import AccessTokenSchema, LoginSchema, RegisterSchema, TokensSchema, UserSchema
+from backend.db import get_db
+from backend.errors import Forbidden
+from backend.schemas import envelope, ok
+
+blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and JWT tokens")
+BEARER = [{"bearerAuth": []}]
+
+
+@blp.post("/register")
+@blp.arguments(RegisterSchema)
+@blp.response(201, envelope(UserSchema))
+def register(body):
+    """Create a user account (role user)."""
+    if not current_app.config["ALLOW_REGISTRATION"]:
+        raise Forbidden("Registration is closed")
+    user = services.register_user(get_db(), body["email"], body["password"], body["name"])
+    return ok(user, "User registered successfully")
+
+
+@blp.post("/login")
+@blp.arguments(LoginSchema)
+@blp.response(200, envelope(TokensSchema))
+def login(body):
+    """Exchange email and password for an access and a refresh token."""
+    user = services.authenticate(get_db(), body["email"], body["password"])
+    return ok({**services.issue_tokens(user), "user": user}, "Login successful")
+
+
+@blp.post("/refresh")
+@jwt_required(refresh=True)
+@blp.doc(security=BEARER)
+@blp.response(200, envelope(AccessTokenSchema))
+def refresh():
+    """Trade a refresh token (as the bearer token) for a new access token."""
+    return ok({"accessToken": services.refresh_access_token(current_user)}, "Token refreshed")
+
+
+@blp.get("/me")
+@jwt_required()
+@blp.doc(security=BEARER)
+@blp.response(200, envelope(UserSchema))
+def me():
+    """The account behind the access token."""
+    return ok(current_user, "Current user")

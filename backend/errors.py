@@ -1,0 +1,137 @@
+"""One JSON error envelope for every failure: {success: false, message, errors?, data?}."""
+import logging
+
+from flask import jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    status = 500
+    default_message = "Internal server error"
+
+    def __init__(self, message=None, errors=None, data=None, headers=None):
+        super().__init__(message or self.default_message)
+        self.message = message or self.default_message
+        self.errors = errors
+        self.data = data
+        self.headers = headers or {}
+
+
+class BadRequest(APIError):
+    status = 400
+    default_message = "Bad request"
+
+
+class Unauthorized(APIError):
+    status = 401
+    default_message = "Authentication required"
+
+
+class Forbidden(APIError):
+    status = 403
+    default_message = "You do not have access to this resource"
+
+
+class NotFound(APIError):
+    status = 404
+    default_message = "Not found"
+
+
+class Conflict(APIError):
+    status = 409
+    default_message = "Conflict"
+
+
+class UnprocessableEntity(APIError):
+    status = 422
+    default_message = "The request could not be processed"
+
+
+class TooManyRequests(APIError):
+    status = 429
+    default_message = "Too many requests"
+
+
+class ProviderError(APIError):
+    """The LLM provider failed or answered with something unusable."""
+
+    status = 502
+    default_message = "The language model provider failed"
+
+
+class ProviderUnavailable(APIError):
+    status = 503
+    default_message = "The language model provider is unavailable"
+
+
+class ProviderTimeout(APIError):
+    status = 504
+    default_message = "The language model provider timed out"
+
+
+class ServiceUnavailable(APIError):
+    status = 503
+    default_message = "Service unavailable"
+
+
+def error_response(status, message, errors=None, data=None, headers=None):
+    body = {"success": False, "message": message}
+    if errors:
+        body["errors"] = errors
+    if data is not None:
+        body["data"] = data
+    response = jsonify(body)
+    response.status_code = status
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _validation_messages(exc):
+    """webargs reports {location: {field: [messages]}}; callers want {field: [messages]}."""
+    messages = (getattr(exc, "data", None) or {}).get("messages") or {}
+    flat = {}
+    for location, location_errors in messages.items():
+        if isinstance(location_errors, dict):
+            flat.update(location_errors)
+        else:
+            flat[location] = location_errors
+    return flat
+
+
+def _summarise(errors):
+    parts = []
+    for field, problems in errors.items():
+        if isinstance(problems, list):
+            detail = " ".join(str(p) for p in problems)
+        else:
+            detail = str(problems)
+        parts.append(f"{field}: {detail}")
+    return "; ".join(parts)
+
+
+def handle_api_error(exc):
+    return error_response(exc.status, exc.message, exc.errors, exc.data, exc.headers)
+
+
+def handle_http_exception(exc):
+    errors = _validation_messages(exc)
+    if errors:
+        return error_response(exc.code, f"Invalid request: {_summarise(errors)}", errors)
+    headers = dict(exc.get_headers()) if exc.code == 405 else {}
+    headers.pop("Content-Type", None)
+    return error_response(exc.code, exc.description or exc.name, headers=headers)
+
+
+def handle_unexpected(exc):
+    log.exception("Unhandled error")
+    return error_response(500, "Internal server error")
+
+
+def register_error_handlers(app):
+    # Registered after flask-smorest's Api so ours replace its HTTPException handler.
+    app.register_error_handler(APIError, handle_api_error)
+    app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(Exception, handle_unexpected)

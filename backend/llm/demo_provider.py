@@ -1,0 +1,74 @@
+"""An offline provider for the quickstart: canned test cases, real token counts, no spend."""
+import json
+import re
+import time
+
+from backend.llm.base import Completion, Provider, TokenUsage
+from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
+
+DEMO_MODEL = "demo"
+# The demo counts tokens as gpt-4o-mini would, so its figures look like real ones.
+TOKENIZER_MODEL = "gpt-4o-mini"
+
+_SCENARIOS = (
+    ("Happy path", "valid input", "high", "functional"),
+    ("Invalid input is rejected", "malformed or missing input", "high", "negative"),
+    ("Boundary values", "values at the minimum and maximum limits", "medium", "boundary"),
+    ("Empty state", "no existing data", "medium", "edge"),
+    ("Unauthorised access is refused", "a user without permission", "critical", "security"),
+    ("Repeated submission", "the same request sent twice", "medium", "edge"),
+    ("Slow dependency", "a dependency that answers slowly", "low", "performance"),
+    ("Special characters", "unicode and special characters", "low", "edge"),
+)
+
+
+class DemoProvider(Provider):
+    name = "demo"
+    price_provider = None
+    is_demo = True
+    default_model = DEMO_MODEL
+
+    @classmethod
+    def from_config(cls, config):
+        return cls()
+
+    def complete(self, messages, model, max_output_tokens):
+        started = time.perf_counter()
+        request = _requested(messages[-1]["content"])
+        cases = [_case(request["feature"], i) for i in range(request["count"])]
+        text = json.dumps({"testCases": cases}, indent=2)
+        usage = TokenUsage(
+            input_tokens=count_chat_tokens(messages, TOKENIZER_MODEL),
+            output_tokens=count_text_tokens(text, TOKENIZER_MODEL),
+        )
+        return Completion(
+            text=text,
+            usage=usage,
+            model=DEMO_MODEL,
+            response_model=DEMO_MODEL,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+
+def _requested(user_message):
+    count = re.search(r"exactly (\d+) test cases", user_message)
+    feature = re.search(r"Feature:\n(.+)", user_message)
+    return {
+        "count": int(count.group(1)) if count else 5,
+        "feature": (feature.group(1).strip() if feature else "the feature")[:80],
+    }
+
+
+def _case(feature, index):
+    title, condition, priority, kind = _SCENARIOS[index % len(_SCENARIOS)]
+    round_number = index // len(_SCENARIOS)
+    suffix = f" (variant {round_number + 1})" if round_number else ""
+    return {
+        "title": f"{title}: {feature}{suffix}",
+        "description": f"Check {feature} with {condition}.",
+        "preconditions": ["The application is running", "A test user exists"],
+        "steps": [f"Prepare {condition}", f"Exercise {feature}", "Observe the result"],
+        "expectedResult": f"{feature} behaves correctly with {condition}.",
+        "priority": priority,
+        "type": kind,
+    }

@@ -1,0 +1,77 @@
+"""Schema pieces shared by every feature: wire formats for ids and times, the envelope."""
+from datetime import timezone
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from marshmallow import Schema, ValidationError, fields, validates_schema
+
+from backend.errors import BadRequest
+
+
+class ObjectIdString(fields.Field):
+    """An ObjectId on the wire as its 24-hex string."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else str(value)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return ObjectId(value)
+        except (InvalidId, TypeError):
+            raise ValidationError("Must be a 24-character hexadecimal id.") from None
+
+
+class UTCDateTime(fields.DateTime):
+    """ISO 8601 in UTC with a Z suffix and millisecond precision (what MongoDB keeps)."""
+
+    def _serialize(self, value, attr, obj, **kwargs):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+class DateRangeSchema(Schema):
+    """Inclusive UTC day range: startDate and endDate as YYYY-MM-DD, both optional."""
+
+    start_date = fields.Date(data_key="startDate", format="%Y-%m-%d")
+    end_date = fields.Date(data_key="endDate", format="%Y-%m-%d")
+
+    @validates_schema
+    def _start_not_after_end(self, data, **kwargs):
+        start, end = data.get("start_date"), data.get("end_date")
+        if start and end and start > end:
+            raise ValidationError("startDate must be on or before endDate.", "startDate")
+
+
+def parse_object_id(value, name):
+    """A path parameter that must be an ObjectId: a bad one is a 400 naming the parameter."""
+    try:
+        return ObjectId(value)
+    except (InvalidId, TypeError):
+        raise BadRequest(
+            f"{name} must be a 24-character hexadecimal id", errors={name: ["Not a valid id."]}
+        ) from None
+
+
+_envelopes = {}
+
+
+def envelope(data_schema=None, many=False):
+    """The success envelope {success, data, message} around a data schema, for docs and dumping."""
+    key = (data_schema, many)
+    if key not in _envelopes:
+        name = f"{data_schema.__name__ if data_schema else 'Empty'}{'List' if many else ''}Envelope"
+        attrs = {
+            "success": fields.Boolean(required=True),
+            "message": fields.String(required=True),
+            "data": fields.Nested(data_schema, many=many) if data_schema else fields.Raw(allow_none=True),
+        }
+        _envelopes[key] = type(name, (Schema,), attrs)
+    return _envelopes[key]
+
+
+def ok(data=None, message=""):
+    return {"success": True, "data": data, "message": message}

@@ -1,0 +1,94 @@
+"""Read test cases out of a model's reply: JSON, possibly fenced or wrapped in prose."""
+import json
+import re
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
+
+from backend.errors import ProviderError
+from backend.testgen.prompts import PRIORITIES, TYPES
+
+_FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
+_LIST_KEYS = ("testCases", "test_cases", "tests", "cases")
+
+
+class GeneratedCaseSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    description = fields.String(load_default="")
+    preconditions = fields.List(fields.String(), load_default=list)
+    steps = fields.List(fields.String(), load_default=list)
+    expectedResult = fields.String(load_default="")
+    priority = fields.String(load_default="medium")
+    type = fields.String(load_default="functional")
+
+    @pre_load
+    def _tolerate_model_variations(self, data, **kwargs):
+        if not isinstance(data, dict):
+            raise ValidationError("A test case must be an object.")
+        data = dict(data)
+        if "expectedResult" not in data and "expected_result" in data:
+            data["expectedResult"] = data.pop("expected_result")
+        for key in ("preconditions", "steps"):
+            if isinstance(data.get(key), str):
+                data[key] = [data[key]]
+            elif isinstance(data.get(key), list):
+                data[key] = [str(item) for item in data[key]]
+        for key, allowed, default in (("priority", PRIORITIES, "medium"), ("type", TYPES, "functional")):
+            value = str(data.get(key) or default).strip().lower()
+            data[key] = value if value in allowed else default
+        for key in ("description", "expectedResult"):
+            if data.get(key) is None:
+                data.pop(key, None)
+            elif not isinstance(data[key], str):
+                data[key] = str(data[key])
+        return data
+
+
+def _json_candidates(text):
+    yield text
+    for match in _FENCE.finditer(text):
+        yield match.group(1)
+    decoder = json.JSONDecoder()
+    for start, char in enumerate(text):
+        if char in "{[":
+            try:
+                value, _end = decoder.raw_decode(text, start)
+            except json.JSONDecodeError:
+                continue
+            yield value
+
+
+def _case_list(value):
+    if isinstance(value, list):
+        return value
+    if isinstance(value, dict):
+        for key in _LIST_KEYS:
+            if isinstance(value.get(key), list):
+                return value[key]
+        if "title" in value:
+            return [value]
+    return None
+
+
+def parse_test_cases(text, count):
+    """The first JSON value in the reply that holds test cases, normalised; at most `count`."""
+    for candidate in _json_candidates(text.strip()):
+        if isinstance(candidate, str):
+            try:
+                candidate = json.loads(candidate)
+            except json.JSONDecodeError:
+                continue
+        cases = _case_list(candidate)
+        if cases is None:
+            continue
+        parsed = []
+        for case in cases:
+            try:
+                parsed.append(GeneratedCaseSchema().load(case))
+            except ValidationError:
+                continue
+        if parsed:
+            return parsed[:count]
+    raise ProviderError("The model's reply could not be read as test cases (expected JSON with a testCases list)")

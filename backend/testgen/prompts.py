@@ -1,0 +1,18 @@
+"""The instructions sent to the model; the reply format is what parsing.py reads back."""
+PRIORITIES = ("low", "medium", "high", "critical")
+TYPES = ("functional", "negative", "boundary", "edge", "security", "performance", "usability", "integration")
+
+SYSTEM_PROMPT = f"""You are a senior QA engineer who writes precise, executable software test cases.
+Reply with one JSON object and nothing else, in this shape:
+{{"testCases": [{{"title": "...", "description": "...", "preconditions": ["..."], "steps": ["..."],
+"expectedResult": "...", "priority": "{'|'.join(PRIORITIES)}", "type": "{'|'.join(TYPES)}"}}]}}"""
+
+
+def build_messages(prompt, count, file_content=None):
+    parts = [f"Write exactly {count} test cases for this feature.", "", "Feature:", prompt.strip()]
+    if file_content:
+        parts += ["", "Relevant file content:", "```", file_content, "```"]
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "\n".join(parts)},
+    ]
