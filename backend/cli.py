@@ -1,5 +1,6 @@
 """`flask` commands; scripts/ call the same functions."""
 import click
+from flask.cli import with_appcontext
 
 from backend.auth.services import ensure_admin
 from backend.db import get_db
@@ -14,12 +15,14 @@ def print_index_report(report):
 
 
 @click.command("create-indexes")
+@with_appcontext
 def create_indexes_command():
     """Create every index the service needs (idempotent)."""
     print_index_report(ensure_indexes(get_db()))
 
 
 @click.command("create-admin")
+@with_appcontext
 @click.option("--email", required=True, help="Account email; an existing account is promoted.")
 @click.password_option("--password", help="Password for a new account (prompted when omitted).")
 def create_admin_command(email, password):

@@ -1,0 +1,62 @@
+"""App per test with a fresh in-memory store; fixtures for clients, users and the fake OpenAI."""
+import pytest
+
+from backend import create_app
+from backend.db import get_db
+from tests.helpers import SETTINGS, TEST_SECRET, FakeOpenAI, bearer, create_user
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch):
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def fake_openai():
+    return FakeOpenAI()
+
+
+@pytest.fixture
+def make_app():
+    def factory(**overrides):
+        config = {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo"}
+        config.update(overrides)
+        return create_app(config)
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def openai_app(make_app, fake_openai):
+    return make_app(
+        LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0,
+        LLM_HTTP_TRANSPORT=fake_openai.transport,
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def db(app):
+    return get_db(app)
+
+
+@pytest.fixture
+def user_headers(app, client):
+    create_user(app, "user@example.com")
+    return bearer(client, "user@example.com")
+
+
+@pytest.fixture
+def admin_headers(app, client):
+    create_user(app, "admin@example.com", role="admin")
+    return bearer(client, "admin@example.com")

@@ -1,0 +1,73 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.config import ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "x" * 32
+
+
+def test_defaults_use_embedded_store_demo_provider_and_warn():
+    config, warnings = load_config({})
+    assert config["MONGO_URI"] is None
+    assert config["LLM_PROVIDER"] == "demo"
+    assert config["LLM_MODEL"] == "gpt-4o-mini"
+    assert (config["HOST"], config["PORT"]) == ("127.0.0.1", 5000)
+    assert config["ALLOW_REGISTRATION"] is True
+    assert len(config["JWT_SECRET_KEY"]) >= 32
+    assert any("NOTHING IS PERSISTED" in w for w in warnings)
+    assert any("JWT_SECRET_KEY" in w for w in warnings)
+    assert any("demo provider" in w for w in warnings)
+
+
+def test_openai_is_the_default_when_a_key_is_set():
+    config, _ = load_config({"OPENAI_API_KEY": "sk-1"})
+    assert config["LLM_PROVIDER"] == "openai"
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MONGO_URI": "mongodb://db:27017"}, "JWT_SECRET_KEY is required when MONGO_URI is set"),
+    ({"MONGO_URI": "postgres://x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
+    ({"JWT_SECRET_KEY": "short"}, "JWT_SECRET_KEY must be at least 32 characters"),
+    ({"LLM_PROVIDER": "cohere"}, "LLM_PROVIDER must be one of openai, demo, got 'cohere'"),
+    ({"LLM_PROVIDER": "openai"}, "OPENAI_API_KEY is required when LLM_PROVIDER is openai"),
+    ({"PORT": "http"}, "PORT must be a whole number, got 'http'"),
+    ({"PORT": "70000"}, "PORT must be between 1 and 65535, got 70000"),
+    ({"ALLOW_REGISTRATION": "maybe"}, "ALLOW_REGISTRATION must be true or false, got 'maybe'"),
+    ({"ADMIN_EMAIL": "a@b.co"}, "ADMIN_EMAIL and ADMIN_PASSWORD must be set together"),
+    ({"ADMIN_EMAIL": "a@b.co", "ADMIN_PASSWORD": "short"}, "ADMIN_PASSWORD must be at least 8 characters"),
+    ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'LOUD'"),
+    ({"OPENAI_BASE_URL": "localhost:8000"}, "OPENAI_BASE_URL must be an http(s) URL, got 'localhost:8000'"),
+])
+def test_invalid_settings_name_the_setting(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(env)
+    assert str(raised.value) == message
+
+
+def test_real_mongo_settings_are_accepted():
+    config, warnings = load_config({
+        "MONGO_URI": "mongodb+srv://cluster.example.net", "JWT_SECRET_KEY": SECRET,
+        "MONGO_DB_NAME": "ledger", "CORS_ORIGINS": "http://a.test, http://b.test",
+        "JWT_ACCESS_TOKEN_MINUTES": "5", "ALLOW_REGISTRATION": "false",
+    })
+    assert config["MONGO_DB_NAME"] == "ledger"
+    assert config["CORS_ORIGINS"] == ["http://a.test", "http://b.test"]
+    assert config["JWT_ACCESS_TOKEN_EXPIRES"].total_seconds() == 300
+    assert config["ALLOW_REGISTRATION"] is False
+    assert not any("PERSISTED" in w or "JWT_SECRET_KEY" in w for w in warnings)
+
+
+def test_bad_setting_stops_start_up_with_one_line_and_no_traceback():
+    result = subprocess.run(
+        [sys.executable, "wsgi.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", "LLM_PROVIDER": "cohere"},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Configuration error: LLM_PROVIDER must be one of openai, demo, got 'cohere'"
+    )
+    assert "Traceback" not in result.stderr
