@@ -1,0 +1,98 @@
+import subprocess
+import sys
+from pathlib import Path
+
+from backend.indexes import INDEXES, ensure_indexes
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED_INDEXES = [
+    ("userId", "timestamp"), ("userEmail", "timestamp"), ("modelName", "timestamp"), ("date", "userId"),
+    ("month", "userId"), ("year", "userId"), ("operation", "timestamp"), ("isActive", "timestamp"),
+]
+
+
+def test_health_is_200_with_the_database_up(client):
+    response = client.get("/health")
+    assert response.status_code == 200
+    assert response.json["data"]["database"] == "up"
+
+
+def test_health_is_503_when_mongodb_is_unreachable(make_app):
+    # A real pymongo client pointed at a closed loopback port.
+    app = make_app(MONGO_URI="mongodb://127.0.0.1:1/", MONGO_TIMEOUT_MS=200)
+    response = app.test_client().get("/health")
+    assert response.status_code == 503
+    assert response.json["success"] is False
+    assert response.json["message"] == "Database unreachable"
+    assert response.json["data"]["database"] == "down"
+
+
+def test_openapi_document_describes_every_endpoint(client):
+    spec = client.get("/docs/openapi.json").json
+    assert {
+        "/health", "/auth/register", "/auth/login", "/auth/refresh", "/auth/me", "/api/test-generation",
+        "/admin/openai/dashboard", "/admin/openai/top-users",
+        "/admin/openai/user/{user_id}/stats", "/admin/openai/user/{user_id}/history",
+    } <= set(spec["paths"])
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    params = {p["name"] for p in spec["paths"]["/admin/openai/top-users"]["get"]["parameters"]}
+    assert {"limit", "startDate", "endDate"} <= params
+
+
+def test_docs_page_loads_its_assets_from_this_server(client):
+    page = client.get("/docs/").get_data(as_text=True)
+    assert "/docs/assets/swagger-ui-bundle.js" in page and "/docs/openapi.json" in page
+    assert "//cdn" not in page and "unpkg" not in page and "jsdelivr" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"):
+        assert client.get(f"/docs/assets/{asset}").status_code == 200
+
+
+def test_unknown_route_wrong_method_and_crash_use_the_envelope(app, client):
+    def crash():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/crash", "crash", crash)
+    missing = client.get("/no/such/route")
+    assert missing.status_code == 404 and missing.json["success"] is False
+    wrong_method = client.delete("/auth/login")
+    assert wrong_method.status_code == 405 and wrong_method.json["success"] is False
+    assert "POST" in wrong_method.headers["Allow"]
+    crashed = client.get("/crash")
+    assert crashed.status_code == 500
+    assert crashed.json == {"success": False, "message": "Internal server error"}
+
+
+def test_index_definitions_are_the_seed_eight_plus_uniques():
+    usage = [spec for spec in INDEXES if spec.collection == "openai_token_usage"]
+    compound = [tuple(field for field, _ in spec.keys) for spec in usage if len(spec.keys) == 2]
+    assert compound == SEED_INDEXES
+    assert [(s.collection, s.keys, s.unique) for s in INDEXES if s.unique] == [
+        ("openai_token_usage", (("callId", 1),), True), ("users", (("email", 1),), True)]
+
+
+def test_ensure_indexes_is_idempotent(db):
+    db.client.drop_database(db.name)
+    first = ensure_indexes(db)
+    second = ensure_indexes(db)
+    assert [outcome for *_, outcome in first] == ["created"] * 10
+    assert [outcome for *_, outcome in second] == ["exists"] * 10
+    info = db["openai_token_usage"].index_information()
+    assert info["userId_1_timestamp_-1"]["key"] == [("userId", 1), ("timestamp", -1)]
+    assert info["callId_1"]["unique"] is True
+
+
+def test_create_indexes_script_reports_what_it_did():
+    result = subprocess.run([sys.executable, "scripts/create_indexes.py"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == "10 created, 0 already present"
+    assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
+
+
+def test_cors_allows_only_configured_origins(make_app):
+    client = make_app(CORS_ORIGINS=["http://app.test"]).test_client()
+    allowed = client.get("/health", headers={"Origin": "http://app.test"})
+    other = client.get("/health", headers={"Origin": "http://evil.test"})
+    assert allowed.headers["Access-Control-Allow-Origin"] == "http://app.test"
+    assert "Access-Control-Allow-Origin" not in other.headers
