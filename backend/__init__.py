@@ -71,9 +71,10 @@ def _register_blueprints(app):
     from backend.auth.routes import blp as auth_blp
     from backend.system.routes import blp as system_blp
     from backend.system.routes import docs_assets
+    from backend.testcases.routes import blp as testcases_blp
     from backend.testgen.routes import blp as testgen_blp
 
-    for blueprint in (system_blp, auth_blp, testgen_blp, admin_blp):
+    for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, admin_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets)
 

@@ -4,13 +4,23 @@
 `app.config`. A bad value raises ConfigError with one line saying which
 setting is wrong, so start-up fails clearly instead of with a traceback.
 """
+import json
 import os
 import secrets
 import tempfile
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlparse
 
-LLM_PROVIDERS = ("openai", "demo")
+LLM_PROVIDERS = ("openai", "gemini", "anthropic", "ollama", "demo")
+DEFAULT_MODELS = {
+    "openai": "gpt-4o-mini",
+    "gemini": "gemini-2.0-flash",
+    "anthropic": "claude-3-5-haiku-latest",
+    "ollama": "llama3.2",
+    "demo": "demo",
+}
+PRICE_FIELDS = ("inputPer1M", "cachedInputPer1M", "cacheWritePer1M", "outputPer1M")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_JWT_SECRET_LENGTH = 32
 
@@ -68,6 +78,62 @@ def _http_url(env, name):
     return url
 
 
+def _price_overrides(env):
+    """PRICING_FILE: {"models": [{"provider", "model", "inputPer1M", "outputPer1M", ...}]}."""
+    path = _text(env, "PRICING_FILE")
+    if path is None:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            document = json.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"PRICING_FILE cannot be read: {exc.strerror} ({path})") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"PRICING_FILE is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    entries = document.get("models") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ConfigError('PRICING_FILE must hold {"models": [...]}')
+    overrides = {}
+    for number, entry in enumerate(entries, 1):
+        where = f"PRICING_FILE entry {number}"
+        if not isinstance(entry, dict) or not entry.get("provider") or not entry.get("model"):
+            raise ConfigError(f"{where} needs provider and model")
+        rates = {}
+        for field in PRICE_FIELDS:
+            value = entry.get(field)
+            if value is None:
+                continue
+            try:
+                rate = Decimal(str(value))
+            except InvalidOperation:
+                raise ConfigError(f"{where} {field} must be a number") from None
+            if rate < 0:
+                raise ConfigError(f"{where} {field} must not be negative")
+            rates[field] = rate
+        if "inputPer1M" not in rates or "outputPer1M" not in rates:
+            raise ConfigError(f"{where} needs inputPer1M and outputPer1M")
+        overrides[(entry["provider"], entry["model"])] = rates
+    return overrides
+
+
+def _enabled_providers(env, default_provider, credentials):
+    """Providers a request may choose: the default, plus every provider with credentials."""
+    listed = _text(env, "LLM_PROVIDERS")
+    if listed is None:
+        chosen = [name for name in LLM_PROVIDERS if credentials.get(name)]
+        return [default_provider] + [name for name in chosen if name != default_provider]
+    chosen = []
+    for name in (item.strip().lower() for item in listed.split(",") if item.strip()):
+        if name not in LLM_PROVIDERS:
+            raise ConfigError(f"LLM_PROVIDERS names an unknown provider {name!r}")
+        if name not in ("demo", "ollama") and not credentials.get(name):
+            raise ConfigError(f"LLM_PROVIDERS includes {name} but its API key is not set")
+        chosen.append(name)
+    if default_provider not in chosen:
+        chosen.insert(0, default_provider)
+    return chosen
+
+
 def load_config(environ=None):
     """Read and validate every setting; returns (config dict, start-up warnings)."""
     env = os.environ if environ is None else environ
@@ -100,6 +166,15 @@ def load_config(environ=None):
         raise ConfigError("ADMIN_PASSWORD must be at least 8 characters")
 
     openai_api_key = _text(env, "OPENAI_API_KEY")
+    gemini_api_key = _text(env, "GEMINI_API_KEY") or _text(env, "GOOGLE_API_KEY")
+    anthropic_api_key = _text(env, "ANTHROPIC_API_KEY")
+    ollama_host = _http_url(env, "OLLAMA_HOST")
+    credentials = {
+        "openai": openai_api_key,
+        "gemini": gemini_api_key,
+        "anthropic": anthropic_api_key,
+        "ollama": ollama_host,
+    }
     provider = _text(env, "LLM_PROVIDER")
     if provider is None:
         provider = "openai" if openai_api_key else "demo"
@@ -111,8 +186,13 @@ def load_config(environ=None):
     provider = provider.lower()
     if provider not in LLM_PROVIDERS:
         raise ConfigError(f"LLM_PROVIDER must be one of {', '.join(LLM_PROVIDERS)}, got {provider!r}")
-    if provider == "openai" and not openai_api_key:
-        raise ConfigError("OPENAI_API_KEY is required when LLM_PROVIDER is openai")
+    required_key = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+    if provider in required_key and not credentials[provider]:
+        raise ConfigError(f"{required_key[provider]} is required when LLM_PROVIDER is {provider}")
+    models = {name: _text(env, f"{name.upper()}_MODEL", default) for name, default in DEFAULT_MODELS.items()}
+    models["demo"] = DEFAULT_MODELS["demo"]
+    if _text(env, "LLM_MODEL"):
+        models[provider] = _text(env, "LLM_MODEL")
 
     log_level = (_text(env, "LOG_LEVEL", "INFO")).upper()
     if log_level not in LOG_LEVELS:
@@ -147,12 +227,19 @@ def load_config(environ=None):
         "CORS_ORIGINS": cors_origins,
         "LOG_LEVEL": log_level,
         "LLM_PROVIDER": provider,
-        "LLM_MODEL": _text(env, "LLM_MODEL", "gpt-4o-mini"),
+        "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
+        "LLM_MODELS": models,
         "LLM_TIMEOUT_SECONDS": _integer(env, "LLM_TIMEOUT_SECONDS", 60, 1, 600),
         "LLM_MAX_RETRIES": _integer(env, "LLM_MAX_RETRIES", 2, 0, 10),
         "LLM_MAX_OUTPUT_TOKENS": _integer(env, "LLM_MAX_OUTPUT_TOKENS", 4096, 64, 200_000),
         "OPENAI_API_KEY": openai_api_key,
         "OPENAI_BASE_URL": _http_url(env, "OPENAI_BASE_URL"),
+        "GEMINI_API_KEY": gemini_api_key,
+        "GEMINI_BASE_URL": _http_url(env, "GEMINI_BASE_URL"),
+        "ANTHROPIC_API_KEY": anthropic_api_key,
+        "ANTHROPIC_BASE_URL": _http_url(env, "ANTHROPIC_BASE_URL"),
+        "OLLAMA_HOST": ollama_host or "http://127.0.0.1:11434",
+        "PRICE_OVERRIDES": _price_overrides(env),
         "TIKTOKEN_CACHE_DIR": tiktoken_cache_dir,
     }
     return config, warnings

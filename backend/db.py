@@ -7,6 +7,7 @@ from flask import current_app
 
 USERS = "users"
 USAGE = "openai_token_usage"
+TESTCASES = "testcases"
 
 _clients = {}
 _clients_lock = threading.Lock()

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import USAGE, USERS
+from backend.db import TESTCASES, USAGE, USERS
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ INDEXES = (
     IndexSpec(USAGE, (("isActive", ASCENDING), ("timestamp", DESCENDING))),
     IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
+    IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
 )
 
 

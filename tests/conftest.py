@@ -22,6 +22,7 @@ def make_app():
     def factory(**overrides):
         config = {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo"}
         config.update(overrides)
+        config.setdefault("LLM_PROVIDERS", [config["LLM_PROVIDER"]])
         return create_app(config)
 
     return factory
@@ -36,7 +37,7 @@ def app(make_app):
 def openai_app(make_app, fake_openai):
     return make_app(
         LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0,
-        LLM_HTTP_TRANSPORT=fake_openai.transport,
+        LLM_TRANSPORTS={"openai": fake_openai.transport},
     )
 
 

@@ -14,7 +14,8 @@ def test_defaults_use_embedded_store_demo_provider_and_warn():
     config, warnings = load_config({})
     assert config["MONGO_URI"] is None
     assert config["LLM_PROVIDER"] == "demo"
-    assert config["LLM_MODEL"] == "gpt-4o-mini"
+    assert config["LLM_PROVIDERS"] == ["demo"]
+    assert config["LLM_MODELS"]["openai"] == "gpt-4o-mini"
     assert (config["HOST"], config["PORT"]) == ("127.0.0.1", 5000)
     assert config["ALLOW_REGISTRATION"] is True
     assert len(config["JWT_SECRET_KEY"]) >= 32
@@ -32,7 +33,7 @@ def test_openai_is_the_default_when_a_key_is_set():
     ({"MONGO_URI": "mongodb://db:27017"}, "JWT_SECRET_KEY is required when MONGO_URI is set"),
     ({"MONGO_URI": "postgres://x"}, "MONGO_URI must start with mongodb:// or mongodb+srv://"),
     ({"JWT_SECRET_KEY": "short"}, "JWT_SECRET_KEY must be at least 32 characters"),
-    ({"LLM_PROVIDER": "cohere"}, "LLM_PROVIDER must be one of openai, demo, got 'cohere'"),
+    ({"LLM_PROVIDER": "cohere"}, "LLM_PROVIDER must be one of openai, gemini, anthropic, ollama, demo, got 'cohere'"),
     ({"LLM_PROVIDER": "openai"}, "OPENAI_API_KEY is required when LLM_PROVIDER is openai"),
     ({"PORT": "http"}, "PORT must be a whole number, got 'http'"),
     ({"PORT": "70000"}, "PORT must be between 1 and 65535, got 70000"),
@@ -68,6 +69,6 @@ def test_bad_setting_stops_start_up_with_one_line_and_no_traceback():
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (
-        "Configuration error: LLM_PROVIDER must be one of openai, demo, got 'cohere'"
+        "Configuration error: LLM_PROVIDER must be one of openai, gemini, anthropic, ollama, demo, got 'cohere'"
     )
     assert "Traceback" not in result.stderr

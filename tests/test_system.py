@@ -62,10 +62,12 @@ def test_unknown_route_wrong_method_and_crash_use_the_envelope(app, client):
     assert crashed.json == {"success": False, "message": "Internal server error"}
 
 
-def test_index_definitions_are_the_seed_eight_plus_uniques():
+def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
     usage = [spec for spec in INDEXES if spec.collection == "openai_token_usage"]
     compound = [tuple(field for field, _ in spec.keys) for spec in usage if len(spec.keys) == 2]
     assert compound == SEED_INDEXES
+    assert [(s.collection, s.keys) for s in INDEXES if s.collection == "testcases"] == [
+        ("testcases", (("createdBy", 1), ("createdAt", -1)))]
     assert [(s.collection, s.keys, s.unique) for s in INDEXES if s.unique] == [
         ("openai_token_usage", (("callId", 1),), True), ("users", (("email", 1),), True)]
 
@@ -74,8 +76,8 @@ def test_ensure_indexes_is_idempotent(db):
     db.client.drop_database(db.name)
     first = ensure_indexes(db)
     second = ensure_indexes(db)
-    assert [outcome for *_, outcome in first] == ["created"] * 10
-    assert [outcome for *_, outcome in second] == ["exists"] * 10
+    assert [outcome for *_, outcome in first] == ["created"] * 11
+    assert [outcome for *_, outcome in second] == ["exists"] * 11
     info = db["openai_token_usage"].index_information()
     assert info["userId_1_timestamp_-1"]["key"] == [("userId", 1), ("timestamp", -1)]
     assert info["callId_1"]["unique"] is True
@@ -86,7 +88,7 @@ def test_create_indexes_script_reports_what_it_did():
                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[-1] == "10 created, 0 already present"
+    assert lines[-1] == "11 created, 0 already present"
     assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
 
 

@@ -1,8 +1,10 @@
 """What every provider returns, normalised to the token convention of ARCHITECTURE.md.
 
-inputTokens counts every prompt token (cached ones included), outputTokens every
-generated token (reasoning included), totalTokens = inputTokens + outputTokens.
+inputTokens counts every prompt token (cached reads and cache writes included),
+outputTokens every generated token (reasoning included),
+totalTokens = inputTokens + outputTokens.
 """
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -12,12 +14,15 @@ class TokenUsage:
     input_tokens: int = 0
     output_tokens: int = 0
     cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
     reasoning_tokens: int = 0
+    # reported: the provider sent usage at all; complete: it sent every count we read.
     reported: bool = True
+    complete: bool = True
 
     def __post_init__(self):
-        if self.cached_input_tokens > self.input_tokens:
-            raise ValueError("cached input tokens cannot exceed input tokens")
+        if self.cached_input_tokens + self.cache_write_tokens > self.input_tokens:
+            raise ValueError("cached and cache-write tokens cannot exceed input tokens")
         if self.reasoning_tokens > self.output_tokens:
             raise ValueError("reasoning tokens cannot exceed output tokens")
 
@@ -26,7 +31,7 @@ class TokenUsage:
         return self.input_tokens + self.output_tokens
 
 
-NO_USAGE = TokenUsage(reported=False)
+NO_USAGE = TokenUsage(reported=False, complete=False)
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,61 @@ class Completion:
     latency_ms: float
 
 
+class ProviderStream:
+    """A streamed completion: iterate for text deltas.
+
+    `produce(stream)` is the provider's generator; it yields text and keeps
+    `stream.usage` and `stream.response_model` up to date as the provider reports
+    them, so a stream that breaks or is abandoned still knows what was reported.
+    """
+
+    def __init__(self, model, produce, close=None):
+        self.model = model
+        self.response_model = model
+        self.usage = None
+        self.finished = False
+        self._produce = produce
+        self._close = close
+        self._parts = []
+        self._started = time.perf_counter()
+
+    def __iter__(self):
+        for delta in self._produce(self):
+            self._parts.append(delta)
+            yield delta
+        self.finished = True
+
+    @property
+    def text(self):
+        return "".join(self._parts)
+
+    def completion(self):
+        return Completion(
+            text=self.text,
+            usage=self.usage or NO_USAGE,
+            model=self.model,
+            response_model=self.response_model or self.model,
+            latency_ms=(time.perf_counter() - self._started) * 1000,
+        )
+
+    def close(self):
+        if self._close is not None:
+            self._close()
+
+
 class Provider:
     """One LLM vendor behind its official SDK.
 
     `price_provider` is the provider id in the genai-prices table, or None when
-    calls cost nothing (the offline demo).
+    calls cost nothing; `free_reason` then says why (recorded as the price source).
     """
 
     name: ClassVar[str]
     price_provider: ClassVar[str | None] = None
+    free_reason: ClassVar[str] = ""
     is_demo: ClassVar[bool] = False
+    # How estimate-tokens counts this provider's prompts; "tiktoken" only where exact.
+    estimation: ClassVar[str] = "approximation"
     default_model: str
 
     @classmethod
@@ -57,3 +107,13 @@ class Provider:
     def complete(self, messages, model, max_output_tokens):
         """Send chat messages [{role, content}] and return a Completion."""
         raise NotImplementedError
+
+    def stream(self, messages, model, max_output_tokens):
+        """Send chat messages and return a ProviderStream."""
+        raise NotImplementedError
+
+
+def split_system(messages):
+    """(system text, other messages): for SDKs that take the system prompt separately."""
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    return system, [m for m in messages if m["role"] != "system"]

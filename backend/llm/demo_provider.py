@@ -3,7 +3,7 @@ import json
 import re
 import time
 
-from backend.llm.base import Completion, Provider, TokenUsage
+from backend.llm.base import Completion, Provider, ProviderStream, TokenUsage
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
 DEMO_MODEL = "demo"
@@ -25,6 +25,7 @@ _SCENARIOS = (
 class DemoProvider(Provider):
     name = "demo"
     price_provider = None
+    free_reason = "demo provider: no spend"
     is_demo = True
     default_model = DEMO_MODEL
 
@@ -48,6 +49,17 @@ class DemoProvider(Provider):
             response_model=DEMO_MODEL,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+
+    def stream(self, messages, model, max_output_tokens):
+        completion = self.complete(messages, model, max_output_tokens)
+
+        def produce(stream):
+            for line in completion.text.splitlines(keepends=True):
+                yield line
+            stream.usage = completion.usage
+
+        return ProviderStream(DEMO_MODEL, produce)
 
 
 def _requested(user_message):

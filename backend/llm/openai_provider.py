@@ -5,12 +5,13 @@ import httpx2
 import openai
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import NO_USAGE, Completion, Provider, TokenUsage
+from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage
 
 
 class OpenAIProvider(Provider):
     name = "openai"
     price_provider = "openai"
+    estimation = "tiktoken"
 
     def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
         self.default_model = default_model
@@ -30,11 +31,11 @@ class OpenAIProvider(Provider):
     def from_config(cls, config):
         return cls(
             api_key=config["OPENAI_API_KEY"],
-            default_model=config["LLM_MODEL"],
+            default_model=config["LLM_MODELS"]["openai"],
             base_url=config["OPENAI_BASE_URL"],
             timeout=config["LLM_TIMEOUT_SECONDS"],
             max_retries=config["LLM_MAX_RETRIES"],
-            transport=config.get("LLM_HTTP_TRANSPORT"),
+            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
         )
 
     def complete(self, messages, model, max_output_tokens):
@@ -45,7 +46,6 @@ class OpenAIProvider(Provider):
             )
         except openai.APIError as exc:
             raise self._translate(exc) from exc
-        latency_ms = (time.perf_counter() - started) * 1000
         if not response.choices:
             raise ProviderError("OpenAI returned no choices")
         return Completion(
@@ -53,14 +53,40 @@ class OpenAIProvider(Provider):
             usage=usage_from_openai(response.usage),
             model=model,
             response_model=response.model or model,
-            latency_ms=latency_ms,
+            latency_ms=(time.perf_counter() - started) * 1000,
         )
 
+    def stream(self, messages, model, max_output_tokens):
+        try:
+            response = self.client.chat.completions.create(
+                model=model,
+                messages=messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **{self.max_tokens_field: max_output_tokens},
+            )
+        except openai.APIError as exc:
+            raise self._translate(exc) from exc
+
+        def produce(stream):
+            try:
+                for chunk in response:
+                    stream.response_model = chunk.model or stream.response_model
+                    if chunk.usage is not None:
+                        stream.usage = usage_from_openai(chunk.usage)
+                    for choice in chunk.choices:
+                        if choice.delta and choice.delta.content:
+                            yield choice.delta.content
+            except (openai.APIError, httpx2.HTTPError) as exc:
+                raise self._translate(exc) from exc
+
+        return ProviderStream(model, produce, close=response.close)
+
     def _translate(self, exc):
-        if isinstance(exc, openai.APITimeoutError):
+        if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
             return ProviderTimeout(f"OpenAI did not answer within {self.timeout} seconds")
-        if isinstance(exc, openai.APIConnectionError):
-            return ProviderUnavailable("Could not connect to the OpenAI API")
+        if isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError)):
+            return ProviderUnavailable("Could not connect to the OpenAI API, or the connection broke")
         if isinstance(exc, openai.RateLimitError):
             return ProviderUnavailable("OpenAI rate limit or quota reached; try again later")
         if isinstance(exc, openai.APIStatusError):

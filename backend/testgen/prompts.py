@@ -1,4 +1,6 @@
 """The instructions sent to the model; the reply format is what parsing.py reads back."""
+import json
+
 PRIORITIES = ("low", "medium", "high", "critical")
 TYPES = ("functional", "negative", "boundary", "edge", "security", "performance", "usability", "integration")
 
@@ -8,10 +10,19 @@ Reply with one JSON object and nothing else, in this shape:
 "expectedResult": "...", "priority": "{'|'.join(PRIORITIES)}", "type": "{'|'.join(TYPES)}"}}]}}"""
 
 
-def build_messages(prompt, count, file_content=None):
+def _example(case):
+    return json.dumps({key: case.get(key) for key in ("title", "steps", "expectedResult")}, ensure_ascii=False)
+
+
+def build_messages(prompt, count, file_content=None, context=None, references=()):
     parts = [f"Write exactly {count} test cases for this feature.", "", "Feature:", prompt.strip()]
+    if context:
+        parts += ["", "Context:", context.strip()]
     if file_content:
         parts += ["", "Relevant file content:", "```", file_content, "```"]
+    if references:
+        parts += ["", "Existing test cases of this project, as examples of style (do not repeat them):"]
+        parts += [_example(case) for case in references]
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
         {"role": "user", "content": "\n".join(parts)},

@@ -1,32 +1,67 @@
-from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from backend.clock import utc_now
 from backend.llm.registry import get_provider
 from backend.schemas import envelope, ok
-from backend.testgen import services
-from backend.testgen.schemas import GenerationRequestSchema, GenerationSchema
-from backend.usage.capture import add_calls, tracked
+from backend.testgen import endpoint, services
+from backend.testgen.schemas import (
+    EstimateSchema,
+    GenerationRequestSchema,
+    GenerationSchema,
+    PromptSchema,
+    TokenInfoQuerySchema,
+    TokenInfoSchema,
+)
+from backend.usage.capture import tracked
 
-blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation")
+blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation and token tools")
+BEARER = {"security": [{"bearerAuth": []}]}
+
+
+def _answer(include_usage):
+    def finish(plan, test_cases, calls):
+        data = {"testCases": test_cases, "references": services.reference_summary(plan)}
+        if include_usage:
+            data["usage"] = services.usage_summary(calls)
+        return data, f"Generated {len(test_cases)} test cases"
+
+    return finish
 
 
 @blp.post("/test-generation")
 @jwt_required()
-@blp.doc(security=[{"bearerAuth": []}])
+@blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(GenerationSchema))
 @tracked("test_generation")
 def generate(body):
-    """Generate test cases for a feature description; the call is recorded in the usage ledger."""
-    generation = services.generate_test_cases(
-        get_provider(),
-        body["prompt"],
-        body["count"],
-        current_app.config["LLM_MAX_OUTPUT_TOKENS"],
-        file_content=body["file_content"],
-        model=body["model"],
-    )
-    add_calls(generation.calls)
-    data = {"testCases": generation.test_cases, "usage": services.usage_summary(generation.calls)}
-    return ok(data, f"Generated {len(generation.test_cases)} test cases")
+    """Generate test cases for a feature description; the call is recorded in the usage ledger.
+
+    With `stream: true` the answer is server-sent events: `delta`, then `done` or `error`.
+    """
+    return endpoint.run(body, "test_generation", _answer(body["include_token_usage"]), GenerationSchema)
+
+
+@blp.post("/estimate-tokens")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(PromptSchema)
+@blp.response(200, envelope(EstimateSchema))
+def estimate_tokens(body):
+    """Input tokens and cost a generation request would use, before making it (no LLM call)."""
+    data = services.estimate(endpoint.plan(body), endpoint.settings(), utc_now())
+    return ok(data, "Token estimate computed")
+
+
+@blp.get("/token-info")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(TokenInfoQuerySchema, location="query")
+@blp.response(200, envelope(TokenInfoSchema))
+def token_info(query):
+    """Pricing and limits of a model (default: the configured provider's default model)."""
+    provider = get_provider(query["provider"])
+    model = query["model"] or provider.default_model
+    data = services.token_info(provider, model, endpoint.settings(), utc_now())
+    return ok(data, f"Token information for {model}")

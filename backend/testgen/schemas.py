@@ -1,25 +1,44 @@
 from marshmallow import Schema, fields, validate
 
+from backend.testgen.prompts import PRIORITIES, TYPES
+
 MAX_TEST_CASES = 20
 MAX_PROMPT_CHARS = 20_000
 MAX_FILE_CHARS = 200_000
+MAX_REFERENCES = 10
 
 
-class GenerationRequestSchema(Schema):
+class PromptSchema(Schema):
+    """What shapes the prompt: shared by generation and estimate-tokens."""
+
     prompt = fields.String(required=True, validate=validate.Length(min=1, max=MAX_PROMPT_CHARS))
+    context = fields.String(validate=validate.Length(max=MAX_PROMPT_CHARS), load_default=None)
     file_content = fields.String(data_key="fileContent", validate=validate.Length(max=MAX_FILE_CHARS), load_default=None)
     count = fields.Integer(validate=validate.Range(min=1, max=MAX_TEST_CASES), load_default=5)
+    provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
     model = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
+    use_rag = fields.Boolean(data_key="useRAG", load_default=False)
+    rag_similarity_threshold = fields.Float(
+        data_key="ragSimilarityThreshold", validate=validate.Range(min=0, max=1), load_default=0.7
+    )
+    max_rag_references = fields.Integer(
+        data_key="maxRAGReferences", validate=validate.Range(min=1, max=MAX_REFERENCES), load_default=3
+    )
 
 
-class TestCaseSchema(Schema):
+class GenerationRequestSchema(PromptSchema):
+    stream = fields.Boolean(load_default=False)
+    include_token_usage = fields.Boolean(data_key="includeTokenUsage", load_default=True)
+
+
+class GeneratedCaseSchema(Schema):
     title = fields.String()
     description = fields.String()
     preconditions = fields.List(fields.String())
     steps = fields.List(fields.String())
     expectedResult = fields.String()
-    priority = fields.String()
-    type = fields.String()
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    type = fields.String(validate=validate.OneOf(TYPES))
 
 
 class UsageSummarySchema(Schema):
@@ -36,6 +55,50 @@ class UsageSummarySchema(Schema):
     callIds = fields.List(fields.String())
 
 
+class ReferenceSchema(Schema):
+    id = fields.String()
+    title = fields.String()
+    similarity = fields.Float()
+
+
 class GenerationSchema(Schema):
-    testCases = fields.List(fields.Nested(TestCaseSchema))
+    testCases = fields.List(fields.Nested(GeneratedCaseSchema))
     usage = fields.Nested(UsageSummarySchema)
+    references = fields.List(fields.Nested(ReferenceSchema))
+
+
+class EstimateSchema(Schema):
+    estimatedInputTokens = fields.Integer()
+    estimatedCostUsd = fields.Float(allow_none=True)
+    modelName = fields.String()
+    provider = fields.String()
+    method = fields.String()
+    note = fields.String()
+    references = fields.List(fields.Nested(ReferenceSchema))
+
+
+class TokenInfoQuerySchema(Schema):
+    provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
+    model = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
+
+
+class PricingSchema(Schema):
+    inputPer1M = fields.Float(allow_none=True)
+    cachedInputPer1M = fields.Float(allow_none=True)
+    outputPer1M = fields.Float(allow_none=True)
+    currency = fields.String()
+    source = fields.String()
+
+
+class LimitsSchema(Schema):
+    maxInputTokens = fields.Integer(allow_none=True)
+    maxOutputTokens = fields.Integer()
+
+
+class TokenInfoSchema(Schema):
+    model = fields.String()
+    provider = fields.String()
+    pricing = fields.Nested(PricingSchema)
+    limits = fields.Nested(LimitsSchema)
+    estimationMethod = fields.String()
+    note = fields.String()

@@ -6,6 +6,8 @@ A record is written for each LLM call of a request when, and only when:
 3. the caller is authenticated (a verified JWT with a loaded user),
 4. the provider reported usage for that call.
 The hook never raises into the response: a failure is logged and the response stands.
+Streamed generations are recorded by the stream itself when it ends (record_calls),
+because the hook runs before a streamed body is sent.
 """
 import logging
 import re
@@ -40,6 +42,22 @@ def add_calls(calls):
     g.setdefault("llm_calls", []).extend(calls)
 
 
+def record_calls(calls, user, operation, request_id):
+    """Write the calls whose provider reported usage; warn about the others. Never raises."""
+    try:
+        for call in calls:
+            if not call.usage.reported:
+                log.warning(
+                    "Usage not recorded: %s returned no usage for model %s (callId %s)",
+                    call.provider, call.completion.model, call.call_id,
+                )
+        records = [build_record(call, user, operation, request_id) for call in calls if call.usage.reported]
+        if records:
+            record_usage(get_db(), records)
+    except Exception:
+        log.exception("Recording usage failed for callIds %s", ", ".join(c.call_id for c in calls))
+
+
 def _authenticated_user():
     try:
         return get_current_user()
@@ -65,16 +83,7 @@ def _capture(response):
         if user is None:
             log.info("Usage not recorded: %s was not authenticated", request.path)
             return response
-        reported = [call for call in calls if call.usage.reported]
-        for call in calls:
-            if not call.usage.reported:
-                log.warning(
-                    "Usage not recorded: %s returned no usage for model %s (callId %s)",
-                    call.provider, call.completion.model, call.call_id,
-                )
-        records = [build_record(call, user, operation, g.request_id) for call in reported]
-        if records:
-            record_usage(get_db(), records)
+        record_calls(calls, user, operation, g.request_id)
     except Exception:
         log.exception("Usage capture failed for %s", request.path)
     return response

@@ -57,7 +57,7 @@ def test_a_reply_without_usage_is_marked_unreported():
      ProviderError, "OpenAI returned HTTP 500: The server had an error"),
     (httpx2.Response(401, json={"error": {"message": "Incorrect API key provided"}}),
      ProviderError, "OpenAI returned HTTP 401: Incorrect API key provided"),
-    (httpx2.ConnectError("refused"), ProviderUnavailable, "Could not connect to the OpenAI API"),
+    (httpx2.ConnectError("refused"), ProviderUnavailable, "Could not connect to the OpenAI API, or the connection broke"),
     (httpx2.ReadTimeout("slow"), ProviderTimeout, "OpenAI did not answer within 5 seconds"),
 ])
 def test_provider_failures_become_clear_gateway_errors(reply, error, message):

@@ -18,7 +18,7 @@ def add_probe_routes(app):
     """Routes that make an LLM call: one untracked, one tracked without authentication."""
 
     def make_call():
-        add_calls([call_llm(get_provider(), MESSAGES, get_provider().default_model, 100)])
+        add_calls([call_llm(get_provider(), MESSAGES, get_provider().default_model, 100, {})])
         return {"ok": True}
 
     app.add_url_rule("/probe/untracked", "untracked", jwt_required()(make_call), methods=["POST"])

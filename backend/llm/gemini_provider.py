@@ -1,0 +1,112 @@
+"""Gemini through the official google-genai SDK (the successor of google-generativeai)."""
+import time
+
+import httpx2
+from google import genai
+from google.genai import errors, types
+
+from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage, split_system
+
+
+class GeminiProvider(Provider):
+    name = "gemini"
+    price_provider = "google"
+
+    def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
+        self.default_model = default_model
+        self.timeout = timeout
+        options = types.HttpOptions(
+            base_url=base_url,
+            timeout=timeout * 1000,
+            retry_options=types.HttpRetryOptions(attempts=max_retries + 1),
+            httpx_client=httpx2.Client(transport=transport, timeout=timeout) if transport is not None else None,
+        )
+        self.client = genai.Client(api_key=api_key, http_options=options)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            api_key=config["GEMINI_API_KEY"],
+            default_model=config["LLM_MODELS"]["gemini"],
+            base_url=config["GEMINI_BASE_URL"],
+            timeout=config["LLM_TIMEOUT_SECONDS"],
+            max_retries=config["LLM_MAX_RETRIES"],
+            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
+        )
+
+    def _request(self, messages, model, max_output_tokens):
+        system, rest = split_system(messages)
+        contents = [
+            types.Content(role="model" if m["role"] == "assistant" else "user", parts=[types.Part(text=m["content"])])
+            for m in rest
+        ]
+        config = types.GenerateContentConfig(system_instruction=system or None, max_output_tokens=max_output_tokens)
+        return {"model": model, "contents": contents, "config": config}
+
+    def complete(self, messages, model, max_output_tokens):
+        started = time.perf_counter()
+        try:
+            response = self.client.models.generate_content(**self._request(messages, model, max_output_tokens))
+        except (errors.APIError, httpx2.HTTPError) as exc:
+            raise self._translate(exc) from exc
+        return Completion(
+            text=_text_of(response),
+            usage=usage_from_gemini(response.usage_metadata),
+            model=model,
+            response_model=response.model_version or model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def stream(self, messages, model, max_output_tokens):
+        try:
+            chunks = self.client.models.generate_content_stream(**self._request(messages, model, max_output_tokens))
+        except (errors.APIError, httpx2.HTTPError) as exc:
+            raise self._translate(exc) from exc
+
+        def produce(stream):
+            try:
+                for chunk in chunks:
+                    stream.response_model = chunk.model_version or stream.response_model
+                    # Every chunk carries the usage so far; the last one is final.
+                    if chunk.usage_metadata is not None:
+                        stream.usage = usage_from_gemini(chunk.usage_metadata)
+                    text = _text_of(chunk)
+                    if text:
+                        yield text
+            except (errors.APIError, httpx2.HTTPError) as exc:
+                raise self._translate(exc) from exc
+
+        return ProviderStream(model, produce, close=getattr(chunks, "close", None))
+
+    def _translate(self, exc):
+        if isinstance(exc, httpx2.TimeoutException):
+            return ProviderTimeout(f"Gemini did not answer within {self.timeout} seconds")
+        if isinstance(exc, httpx2.HTTPError):
+            return ProviderUnavailable("Could not connect to the Gemini API, or the connection broke")
+        if exc.code == 429:
+            return ProviderUnavailable("Gemini rate limit or quota reached; try again later")
+        return ProviderError(f"Gemini returned HTTP {exc.code}: {(exc.message or exc.status or '')[:300]}")
+
+
+def _text_of(response):
+    parts = []
+    for candidate in response.candidates or []:
+        for part in (candidate.content.parts if candidate.content else None) or []:
+            if part.text and not part.thought:
+                parts.append(part.text)
+        break
+    return "".join(parts)
+
+
+def usage_from_gemini(metadata):
+    """prompt_token_count includes cached content; thoughts are generated on top of candidates."""
+    if metadata is None or metadata.prompt_token_count is None:
+        return NO_USAGE
+    thoughts = metadata.thoughts_token_count or 0
+    return TokenUsage(
+        input_tokens=metadata.prompt_token_count + (metadata.tool_use_prompt_token_count or 0),
+        cached_input_tokens=metadata.cached_content_token_count or 0,
+        output_tokens=(metadata.candidates_token_count or 0) + thoughts,
+        reasoning_tokens=thoughts,
+    )

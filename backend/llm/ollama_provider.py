@@ -1,0 +1,91 @@
+"""Local models through the official ollama SDK. Local calls cost nothing."""
+import logging
+import time
+
+import httpx
+import ollama
+
+from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
+from backend.llm.base import Completion, Provider, ProviderStream, TokenUsage
+
+log = logging.getLogger(__name__)
+
+
+class OllamaProvider(Provider):
+    name = "ollama"
+    price_provider = None
+    free_reason = "local model (ollama): no spend"
+
+    def __init__(self, host, default_model, timeout=60, transport=None):
+        self.default_model = default_model
+        self.host = host
+        self.timeout = timeout
+        extra = {"transport": transport} if transport is not None else {}
+        self.client = ollama.Client(host=host, timeout=timeout, **extra)
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(
+            host=config["OLLAMA_HOST"],
+            default_model=config["LLM_MODELS"]["ollama"],
+            timeout=config["LLM_TIMEOUT_SECONDS"],
+            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
+        )
+
+    def _options(self, max_output_tokens):
+        return {"num_predict": max_output_tokens}
+
+    def complete(self, messages, model, max_output_tokens):
+        started = time.perf_counter()
+        try:
+            response = self.client.chat(model=model, messages=messages, options=self._options(max_output_tokens))
+        except (ollama.ResponseError, httpx.HTTPError) as exc:
+            raise self._translate(exc) from exc
+        return Completion(
+            text=response.message.content or "",
+            usage=usage_from_ollama(response),
+            model=model,
+            response_model=response.model or model,
+            latency_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def stream(self, messages, model, max_output_tokens):
+        try:
+            chunks = self.client.chat(
+                model=model, messages=messages, options=self._options(max_output_tokens), stream=True
+            )
+        except (ollama.ResponseError, httpx.HTTPError) as exc:
+            raise self._translate(exc) from exc
+
+        def produce(stream):
+            try:
+                for chunk in chunks:
+                    stream.response_model = chunk.model or stream.response_model
+                    if chunk.message and chunk.message.content:
+                        yield chunk.message.content
+                    # Counts arrive only on the final chunk (done: true).
+                    if chunk.done:
+                        stream.usage = usage_from_ollama(chunk)
+            except (ollama.ResponseError, httpx.HTTPError) as exc:
+                raise self._translate(exc) from exc
+
+        return ProviderStream(model, produce, close=getattr(chunks, "close", None))
+
+    def _translate(self, exc):
+        if isinstance(exc, httpx.TimeoutException):
+            return ProviderTimeout(f"Ollama did not answer within {self.timeout} seconds")
+        if isinstance(exc, httpx.HTTPError):
+            return ProviderUnavailable(f"Could not connect to Ollama at {self.host}, or the connection broke")
+        return ProviderError(f"Ollama returned HTTP {exc.status_code}: {str(exc.error)[:300]}")
+
+
+def usage_from_ollama(response):
+    """prompt_eval_count / eval_count (seed 003). Ollama omits prompt_eval_count when the
+    prompt came from its cache; an absent count is recorded as 0 and flagged incomplete."""
+    prompt, generated = response.prompt_eval_count, response.eval_count
+    complete = prompt is not None and generated is not None
+    if not complete:
+        log.warning("Ollama omitted %s for model %s; recorded as 0",
+                    " and ".join(name for name, value in (("prompt_eval_count", prompt), ("eval_count", generated))
+                                 if value is None), response.model)
+    return TokenUsage(input_tokens=prompt or 0, output_tokens=generated or 0, complete=complete)

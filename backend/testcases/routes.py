@@ -1,0 +1,127 @@
+from flask_jwt_extended import current_user, jwt_required
+from flask_smorest import Blueprint
+
+from backend.db import get_db
+from backend.schemas import envelope, ok, parse_object_id
+from backend.testcases import services
+from backend.testcases.schemas import (
+    AIGenerationSchema,
+    TestCaseFullSchema,
+    TestCaseInputSchema,
+    TestCaseListQuerySchema,
+    TestCasePageSchema,
+    TestCasePatchSchema,
+    TestCaseSchema,
+)
+from backend.testgen import endpoint
+from backend.testgen import services as generation
+from backend.testgen.schemas import GenerationRequestSchema
+from backend.usage.capture import tracked
+
+blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")
+BEARER = {"security": [{"bearerAuth": []}]}
+
+
+def _owner():
+    """Whose cases the caller may touch: their own, or everyone's for an admin."""
+    return None if current_user.get("role") == "admin" else current_user["_id"]
+
+
+def _id(case_id):
+    return parse_object_id(case_id, "id")
+
+
+@blp.post("")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(TestCaseInputSchema)
+@blp.response(201, envelope(TestCaseFullSchema))
+def create(body):
+    """Create a test case by hand; tokenUsage is optional."""
+    return ok(services.create_case(get_db(), current_user["_id"], body), "Test case created")
+
+
+@blp.get("")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(TestCaseListQuerySchema, location="query")
+@blp.response(200, envelope(TestCasePageSchema))
+def list_cases(query):
+    """The caller's test cases (an admin's: everyone's), newest first, paginated and filterable."""
+    return ok(services.list_cases(get_db(), _owner(), query), "Test cases retrieved")
+
+
+@blp.get("/<case_id>")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.response(200, envelope(TestCaseSchema))
+def get(case_id):
+    """One test case."""
+    return ok(services.get_case(get_db(), _id(case_id), _owner()), "Test case retrieved")
+
+
+@blp.get("/<case_id>/full")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.response(200, envelope(TestCaseFullSchema))
+def get_full(case_id):
+    """One test case with everything stored, tokenUsage included."""
+    return ok(services.get_case(get_db(), _id(case_id), _owner()), "Test case detail retrieved")
+
+
+@blp.patch("/<case_id>")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(TestCasePatchSchema(partial=True))
+@blp.response(200, envelope(TestCaseFullSchema))
+def update(body, case_id):
+    """Change some fields; tokenUsage is optional (null clears it)."""
+    return ok(services.update_case(get_db(), _id(case_id), _owner(), body), "Test case updated")
+
+
+@blp.delete("/<case_id>")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.response(200, envelope())
+def delete(case_id):
+    """Delete a test case."""
+    services.delete_case(get_db(), _id(case_id), _owner())
+    return ok(None, "Test case deleted")
+
+
+def _generated(include_usage, save):
+    def finish(plan, test_cases, calls):
+        token_usage = generation.token_usage(calls)
+        if save:
+            test_cases = services.save_generated(get_db(), current_user["_id"], test_cases, token_usage)
+        data = {"testCases": test_cases, "references": generation.reference_summary(plan)}
+        if include_usage:
+            data["tokenUsage"] = token_usage
+        verb = "Generated and saved" if save else "Generated"
+        return data, f"{verb} {len(test_cases)} test cases with AI"
+
+    return finish
+
+
+@blp.post("/generate-with-ai")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(GenerationRequestSchema)
+@blp.response(200, envelope(AIGenerationSchema))
+@tracked("testcase_generation")
+def generate_with_ai(body):
+    """Generate test cases and return them with tokenUsage; nothing is saved."""
+    finish = _generated(body["include_token_usage"], save=False)
+    return endpoint.run(body, "testcase_generation", finish, AIGenerationSchema)
+
+
+@blp.post("/generate-and-save-with-ai")
+@jwt_required()
+@blp.doc(**BEARER)
+@blp.arguments(GenerationRequestSchema)
+@blp.response(201, envelope(AIGenerationSchema))
+@tracked("testcase_generation_saved")
+def generate_and_save_with_ai(body):
+    """Generate test cases, save them (with their tokenUsage) and return them with ids."""
+    finish = _generated(body["include_token_usage"], save=True)
+    return endpoint.run(body, "testcase_generation_saved", finish, AIGenerationSchema)

@@ -1,0 +1,96 @@
+from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+
+from backend.schemas import ObjectIdString, UTCDateTime
+from backend.testgen.prompts import PRIORITIES, TYPES
+from backend.testgen.schemas import ReferenceSchema
+
+MAX_PAGE_SIZE = 100
+NON_NEGATIVE = validate.Range(min=0)
+
+
+class TokenUsageSchema(Schema):
+    """Seed 000's tokenUsage object; the optional detail follows the token convention."""
+
+    inputTokens = fields.Integer(required=True, validate=NON_NEGATIVE)
+    outputTokens = fields.Integer(required=True, validate=NON_NEGATIVE)
+    totalTokens = fields.Integer(validate=NON_NEGATIVE)
+    estimatedCost = fields.Float(validate=NON_NEGATIVE, load_default=0.0)
+    cachedInputTokens = fields.Integer(validate=NON_NEGATIVE)
+    reasoningTokens = fields.Integer(validate=NON_NEGATIVE)
+    provider = fields.String()
+    modelName = fields.String()
+    callIds = fields.List(fields.String())
+
+    @validates_schema
+    def _consistent(self, data, **kwargs):
+        total = data.get("totalTokens")
+        if total is not None and total != data["inputTokens"] + data["outputTokens"]:
+            raise ValidationError("totalTokens must equal inputTokens + outputTokens.", "totalTokens")
+        if data.get("cachedInputTokens", 0) > data["inputTokens"]:
+            raise ValidationError("cachedInputTokens cannot exceed inputTokens.", "cachedInputTokens")
+        if data.get("reasoningTokens", 0) > data["outputTokens"]:
+            raise ValidationError("reasoningTokens cannot exceed outputTokens.", "reasoningTokens")
+
+    @post_load
+    def _fill_total(self, data, **kwargs):
+        return {"totalTokens": data["inputTokens"] + data["outputTokens"], **data}
+
+
+class TestCaseInputSchema(Schema):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    description = fields.String(validate=validate.Length(max=10_000), load_default="")
+    preconditions = fields.List(fields.String(validate=validate.Length(max=2_000)), load_default=list)
+    steps = fields.List(fields.String(validate=validate.Length(max=2_000)), load_default=list)
+    expectedResult = fields.String(validate=validate.Length(max=10_000), load_default="")
+    priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="medium")
+    type = fields.String(validate=validate.OneOf(TYPES), load_default="functional")
+    tokenUsage = fields.Nested(TokenUsageSchema, allow_none=True, load_default=None)
+
+
+class TestCasePatchSchema(TestCaseInputSchema):
+    """PATCH body: any subset of the fields (loaded with partial=True, so no defaults)."""
+
+
+class TestCaseSchema(Schema):
+    id = ObjectIdString(attribute="_id")
+    title = fields.String()
+    description = fields.String()
+    preconditions = fields.List(fields.String())
+    steps = fields.List(fields.String())
+    expectedResult = fields.String()
+    priority = fields.String()
+    type = fields.String()
+    provider = fields.String(allow_none=True)
+    modelName = fields.String(allow_none=True)
+    aiGenerated = fields.Boolean()
+    createdBy = ObjectIdString()
+    createdAt = UTCDateTime()
+    updatedAt = UTCDateTime()
+
+
+class TestCaseFullSchema(TestCaseSchema):
+    tokenUsage = fields.Nested(TokenUsageSchema, allow_none=True)
+
+
+class TestCaseListQuerySchema(Schema):
+    page = fields.Integer(validate=validate.Range(min=1), load_default=1)
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=20)
+    priority = fields.String(validate=validate.OneOf(PRIORITIES))
+    type = fields.String(validate=validate.OneOf(TYPES))
+    aiGenerated = fields.Boolean()
+    provider = fields.String()
+    q = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class TestCasePageSchema(Schema):
+    data = fields.List(fields.Nested(TestCaseSchema))
+    total = fields.Integer()
+    page = fields.Integer()
+    limit = fields.Integer()
+    totalPages = fields.Integer()
+
+
+class AIGenerationSchema(Schema):
+    testCases = fields.List(fields.Nested(TestCaseFullSchema))
+    tokenUsage = fields.Nested(TokenUsageSchema)
+    references = fields.List(fields.Nested(ReferenceSchema))
