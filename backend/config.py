@@ -15,8 +15,8 @@ from urllib.parse import urlparse
 LLM_PROVIDERS = ("openai", "gemini", "anthropic", "ollama", "demo")
 DEFAULT_MODELS = {
     "openai": "gpt-4o-mini",
-    "gemini": "gemini-2.0-flash",
-    "anthropic": "claude-3-5-haiku-latest",
+    "gemini": "gemini-2.5-flash",
+    "anthropic": "claude-haiku-4-5",
     "ollama": "llama3.2",
     "demo": "demo",
 }

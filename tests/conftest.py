@@ -1,9 +1,11 @@
 """App per test with a fresh in-memory store; fixtures for clients, users and the fake OpenAI."""
+import httpx
+import httpx2
 import pytest
 
 from backend import create_app
 from backend.db import get_db
-from tests.helpers import SETTINGS, TEST_SECRET, FakeOpenAI, bearer, create_user
+from tests.helpers import SETTINGS, TEST_SECRET, FakeLLMServer, bearer, create_user
 
 
 @pytest.fixture(autouse=True)
@@ -14,7 +16,7 @@ def _clean_environment(monkeypatch):
 
 @pytest.fixture
 def fake_openai():
-    return FakeOpenAI()
+    return FakeLLMServer()
 
 
 @pytest.fixture
@@ -38,6 +40,22 @@ def openai_app(make_app, fake_openai):
     return make_app(
         LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0,
         LLM_TRANSPORTS={"openai": fake_openai.transport},
+    )
+
+
+@pytest.fixture
+def fakes():
+    return {name: FakeLLMServer(httpx if name == "ollama" else httpx2)
+            for name in ("openai", "gemini", "anthropic", "ollama")}
+
+
+@pytest.fixture
+def multi_app(make_app, fakes):
+    """All four real providers configured, each faked at its own transport."""
+    return make_app(
+        LLM_PROVIDER="openai", LLM_PROVIDERS=["openai", "gemini", "anthropic", "ollama"],
+        OPENAI_API_KEY="sk-test", GEMINI_API_KEY="g-test", ANTHROPIC_API_KEY="a-test", LLM_MAX_RETRIES=0,
+        LLM_TRANSPORTS={name: fake.transport for name, fake in fakes.items()},
     )
 
 

@@ -2,6 +2,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from decimal import Decimal
+
 import pytest
 
 from backend.config import ConfigError, load_config
@@ -72,3 +74,53 @@ def test_bad_setting_stops_start_up_with_one_line_and_no_traceback():
         "Configuration error: LLM_PROVIDER must be one of openai, gemini, anthropic, ollama, demo, got 'cohere'"
     )
     assert "Traceback" not in result.stderr
+
+
+def test_provider_keys_models_and_enabled_providers():
+    config, _ = load_config({"LLM_PROVIDER": "anthropic", "ANTHROPIC_API_KEY": "a", "GOOGLE_API_KEY": "g",
+                             "LLM_MODEL": "claude-sonnet-4-5", "GEMINI_MODEL": "gemini-2.0-flash"})
+    assert config["LLM_PROVIDERS"] == ["anthropic", "gemini"]
+    assert config["GEMINI_API_KEY"] == "g"
+    assert config["LLM_MODELS"]["anthropic"] == "claude-sonnet-4-5"
+    assert config["LLM_MODELS"]["gemini"] == "gemini-2.0-flash"
+    assert config["LLM_MODELS"]["openai"] == "gpt-4o-mini"
+    listed, _ = load_config({"OPENAI_API_KEY": "o", "LLM_PROVIDERS": "ollama, demo"})
+    assert listed["LLM_PROVIDERS"] == ["openai", "ollama", "demo"]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LLM_PROVIDER": "gemini"}, "GEMINI_API_KEY is required when LLM_PROVIDER is gemini"),
+    ({"LLM_PROVIDERS": "openai"}, "LLM_PROVIDERS includes openai but its API key is not set"),
+    ({"LLM_PROVIDERS": "mistral"}, "LLM_PROVIDERS names an unknown provider 'mistral'"),
+    ({"OLLAMA_HOST": "ollama:11434"}, "OLLAMA_HOST must be an http(s) URL, got 'ollama:11434'"),
+])
+def test_invalid_provider_settings(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(env)
+    assert str(raised.value) == message
+
+
+def test_pricing_file_is_read_and_validated(tmp_path):
+    good = tmp_path / "prices.json"
+    good.write_text('{"models": [{"provider": "openai", "model": "my-llm", "inputPer1M": 0.2, "outputPer1M": 0.8}]}')
+    config, _ = load_config({"PRICING_FILE": str(good)})
+    assert config["PRICE_OVERRIDES"] == {("openai", "my-llm"): {"inputPer1M": Decimal("0.2"), "outputPer1M": Decimal("0.8")}}
+    for content, message in (
+        ("{oops", "PRICING_FILE is not valid JSON: Expecting property name enclosed in double quotes at line 1"),
+        ('{"models": {}}', 'PRICING_FILE must hold {"models": [...]}'),
+        ('{"models": [{"provider": "openai"}]}', "PRICING_FILE entry 1 needs provider and model"),
+        ('{"models": [{"provider": "openai", "model": "m", "inputPer1M": 1}]}',
+         "PRICING_FILE entry 1 needs inputPer1M and outputPer1M"),
+        ('{"models": [{"provider": "openai", "model": "m", "inputPer1M": -1, "outputPer1M": 1}]}',
+         "PRICING_FILE entry 1 inputPer1M must not be negative"),
+        ('{"models": [{"provider": "openai", "model": "m", "inputPer1M": "cheap", "outputPer1M": 1}]}',
+         "PRICING_FILE entry 1 inputPer1M must be a number"),
+    ):
+        bad = tmp_path / "bad.json"
+        bad.write_text(content)
+        with pytest.raises(ConfigError) as raised:
+            load_config({"PRICING_FILE": str(bad)})
+        assert str(raised.value) == message
+    with pytest.raises(ConfigError) as raised:
+        load_config({"PRICING_FILE": str(tmp_path / "missing.json")})
+    assert str(raised.value).startswith("PRICING_FILE cannot be read: No such file or directory")

@@ -39,7 +39,7 @@ class OllamaProvider(Provider):
         started = time.perf_counter()
         try:
             response = self.client.chat(model=model, messages=messages, options=self._options(max_output_tokens))
-        except (ollama.ResponseError, httpx.HTTPError) as exc:
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc) from exc
         return Completion(
             text=response.message.content or "",
@@ -54,7 +54,7 @@ class OllamaProvider(Provider):
             chunks = self.client.chat(
                 model=model, messages=messages, options=self._options(max_output_tokens), stream=True
             )
-        except (ollama.ResponseError, httpx.HTTPError) as exc:
+        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
@@ -66,7 +66,7 @@ class OllamaProvider(Provider):
                     # Counts arrive only on the final chunk (done: true).
                     if chunk.done:
                         stream.usage = usage_from_ollama(chunk)
-            except (ollama.ResponseError, httpx.HTTPError) as exc:
+            except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=getattr(chunks, "close", None))
@@ -74,7 +74,8 @@ class OllamaProvider(Provider):
     def _translate(self, exc):
         if isinstance(exc, httpx.TimeoutException):
             return ProviderTimeout(f"Ollama did not answer within {self.timeout} seconds")
-        if isinstance(exc, httpx.HTTPError):
+        if isinstance(exc, (httpx.HTTPError, ConnectionError)):
+            # The SDK turns httpx.ConnectError into the built-in ConnectionError.
             return ProviderUnavailable(f"Could not connect to Ollama at {self.host}, or the connection broke")
         return ProviderError(f"Ollama returned HTTP {exc.status_code}: {str(exc.error)[:300]}")
 

@@ -3,7 +3,7 @@ import pytest
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from backend.llm.openai_provider import OpenAIProvider
-from tests.helpers import FakeOpenAI, chat_completion
+from tests.helpers import FakeLLMServer, chat_completion
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -14,7 +14,7 @@ def provider(fake, base_url=None):
 
 
 def test_usage_follows_the_token_convention_with_cached_and_reasoning_tokens():
-    fake = FakeOpenAI()
+    fake = FakeLLMServer()
     fake.reply(chat_completion("hello", prompt_tokens=2006, completion_tokens=300, cached=1920, reasoning=192,
                                model="o4-mini-2025-04-16"))
     completion = provider(fake).complete(MESSAGES, "o4-mini", 1000)
@@ -26,7 +26,7 @@ def test_usage_follows_the_token_convention_with_cached_and_reasoning_tokens():
 
 
 def test_openai_itself_gets_max_completion_tokens():
-    fake = FakeOpenAI()
+    fake = FakeLLMServer()
     fake.reply(chat_completion("x", 1, 1))
     provider(fake).complete(MESSAGES, "gpt-4o-mini", 123)
     request = fake.requests[0]
@@ -35,7 +35,7 @@ def test_openai_itself_gets_max_completion_tokens():
 
 
 def test_a_compatible_server_gets_the_base_url_and_max_tokens():
-    fake = FakeOpenAI()
+    fake = FakeLLMServer()
     fake.reply(chat_completion("x", 1, 1))
     provider(fake, base_url="http://127.0.0.1:8000/v1").complete(MESSAGES, "llama3.1", 50)
     request = fake.requests[0]
@@ -44,7 +44,7 @@ def test_a_compatible_server_gets_the_base_url_and_max_tokens():
 
 
 def test_a_reply_without_usage_is_marked_unreported():
-    fake = FakeOpenAI()
+    fake = FakeLLMServer()
     fake.reply(chat_completion("x", 0, 0, usage=False))
     usage = provider(fake).complete(MESSAGES, "gpt-4o-mini", 10).usage
     assert usage.reported is False and usage.total_tokens == 0
@@ -61,7 +61,7 @@ def test_a_reply_without_usage_is_marked_unreported():
     (httpx2.ReadTimeout("slow"), ProviderTimeout, "OpenAI did not answer within 5 seconds"),
 ])
 def test_provider_failures_become_clear_gateway_errors(reply, error, message):
-    fake = FakeOpenAI()
+    fake = FakeLLMServer()
     fake.reply(reply)
     with pytest.raises(error) as raised:
         provider(fake).complete(MESSAGES, "gpt-4o-mini", 10)

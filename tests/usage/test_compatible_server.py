@@ -1,7 +1,8 @@
-"""Acceptance: OPENAI_BASE_URL at a real OpenAI-compatible HTTP server on loopback.
+"""Acceptance: providers pointed by base URL / host at a real HTTP server on loopback.
 
-No transport is injected here: the real SDK talks HTTP to a server in this process,
-and the ledger must hold, call for call, the usage that server reported.
+No transport is injected: each real SDK talks HTTP to a server in this process that
+speaks OpenAI's, Gemini's, Anthropic's and Ollama's wire formats, plain and streamed.
+The ledger must hold, call for call, the usage that server reported.
 """
 import json
 import threading
@@ -10,23 +11,56 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from backend.db import USAGE, get_db
-from tests.helpers import bearer, cases_json, chat_completion, create_user
+from tests.helpers import (
+    anthropic_message,
+    anthropic_stream,
+    bearer,
+    cases_json,
+    chat_completion,
+    create_user,
+    gemini_response,
+    gemini_stream,
+    ollama_chat,
+    ollama_stream,
+    openai_stream,
+)
 
-REPORTED = [(812, 240, 0), (1530, 410, 1024), (95, 33, 0)]
+TEXT = cases_json(1)
+
+
+def reply_for(path, body, usage):
+    """(content type, bytes) in the wire format the request path belongs to."""
+    streamed = bool(body.get("stream")) or ":streamGenerateContent" in path
+    prompt, output, cached = usage
+    if path.endswith("/chat/completions"):
+        made = openai_stream(TEXT, prompt, output, cached) if streamed else chat_completion(TEXT, prompt, output, cached)
+    elif ":generateContent" in path or ":streamGenerateContent" in path:
+        made = gemini_stream(TEXT, prompt, output, cached) if streamed else gemini_response(TEXT, prompt, output, cached)
+    elif path.endswith("/messages"):
+        uncached = prompt - cached
+        made = (anthropic_stream(TEXT, uncached, output, cache_read=cached) if streamed
+                else anthropic_message(TEXT, uncached, output, cache_read=cached))
+    elif path == "/api/chat":
+        made = ollama_stream(TEXT, prompt, output) if streamed else ollama_chat(TEXT, prompt, output)
+    else:
+        raise AssertionError(f"unexpected path {path}")
+    if isinstance(made, dict):
+        return "application/json", json.dumps(made).encode()
+    return made.content_type, b"".join(made.chunks())
 
 
 @pytest.fixture
-def compatible_server():
-    replies = [chat_completion(cases_json(1), p, c, cached=k, model="gpt-4o-mini") for p, c, k in REPORTED]
+def llm_server():
+    reported = []
     seen = []
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append((self.path, self.headers.get("Authorization"), body))
-            payload = json.dumps(replies[len(seen) - 1]).encode()
+            seen.append(self.path)
+            content_type, payload = reply_for(self.path, body, reported.pop(0))
             self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
@@ -35,24 +69,37 @@ def compatible_server():
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/v1", seen
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", reported, seen
     server.shutdown()
 
 
-def test_ledger_equals_what_the_server_reported(make_app, compatible_server):
-    base_url, seen = compatible_server
-    app = make_app(LLM_PROVIDER="openai", OPENAI_API_KEY="sk-local", OPENAI_BASE_URL=base_url, LLM_MAX_RETRIES=0)
+CALLS = [("openai", (812, 240, 128)), ("gemini", (1530, 410, 1024)),
+         ("anthropic", (2600, 95, 2048)), ("ollama", (95, 33, 0))]
+
+
+def test_ledger_equals_what_the_server_reported_for_every_provider(make_app, llm_server):
+    base, reported, seen = llm_server
+    app = make_app(
+        LLM_PROVIDER="openai", LLM_PROVIDERS=["openai", "gemini", "anthropic", "ollama"], LLM_MAX_RETRIES=0,
+        OPENAI_API_KEY="sk-local", OPENAI_BASE_URL=f"{base}/v1", GEMINI_API_KEY="g-local", GEMINI_BASE_URL=base,
+        ANTHROPIC_API_KEY="a-local", ANTHROPIC_BASE_URL=base, OLLAMA_HOST=base,
+    )
     client = app.test_client()
     create_user(app, "dev@example.com")
     headers = bearer(client, "dev@example.com")
-    for _ in REPORTED:
-        assert client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers).status_code == 200
+    expected = []
+    for stream in (False, True):
+        for provider, usage in CALLS:
+            reported.append(usage)
+            expected.append((provider, usage))
+            response = client.post("/api/test-generation", headers=headers,
+                                   json={"prompt": "x", "count": 1, "provider": provider, "stream": stream})
+            assert response.status_code == 200
+            assert "event: done" in response.get_data(as_text=True) if stream else response.json["success"]
 
-    assert [(path, auth) for path, auth, _ in seen] == [("/v1/chat/completions", "Bearer sk-local")] * 3
+    assert len(seen) == 8
     with app.app_context():
-        records = list(get_db()[USAGE].find().sort("timestamp", 1))
-    assert [(r["promptTokens"], r["completionTokens"], r["cachedInputTokens"]) for r in records] == REPORTED
-    expected = [round(((p - k) * 0.15 + k * 0.075 + c * 0.60) / 1_000_000, 10) for p, c, k in REPORTED]
-    assert [r["cost"] for r in records] == expected
+        records = list(get_db()[USAGE].find().sort([("timestamp", 1), ("_id", 1)]))
+    assert [(r["provider"], (r["promptTokens"], r["completionTokens"], r["cachedInputTokens"])) for r in records] == [
+        (provider, (prompt, output, cached)) for provider, (prompt, output, cached) in expected]
