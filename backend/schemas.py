@@ -56,6 +56,23 @@ def parse_object_id(value, name):
         ) from None
 
 
+_pages = {}
+
+
+def page_of(item_schema):
+    """A page of items: {data, total, page, limit, totalPages}."""
+    if item_schema not in _pages:
+        name = item_schema.__name__.replace("Schema", "") + "PageSchema"
+        _pages[item_schema] = type(name, (Schema,), {
+            "data": fields.List(fields.Nested(item_schema)),
+            "total": fields.Integer(),
+            "page": fields.Integer(),
+            "limit": fields.Integer(),
+            "totalPages": fields.Integer(),
+        })
+    return _pages[item_schema]
+
+
 _envelopes = {}
 
 

@@ -33,7 +33,13 @@ def test_openapi_document_describes_every_endpoint(client):
         "/health", "/auth/register", "/auth/login", "/auth/refresh", "/auth/me", "/api/test-generation",
         "/admin/openai/dashboard", "/admin/openai/top-users",
         "/admin/openai/user/{user_id}/stats", "/admin/openai/user/{user_id}/history",
+        "/api/estimate-tokens", "/api/token-info", "/api/testcases", "/api/testcases/{case_id}",
+        "/api/testcases/{case_id}/full", "/api/testcases/generate-with-ai",
+        "/api/testcases/generate-and-save-with-ai",
     } <= set(spec["paths"])
+    generation = spec["paths"]["/api/test-generation"]["post"]
+    body = generation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+    assert {"stream", "includeTokenUsage", "provider", "useRAG"} <= set(spec["components"]["schemas"][body]["properties"])
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     params = {p["name"] for p in spec["paths"]["/admin/openai/top-users"]["get"]["parameters"]}
     assert {"limit", "startDate", "endDate"} <= params

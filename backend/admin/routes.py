@@ -3,15 +3,15 @@ from flask_smorest import Blueprint
 from backend.admin import services
 from backend.admin.schemas import (
     DashboardSchema,
-    HistoryPageSchema,
     HistoryQuerySchema,
     TopUserSchema,
     TopUsersQuerySchema,
     TotalsSchema,
+    UsageRecordSchema,
 )
 from backend.auth.guards import admin_required
 from backend.db import get_db
-from backend.schemas import DateRangeSchema, envelope, ok, parse_object_id
+from backend.schemas import DateRangeSchema, envelope, ok, page_of, parse_object_id
 
 blp = Blueprint(
     "admin_openai", __name__, url_prefix="/admin/openai",
@@ -58,7 +58,7 @@ def user_stats(query, user_id):
 @admin_required
 @blp.doc(**ADMIN_DOC)
 @blp.arguments(HistoryQuerySchema, location="query")
-@blp.response(200, envelope(HistoryPageSchema))
+@blp.response(200, envelope(page_of(UsageRecordSchema)))
 def user_history(query, user_id):
     """One user's ledger records, newest first, paginated."""
     uid = parse_object_id(user_id, "userId")

@@ -62,11 +62,3 @@ class UsageRecordSchema(Schema):
     callId = fields.String()
     requestId = fields.String()
     latencyMs = fields.Float()
-
-
-class HistoryPageSchema(Schema):
-    data = fields.List(fields.Nested(UsageRecordSchema))
-    total = fields.Integer()
-    page = fields.Integer()
-    limit = fields.Integer()
-    totalPages = fields.Integer()

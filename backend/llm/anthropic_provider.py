@@ -25,16 +25,6 @@ class AnthropicProvider(Provider):
             http_client=httpx2.Client(transport=transport) if transport is not None else None,
         )
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(
-            api_key=config["ANTHROPIC_API_KEY"],
-            default_model=config["LLM_MODELS"]["anthropic"],
-            base_url=config["ANTHROPIC_BASE_URL"],
-            timeout=config["LLM_TIMEOUT_SECONDS"],
-            max_retries=config["LLM_MAX_RETRIES"],
-            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
-        )
 
     def _request(self, messages, model, max_output_tokens):
         system, rest = split_system(messages)

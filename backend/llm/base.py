@@ -102,7 +102,16 @@ class Provider:
 
     @classmethod
     def from_config(cls, config):
-        raise NotImplementedError
+        """Hosted providers read <NAME>_API_KEY and <NAME>_BASE_URL; local ones override this."""
+        prefix = cls.name.upper()
+        return cls(
+            api_key=config[f"{prefix}_API_KEY"],
+            default_model=config["LLM_MODELS"][cls.name],
+            base_url=config[f"{prefix}_BASE_URL"],
+            timeout=config["LLM_TIMEOUT_SECONDS"],
+            max_retries=config["LLM_MAX_RETRIES"],
+            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
+        )
 
     def complete(self, messages, model, max_output_tokens):
         """Send chat messages [{role, content}] and return a Completion."""

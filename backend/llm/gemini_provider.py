@@ -24,16 +24,6 @@ class GeminiProvider(Provider):
         )
         self.client = genai.Client(api_key=api_key, http_options=options)
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(
-            api_key=config["GEMINI_API_KEY"],
-            default_model=config["LLM_MODELS"]["gemini"],
-            base_url=config["GEMINI_BASE_URL"],
-            timeout=config["LLM_TIMEOUT_SECONDS"],
-            max_retries=config["LLM_MAX_RETRIES"],
-            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
-        )
 
     def _request(self, messages, model, max_output_tokens):
         system, rest = split_system(messages)

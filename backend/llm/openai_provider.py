@@ -27,16 +27,6 @@ class OpenAIProvider(Provider):
         self.max_tokens_field = "max_tokens" if base_url else "max_completion_tokens"
         self.timeout = timeout
 
-    @classmethod
-    def from_config(cls, config):
-        return cls(
-            api_key=config["OPENAI_API_KEY"],
-            default_model=config["LLM_MODELS"]["openai"],
-            base_url=config["OPENAI_BASE_URL"],
-            timeout=config["LLM_TIMEOUT_SECONDS"],
-            max_retries=config["LLM_MAX_RETRIES"],
-            transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
-        )
 
     def complete(self, messages, model, max_output_tokens):
         started = time.perf_counter()

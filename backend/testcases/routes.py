@@ -2,14 +2,13 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import Blueprint
 
 from backend.db import get_db
-from backend.schemas import envelope, ok, parse_object_id
+from backend.schemas import envelope, ok, page_of, parse_object_id
 from backend.testcases import services
 from backend.testcases.schemas import (
     AIGenerationSchema,
     TestCaseFullSchema,
     TestCaseInputSchema,
     TestCaseListQuerySchema,
-    TestCasePageSchema,
     TestCasePatchSchema,
     TestCaseSchema,
 )
@@ -45,7 +44,7 @@ def create(body):
 @jwt_required()
 @blp.doc(**BEARER)
 @blp.arguments(TestCaseListQuerySchema, location="query")
-@blp.response(200, envelope(TestCasePageSchema))
+@blp.response(200, envelope(page_of(TestCaseSchema)))
 def list_cases(query):
     """The caller's test cases (an admin's: everyone's), newest first, paginated and filterable."""
     return ok(services.list_cases(get_db(), _owner(), query), "Test cases retrieved")

@@ -82,14 +82,6 @@ class TestCaseListQuerySchema(Schema):
     q = fields.String(validate=validate.Length(min=1, max=200))
 
 
-class TestCasePageSchema(Schema):
-    data = fields.List(fields.Nested(TestCaseSchema))
-    total = fields.Integer()
-    page = fields.Integer()
-    limit = fields.Integer()
-    totalPages = fields.Integer()
-
-
 class AIGenerationSchema(Schema):
     testCases = fields.List(fields.Nested(TestCaseFullSchema))
     tokenUsage = fields.Nested(TokenUsageSchema)
