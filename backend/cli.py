@@ -5,6 +5,9 @@ from flask.cli import with_appcontext
 from backend.auth.services import ensure_admin
 from backend.db import get_db
 from backend.indexes import ensure_indexes
+from backend.usage import rollups
+
+MAX_PROBLEMS_SHOWN = 50
 
 
 def print_index_report(report):
@@ -33,6 +36,35 @@ def create_admin_command(email, password):
     click.echo(f"{outcome}: {user['email']} (id {user['_id']}, role {user['role']})")
 
 
+@click.command("rebuild-rollups")
+@with_appcontext
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day (widened to its month).")
+@click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (widened to its month).")
+@click.option("--check", is_flag=True, help="Only compare rollups with the ledger; exit 1 on any difference.")
+def rebuild_rollups_command(start, end, check):
+    """Rebuild the usage rollups from the ledger (idempotent), or check them."""
+    start, end = (start.date() if start else None), (end.date() if end else None)
+    if start and end and start > end:
+        raise click.BadParameter("--from must be on or before --to", param_hint="--from")
+    span = f"{start or 'the beginning'} .. {end or 'the end'} (whole months)"
+    if check:
+        problems = rollups.check(get_db(), start, end)
+        for problem in problems[:MAX_PROBLEMS_SHOWN]:
+            click.echo(
+                f"drift {problem['rollup']} {problem['key']} {problem['field']}: "
+                f"stored {problem['stored']} expected {problem['expected']}"
+            )
+        if problems:
+            shown = min(len(problems), MAX_PROBLEMS_SHOWN)
+            click.echo(f"{len(problems)} difference(s) in {span} ({shown} shown); run without --check to repair")
+            raise SystemExit(1)
+        click.echo(f"rollups match the ledger for {span}")
+        return
+    result = rollups.rebuild(get_db(), start, end)
+    click.echo(f"rebuilt {span}: {result['dailyDocuments']} daily and {result['userMonthDocuments']} user-month documents")
+
+
 def init_app(app):
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(rebuild_rollups_command)

@@ -7,6 +7,8 @@ from flask import current_app
 
 USERS = "users"
 USAGE = "openai_token_usage"
+USAGE_DAILY = "openai_token_usage_daily"
+USAGE_USER_MONTHLY = "openai_token_usage_user_monthly"
 TESTCASES = "testcases"
 
 _clients = {}

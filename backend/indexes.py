@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import TESTCASES, USAGE, USERS
+from backend.db import TESTCASES, USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, USERS
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,12 @@ INDEXES = (
     IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
+    # Rollups: the unique keys their $inc upserts target, and the range scans the views make.
+    IndexSpec(USAGE_DAILY, tuple((field, ASCENDING) for field in
+                                 ("date", "userId", "provider", "modelName", "operation")), unique=True),
+    IndexSpec(USAGE_DAILY, (("userId", ASCENDING), ("date", ASCENDING))),
+    IndexSpec(USAGE_USER_MONTHLY, (("userId", ASCENDING), ("month", ASCENDING)), unique=True),
+    IndexSpec(USAGE_USER_MONTHLY, (("month", ASCENDING), ("userId", ASCENDING))),
 )
 
 

@@ -6,7 +6,8 @@ import httpx2
 from bson import ObjectId
 
 from backend.auth.services import register_user
-from backend.db import USAGE, get_db
+from backend.db import get_db
+from backend.usage.recorder import record_usage
 
 SETTINGS = (
     "HOST", "PORT", "MONGO_URI", "MONGO_DB_NAME", "MONGO_TIMEOUT_MS", "AUTO_CREATE_INDEXES",
@@ -257,7 +258,9 @@ def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o
         "promptTokens": prompt,
         "completionTokens": completion,
         "cachedInputTokens": cached,
+        "cacheWriteTokens": 0,
         "reasoningTokens": reasoning,
+        "usageReported": True,
         "totalTokens": prompt + completion,
         "cost": cost,
         "priced": True,
@@ -276,8 +279,9 @@ def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o
 
 
 def insert_records(app, records):
+    """Write records through the service's own write path: the ledger, then the rollups."""
     with app.app_context():
-        get_db()[USAGE].insert_many([dict(r) for r in records])
+        assert record_usage(get_db(), records)
 
 
 def utc(*args):

@@ -74,16 +74,18 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
     assert compound == SEED_INDEXES
     assert [(s.collection, s.keys) for s in INDEXES if s.collection == "testcases"] == [
         ("testcases", (("createdBy", 1), ("createdAt", -1)))]
-    assert [(s.collection, s.keys, s.unique) for s in INDEXES if s.unique] == [
-        ("openai_token_usage", (("callId", 1),), True), ("users", (("email", 1),), True)]
+    assert [(s.collection, [field for field, _ in s.keys]) for s in INDEXES if s.unique] == [
+        ("openai_token_usage", ["callId"]), ("users", ["email"]),
+        ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation"]),
+        ("openai_token_usage_user_monthly", ["userId", "month"])]
 
 
 def test_ensure_indexes_is_idempotent(db):
     db.client.drop_database(db.name)
     first = ensure_indexes(db)
     second = ensure_indexes(db)
-    assert [outcome for *_, outcome in first] == ["created"] * 11
-    assert [outcome for *_, outcome in second] == ["exists"] * 11
+    assert [outcome for *_, outcome in first] == ["created"] * len(INDEXES)
+    assert [outcome for *_, outcome in second] == ["exists"] * len(INDEXES)
     info = db["openai_token_usage"].index_information()
     assert info["userId_1_timestamp_-1"]["key"] == [("userId", 1), ("timestamp", -1)]
     assert info["callId_1"]["unique"] is True
@@ -94,7 +96,7 @@ def test_create_indexes_script_reports_what_it_did():
                             text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[-1] == "11 created, 0 already present"
+    assert lines[-1] == f"{len(INDEXES)} created, 0 already present"
     assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
 
 

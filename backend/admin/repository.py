@@ -1,26 +1,49 @@
-"""Reads of the usage ledger for the admin views."""
-from pymongo import DESCENDING
+"""Reads of the usage ledger and its rollups for the admin views."""
+from datetime import date, timedelta
 
-from backend.admin.pipelines import active_match
-from backend.db import USAGE
+from pymongo import ASCENDING, DESCENDING
+
+from backend.admin.pipelines import DAILY, RAW, USER_MONTHLY, match
+from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY
+
+COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, USER_MONTHLY: USAGE_USER_MONTHLY}
+EXPORT_BATCH = 1000
 
 
-def aggregate(db, pipeline):
-    return list(db[USAGE].aggregate(pipeline))
+def aggregate(db, source, pipeline):
+    return list(db[COLLECTIONS[source]].aggregate(pipeline, allowDiskUse=True))
 
 
 def user_has_records(db, user_id):
     return db[USAGE].find_one({"userId": user_id}, {"_id": 1}) is not None
 
 
-def history_page(db, user_id, skip, limit, start=None, end=None):
-    query = active_match(start, end, user_id)["$match"]
+def ledger_page(db, filters, skip, limit, start=None, end=None):
+    """Active ledger records matching the filters, newest first."""
+    query = match(RAW, start, end, filters)["$match"]
     total = db[USAGE].count_documents(query)
     cursor = (
-        db[USAGE]
-        .find(query)
-        .sort([("timestamp", DESCENDING), ("_id", DESCENDING)])
-        .skip(skip)
-        .limit(limit)
+        db[USAGE].find(query).sort([("timestamp", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit)
     )
     return list(cursor), total
+
+
+def _edge_date(db, query, direction):
+    edge = db[USAGE].find_one(query, {"date": 1, "_id": 0}, sort=[("date", direction)])
+    return date.fromisoformat(edge["date"]) if edge else None
+
+
+def export_records(db, filters, start=None, end=None):
+    """Active ledger records in date order, read one UTC day at a time in batches, so the
+    memory used stays that of one day's batch however many rows the range holds."""
+    query = match(RAW, start, end, filters)["$match"]
+    first = start or _edge_date(db, query, ASCENDING)
+    last = end or _edge_date(db, query, DESCENDING)
+    if first is None or last is None:
+        return
+    day = first
+    while day <= last:
+        day_query = {**query, "date": day.isoformat()}
+        cursor = db[USAGE].find(day_query).sort("_id", ASCENDING).batch_size(EXPORT_BATCH)
+        yield from cursor
+        day += timedelta(days=1)

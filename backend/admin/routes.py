@@ -1,17 +1,27 @@
+from flask import Response, stream_with_context
 from flask_smorest import Blueprint
 
-from backend.admin import services
+from backend.admin import export, repository, services
 from backend.admin.schemas import (
+    BreakdownItemSchema,
+    BreakdownQuerySchema,
     DashboardSchema,
+    ExportQuerySchema,
     HistoryQuerySchema,
+    SourcedRangeSchema,
+    TimeseriesQuerySchema,
+    TimeseriesSchema,
     TopUserSchema,
     TopUsersQuerySchema,
     TotalsSchema,
+    UsageLogsSchema,
+    UsageQuerySchema,
     UsageRecordSchema,
 )
 from backend.auth.guards import admin_required
+from backend.clock import utc_now
 from backend.db import get_db
-from backend.schemas import DateRangeSchema, envelope, ok, page_of, parse_object_id
+from backend.schemas import envelope, ok, page_of, parse_object_id
 
 blp = Blueprint(
     "admin_openai", __name__, url_prefix="/admin/openai",
@@ -23,11 +33,11 @@ ADMIN_DOC = {"security": [{"bearerAuth": []}]}
 @blp.get("/dashboard")
 @admin_required
 @blp.doc(**ADMIN_DOC)
-@blp.arguments(DateRangeSchema, location="query")
+@blp.arguments(SourcedRangeSchema, location="query")
 @blp.response(200, envelope(DashboardSchema))
 def dashboard(query):
     """Totals across all users for an inclusive UTC date range."""
-    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"))
+    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"])
     return ok(data, "OpenAI usage statistics retrieved successfully")
 
 
@@ -38,19 +48,20 @@ def dashboard(query):
 @blp.response(200, envelope(TopUserSchema, many=True))
 def top_users(query):
     """Users ranked by total tokens (ties broken by user id)."""
-    data = services.top_users(get_db(), query["limit"], query.get("start_date"), query.get("end_date"))
+    data = services.top_users(get_db(), query["limit"], query.get("start_date"), query.get("end_date"),
+                              query["source"])
     return ok(data, f"Top {len(data)} users retrieved successfully")
 
 
 @blp.get("/user/<user_id>/stats")
 @admin_required
 @blp.doc(**ADMIN_DOC)
-@blp.arguments(DateRangeSchema, location="query")
+@blp.arguments(SourcedRangeSchema, location="query")
 @blp.response(200, envelope(TotalsSchema))
 def user_stats(query, user_id):
     """One user's totals for an inclusive UTC date range."""
     uid = parse_object_id(user_id, "userId")
-    data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"))
+    data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"), query["source"])
     return ok(data, f"Usage statistics for user {user_id} retrieved successfully")
 
 
@@ -66,3 +77,66 @@ def user_history(query, user_id):
         get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date")
     )
     return ok(data, f"Usage history for user {user_id} retrieved successfully")
+
+
+@blp.get("/breakdown")
+@admin_required
+@blp.doc(**ADMIN_DOC)
+@blp.arguments(BreakdownQuerySchema, location="query")
+@blp.response(200, envelope(BreakdownItemSchema, many=True))
+def breakdown(query):
+    """Totals per model, provider or operation, largest first, with each one's share of tokens."""
+    data = services.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
+                              query["user_id"], query["source"])
+    return ok(data, f"Usage by {query['by']} retrieved successfully")
+
+
+@blp.get("/timeseries")
+@admin_required
+@blp.doc(**ADMIN_DOC)
+@blp.arguments(TimeseriesQuerySchema, location="query")
+@blp.response(200, envelope(TimeseriesSchema))
+def timeseries(query):
+    """Tokens by kind, cost and requests per day, week (from Monday) or month, empty buckets as zeros.
+
+    Without dates: the last 30 days. With a groupBy, one series per key.
+    """
+    data = services.timeseries(
+        get_db(), query["bucket"], query["group_by"], query.get("start_date"), query.get("end_date"),
+        utc_now().date(), query["user_id"], query["limit"], query["source"],
+    )
+    return ok(data, "Usage time series retrieved successfully")
+
+
+def _ledger_filters(query):
+    return {"operation": query.get("operation"), "provider": query.get("provider"),
+            "modelName": query.get("model"), "userId": query.get("user_id")}
+
+
+@blp.get("/usage")
+@admin_required
+@blp.doc(**ADMIN_DOC)
+@blp.arguments(UsageQuerySchema, location="query")
+@blp.response(200, envelope(UsageLogsSchema))
+def usage_logs(query):
+    """Usage logs (seed 002): filtered ledger records, newest first, with statistics per operation."""
+    data = services.usage_logs(get_db(), _ledger_filters(query), query["limit"], query["offset"],
+                               query.get("start_date"), query.get("end_date"))
+    return ok(data, "Usage logs retrieved successfully")
+
+
+@blp.get("/export")
+@admin_required
+@blp.doc(**ADMIN_DOC)
+@blp.arguments(ExportQuerySchema, location="query")
+@blp.response(200, description="CSV (header row first) or NDJSON, streamed, one ledger record per row")
+def export_usage(query):
+    """Every active ledger record matching the filters, in date order, streamed as CSV or NDJSON."""
+    start, end, fmt = query.get("start_date"), query.get("end_date"), query["format"]
+    records = repository.export_records(get_db(), _ledger_filters(query), start, end)
+    lines = export.csv_lines(records) if fmt == "csv" else export.ndjson_lines(records)
+    return Response(
+        stream_with_context(lines),
+        mimetype="text/csv" if fmt == "csv" else "application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{export.filename(start, end, fmt)}"'},
+    )

@@ -3,9 +3,15 @@ from marshmallow import Schema, fields, validate
 from backend.schemas import DateRangeSchema, ObjectIdString, UTCDateTime
 
 MAX_PAGE_SIZE = 100
+SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
+                       metadata={"description": "rollup (default) or raw: the ledger itself, for verification"})
 
 
-class TopUsersQuerySchema(DateRangeSchema):
+class SourcedRangeSchema(DateRangeSchema):
+    source = SOURCE
+
+
+class TopUsersQuerySchema(SourcedRangeSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=10)
 
 
@@ -14,11 +20,42 @@ class HistoryQuerySchema(DateRangeSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
 
 
+class BreakdownQuerySchema(SourcedRangeSchema):
+    by = fields.String(required=True, validate=validate.OneOf(("model", "provider", "operation")))
+    user_id = ObjectIdString(data_key="userId", load_default=None)
+
+
+class TimeseriesQuerySchema(SourcedRangeSchema):
+    bucket = fields.String(validate=validate.OneOf(("day", "week", "month")), load_default="day")
+    group_by = fields.String(data_key="groupBy", load_default="none",
+                             validate=validate.OneOf(("none", "model", "provider", "operation", "user")))
+    user_id = ObjectIdString(data_key="userId", load_default=None)
+    limit = fields.Integer(validate=validate.Range(min=1, max=50), load_default=10,
+                           metadata={"description": "series kept with a groupBy; the rest are summed as 'other'"})
+
+
+class LedgerFilterSchema(DateRangeSchema):
+    operation = fields.String(validate=validate.Length(min=1, max=100))
+    provider = fields.String(validate=validate.Length(min=1, max=40))
+    model = fields.String(validate=validate.Length(min=1, max=200))
+    user_id = ObjectIdString(data_key="userId")
+
+
+class UsageQuerySchema(LedgerFilterSchema):
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
+    offset = fields.Integer(validate=validate.Range(min=0), load_default=0)
+
+
+class ExportQuerySchema(LedgerFilterSchema):
+    format = fields.String(validate=validate.OneOf(("csv", "ndjson")), load_default="csv")
+
+
 class TotalsSchema(Schema):
     totalTokens = fields.Integer()
     promptTokens = fields.Integer()
     completionTokens = fields.Integer()
     cachedInputTokens = fields.Integer()
+    cacheWriteTokens = fields.Integer()
     reasoningTokens = fields.Integer()
     totalCost = fields.Float()
     totalRequests = fields.Integer()
@@ -33,9 +70,36 @@ class TopUserSchema(TotalsSchema):
     userEmail = fields.String()
 
 
+class BreakdownItemSchema(TotalsSchema):
+    key = fields.String()
+    provider = fields.String()
+    share = fields.Float()
+
+
+class PointSchema(TotalsSchema):
+    period = fields.String()
+
+
+class SeriesSchema(Schema):
+    key = fields.String()
+    label = fields.String()
+    totals = fields.Nested(TotalsSchema)
+    points = fields.List(fields.Nested(PointSchema))
+
+
+class TimeseriesSchema(Schema):
+    bucket = fields.String()
+    groupBy = fields.String()
+    startDate = fields.String()
+    endDate = fields.String()
+    periods = fields.List(fields.String())
+    series = fields.List(fields.Nested(SeriesSchema))
+
+
 class PriceSchema(Schema):
     inputPer1M = fields.Float(allow_none=True)
     cachedInputPer1M = fields.Float(allow_none=True)
+    cacheWritePer1M = fields.Float(allow_none=True)
     outputPer1M = fields.Float(allow_none=True)
     source = fields.String()
 
@@ -50,10 +114,12 @@ class UsageRecordSchema(Schema):
     promptTokens = fields.Integer()
     completionTokens = fields.Integer()
     cachedInputTokens = fields.Integer()
+    cacheWriteTokens = fields.Integer()
     reasoningTokens = fields.Integer()
     totalTokens = fields.Integer()
     cost = fields.Float()
     priced = fields.Boolean()
+    usageReported = fields.Boolean()
     price = fields.Nested(PriceSchema)
     demo = fields.Boolean()
     operation = fields.String()
@@ -62,3 +128,20 @@ class UsageRecordSchema(Schema):
     callId = fields.String()
     requestId = fields.String()
     latencyMs = fields.Float()
+
+
+class OperationStatsSchema(Schema):
+    operation = fields.String()
+    totalTokens = fields.Integer()
+    inputTokens = fields.Integer()
+    outputTokens = fields.Integer()
+    totalRequests = fields.Integer()
+    totalCost = fields.Float()
+
+
+class UsageLogsSchema(Schema):
+    data = fields.List(fields.Nested(UsageRecordSchema))
+    total = fields.Integer()
+    limit = fields.Integer()
+    offset = fields.Integer()
+    stats = fields.List(fields.Nested(OperationStatsSchema))

@@ -1,33 +1,50 @@
-"""Admin analytics over the usage ledger."""
+"""Admin analytics over the usage ledger and its rollups.
+
+`source` is "rollup" (what the API uses) or "raw" (the ledger itself, for
+verification and the benchmark); both answer every question identically.
+"""
 import math
+from datetime import date, timedelta
 
 from backend.admin import pipelines, repository
 from backend.auth.repository import find_by_id
-from backend.errors import NotFound
+from backend.errors import NotFound, UnprocessableEntity
 from backend.pricing.services import COST_DECIMALS
 
-EMPTY_TOTALS = {
-    **{field: 0 for field in pipelines.SUMMED_FIELDS},
-    "totalCost": 0.0,
-    "totalRequests": 0,
-}
+TOTAL_FIELDS = (*pipelines.SUMMED_FIELDS, "totalCost", "totalRequests")
+EMPTY_TOTALS = {**{field: 0 for field in pipelines.SUMMED_FIELDS}, "totalCost": 0.0, "totalRequests": 0}
+DEFAULT_SERIES_DAYS = 30
+MAX_PERIODS = 1000
+OTHER = "other"
 
 
-def _tidy(row):
-    """Drop the group key and round the summed cost back to the ledger's exact precision."""
-    row = {key: value for key, value in row.items() if key != "_id"}
-    row["totalCost"] = round(row["totalCost"], COST_DECIMALS)
-    return row
+def _per_user_source(source):
+    return pipelines.RAW if source == "raw" else pipelines.USER_MONTHLY
 
 
-def dashboard(db, start=None, end=None):
-    rows = repository.aggregate(db, pipelines.dashboard_pipeline(start, end))
-    return _tidy(rows[0]) if rows else {**EMPTY_TOTALS, "uniqueUsers": 0}
+def _keyed_source(source):
+    return pipelines.RAW if source == "raw" else pipelines.DAILY
 
 
-def top_users(db, limit, start=None, end=None):
-    rows = repository.aggregate(db, pipelines.top_users_pipeline(limit, start, end))
-    return [{"_id": row["_id"], **_tidy(row)} for row in rows]
+def _totals(row):
+    """The summed fields of a row, cost rounded back to the ledger's exact precision."""
+    totals = {field: row.get(field, 0) for field in TOTAL_FIELDS}
+    totals["totalCost"] = round(totals["totalCost"], COST_DECIMALS)
+    return totals
+
+
+def dashboard(db, start=None, end=None, source="rollup"):
+    kind = _per_user_source(source)
+    rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(kind, start, end))
+    if not rows:
+        return {**EMPTY_TOTALS, "uniqueUsers": 0}
+    return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]}
+
+
+def top_users(db, limit, start=None, end=None, source="rollup"):
+    kind = _per_user_source(source)
+    rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(kind, limit, start, end))
+    return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
 
 
 def require_known_user(db, user_id):
@@ -35,19 +52,129 @@ def require_known_user(db, user_id):
         raise NotFound(f"User {user_id} not found")
 
 
-def user_stats(db, user_id, start=None, end=None):
+def user_stats(db, user_id, start=None, end=None, source="rollup"):
     require_known_user(db, user_id)
-    rows = repository.aggregate(db, pipelines.user_stats_pipeline(user_id, start, end))
-    return _tidy(rows[0]) if rows else dict(EMPTY_TOTALS)
+    kind = _per_user_source(source)
+    rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(kind, user_id, start, end))
+    return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
 
 
 def user_history(db, user_id, page, limit, start=None, end=None):
     require_known_user(db, user_id)
-    records, total = repository.history_page(db, user_id, (page - 1) * limit, limit, start, end)
+    records, total = repository.ledger_page(db, {"userId": user_id}, (page - 1) * limit, limit, start, end)
+    return {"data": records, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
+
+
+def breakdown(db, by, start=None, end=None, user_id=None, source="rollup"):
+    kind = _keyed_source(source)
+    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, user_id))
+    grand_total = sum(row["totalTokens"] for row in rows)
+    result = []
+    for row in rows:
+        item = {"key": row["_id"]["modelName" if by == "model" else by], **_totals(row)}
+        if by == "model":
+            item["provider"] = row["_id"]["provider"]
+        item["share"] = round(row["totalTokens"] / grand_total, 6) if grand_total else 0.0
+        result.append(item)
+    return result
+
+
+def _period(day, bucket):
+    if bucket == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    if bucket == "month":
+        return day.strftime("%Y-%m")
+    return day.isoformat()
+
+
+def series_range(start, end, today):
+    """Defaults: the 30 days up to today, or 30 days from/to the one bound given."""
+    if start is None and end is None:
+        end = today
+    if start is None:
+        start = end - timedelta(days=DEFAULT_SERIES_DAYS - 1)
+    if end is None:
+        end = start + timedelta(days=DEFAULT_SERIES_DAYS - 1)
+    return start, end
+
+
+def periods_between(start, end, bucket):
+    periods = []
+    day = start
+    while day <= end:
+        period = _period(day, bucket)
+        if not periods or periods[-1] != period:
+            periods.append(period)
+        day += timedelta(days=1)
+    return periods
+
+
+def _add(target, row):
+    for field in TOTAL_FIELDS:
+        target[field] = target.get(field, 0) + row.get(field, 0)
+
+
+def timeseries(db, bucket, group_by, start, end, today, user_id=None, series_limit=10, source="rollup"):
+    """Buckets of tokens by kind, cost and requests; empty buckets are zeros.
+
+    With a groupBy, the `series_limit` largest series are kept and the rest summed as "other".
+    """
+    start, end = series_range(start, end, today)
+    if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
+        raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
+    kind = _keyed_source(source)
+    rows = repository.aggregate(db, kind, pipelines.timeseries_pipeline(kind, group_by, start, end, user_id))
+    periods = periods_between(start, end, bucket)
+
+    series = {}
+    for row in rows:
+        key = str(row["_id"].get("key", "all"))
+        entry = series.setdefault(key, {"key": key, "label": row.get("label") or key, "totals": {}, "points": {}})
+        _add(entry["totals"], row)
+        _add(entry["points"].setdefault(_period(date.fromisoformat(row["_id"]["date"]), bucket), {}), row)
+
+    ranked = sorted(series.values(), key=lambda s: (-s["totals"]["totalTokens"], s["key"]))
+    if group_by != "none" and len(ranked) > series_limit:
+        other = {"key": OTHER, "label": OTHER, "totals": {}, "points": {}}
+        for entry in ranked[series_limit:]:
+            _add(other["totals"], entry["totals"])
+            for period, point in entry["points"].items():
+                _add(other["points"].setdefault(period, {}), point)
+        ranked = ranked[:series_limit] + [other]
+    if not ranked and group_by == "none":
+        ranked = [{"key": "all", "label": "all", "totals": {}, "points": {}}]
+
     return {
-        "data": records,
-        "total": total,
-        "page": page,
-        "limit": limit,
-        "totalPages": math.ceil(total / limit),
+        "bucket": bucket,
+        "groupBy": group_by,
+        "startDate": start.isoformat(),
+        "endDate": end.isoformat(),
+        "periods": periods,
+        "series": [
+            {
+                "key": entry["key"],
+                "label": entry["label"],
+                "totals": _totals(entry["totals"]),
+                "points": [{"period": p, **_totals(entry["points"].get(p, {}))} for p in periods],
+            }
+            for entry in ranked
+        ],
     }
+
+
+def usage_logs(db, filters, limit, offset, start=None, end=None):
+    """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
+    records, total = repository.ledger_page(db, filters, offset, limit, start, end)
+    rows = repository.aggregate(db, pipelines.DAILY, pipelines.usage_stats_pipeline(start, end, filters))
+    stats = [
+        {
+            "operation": row["_id"],
+            "totalTokens": row["totalTokens"],
+            "inputTokens": row["promptTokens"],
+            "outputTokens": row["completionTokens"],
+            "totalRequests": row["totalRequests"],
+            "totalCost": round(row["totalCost"], COST_DECIMALS),
+        }
+        for row in rows
+    ]
+    return {"data": records, "total": total, "limit": limit, "offset": offset, "stats": stats}

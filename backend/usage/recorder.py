@@ -1,7 +1,7 @@
 """Turn LLM calls into ledger documents and write them."""
 import logging
 
-from backend.usage import repository
+from backend.usage import repository, rollups
 
 log = logging.getLogger("backend.usage")
 
@@ -39,9 +39,10 @@ def build_record(call, user, operation, request_id):
 
 
 def record_usage(db, records):
-    """Write the records; a failure is logged and swallowed so the user's response stands."""
+    """Write the records, then roll them up. Failures are logged and swallowed so the
+    user's response stands; a failed rollup is repaired by scripts/rebuild_rollups.py."""
     try:
-        repository.insert_records(db, [dict(r) for r in records])
+        inserted = repository.insert_records(db, [dict(r) for r in records])
     except Exception:
         log.exception(
             "Failed to write %d usage record(s); callIds: %s",
@@ -49,7 +50,15 @@ def record_usage(db, records):
             ", ".join(r["callId"] for r in records),
         )
         return False
-    for r in records:
+    try:
+        rollups.apply(db, inserted)
+    except Exception:
+        days = sorted({r["date"] for r in inserted})
+        log.exception(
+            "Usage rollup update failed for %s; the ledger is intact. Repair with "
+            "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
+        )
+    for r in inserted:
         log.info(
             "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s promptTokens=%d "
             "completionTokens=%d totalTokens=%d cost=%.10f callId=%s",

@@ -7,13 +7,24 @@ DUPLICATE_KEY = 11000
 
 
 def insert_records(db, records):
-    """Insert records; a callId already present is skipped, so a retry never counts twice."""
+    """Insert records and return those inserted; a callId already present is skipped,
+    so a retried write never counts twice."""
     if not records:
-        return 0
+        return []
     try:
-        return len(db[USAGE].insert_many(records, ordered=False).inserted_ids)
+        db[USAGE].insert_many(records, ordered=False)
+        return records
     except BulkWriteError as exc:
         errors = exc.details.get("writeErrors", [])
         if any(error.get("code") != DUPLICATE_KEY for error in errors):
             raise
-        return exc.details.get("nInserted", 0)
+        duplicates = {error["index"] for error in errors}
+        return [record for index, record in enumerate(records) if index not in duplicates]
+
+
+def active_dates(db, query):
+    return db[USAGE].distinct("date", {**query, "isActive": True})
+
+
+def deactivate(db, query):
+    return db[USAGE].update_many({**query, "isActive": True}, {"$set": {"isActive": False}}).modified_count

@@ -37,6 +37,7 @@ def expected_totals(records, start=None, end=None, user=None):
         "promptTokens": sum(r["promptTokens"] for r in chosen),
         "completionTokens": sum(r["completionTokens"] for r in chosen),
         "cachedInputTokens": sum(r["cachedInputTokens"] for r in chosen),
+        "cacheWriteTokens": sum(r["cacheWriteTokens"] for r in chosen),
         "reasoningTokens": sum(r["reasoningTokens"] for r in chosen),
         "totalCost": round(math.fsum(r["cost"] for r in chosen), 10),
         "totalRequests": len(chosen),
@@ -104,7 +105,7 @@ def test_user_stats_for_a_user_without_usage_is_zeros(app, client, admin_headers
     idle = create_user(app, "idle@example.com")
     data = client.get(f"/admin/openai/user/{idle['_id']}/stats", headers=admin_headers).json["data"]
     assert data == {"totalTokens": 0, "promptTokens": 0, "completionTokens": 0, "cachedInputTokens": 0,
-                    "reasoningTokens": 0, "totalCost": 0.0, "totalRequests": 0}
+                    "cacheWriteTokens": 0, "reasoningTokens": 0, "totalCost": 0.0, "totalRequests": 0}
 
 
 def test_unknown_and_malformed_user_ids(client, admin_headers):

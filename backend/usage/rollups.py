@@ -1,0 +1,165 @@
+"""Rollups of the usage ledger, kept by $inc as records are written and rebuilt from it on demand.
+
+- DAILY (openai_token_usage_daily): one document per (date, userId, provider,
+  modelName, operation) with summed tokens, cost and requests. Breakdowns, time
+  series and usage stats read it.
+- USER_MONTHLY (openai_token_usage_user_monthly): one document per (userId, month)
+  with the same sums per day in `days.<YYYY-MM-DD>`. The dashboard, top users and
+  user stats read it: its size is bounded by users x months, whatever the number
+  of calls, so those views stay flat as the ledger grows.
+
+Only active records count. A rollup write that fails after its ledger write is
+logged; `check` finds the drift and `rebuild` removes it (scripts/rebuild_rollups.py).
+"""
+import logging
+import math
+from collections import defaultdict
+
+from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY
+
+log = logging.getLogger("backend.usage")
+
+SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
+        "totalTokens", "cost")
+DAILY_KEY = ("date", "userId", "provider", "modelName", "operation")
+COST_TOLERANCE = 1e-9
+
+
+def _increments(records):
+    """Summed increments per daily key and per (userId, month) -> day."""
+    daily = defaultdict(lambda: defaultdict(float))
+    monthly = defaultdict(lambda: defaultdict(float))
+    emails = {}
+    for record in records:
+        if not record.get("isActive", True):
+            continue
+        day_key = tuple(record[field] for field in DAILY_KEY)
+        month_key = (record["userId"], record["month"])
+        emails[record["userId"]] = record["userEmail"]
+        for field in SUMS:
+            value = record.get(field, 0)
+            daily[day_key][field] += value
+            monthly[month_key][f"days.{record['date']}.{field}"] += value
+        daily[day_key]["requests"] += 1
+        monthly[month_key][f"days.{record['date']}.requests"] += 1
+    return daily, monthly, emails
+
+
+def _number(field, value):
+    return value if field.endswith("cost") else int(value)
+
+
+def apply(db, records):
+    """Add newly written records to both rollups. Raises on a write failure."""
+    daily, monthly, emails = _increments(records)
+    for key, sums in daily.items():
+        document = dict(zip(DAILY_KEY, key))
+        db[USAGE_DAILY].update_one(
+            document,
+            {
+                "$inc": {field: _number(field, value) for field, value in sums.items()},
+                "$set": {"userEmail": emails[document["userId"]]},
+                "$setOnInsert": {"month": document["date"][:7], "year": int(document["date"][:4])},
+            },
+            upsert=True,
+        )
+    for (user_id, month), sums in monthly.items():
+        db[USAGE_USER_MONTHLY].update_one(
+            {"userId": user_id, "month": month},
+            {"$inc": {path: _number(path, value) for path, value in sums.items()},
+             "$set": {"userEmail": emails[user_id]}},
+            upsert=True,
+        )
+
+
+def whole_months(start=None, end=None):
+    """The ledger filter for whole months covering [start, end] (either may be None)."""
+    query = {"isActive": True}
+    if start or end:
+        query["month"] = {}
+        if start:
+            query["month"]["$gte"] = start.strftime("%Y-%m")
+        if end:
+            query["month"]["$lte"] = end.strftime("%Y-%m")
+    return query
+
+
+def expected(db, start=None, end=None):
+    """Both rollups as the ledger says they should be, for whole months covering the range."""
+    group_id = {field: f"${field}" for field in DAILY_KEY}
+    sums = {field: {"$sum": f"${field}"} for field in SUMS}
+    rows = db[USAGE].aggregate([
+        {"$match": whole_months(start, end)},
+        {"$group": {"_id": group_id, **sums, "requests": {"$sum": 1}, "userEmail": {"$max": "$userEmail"}}},
+    ], allowDiskUse=True)
+    daily, monthly = [], {}
+    for row in rows:
+        key = row.pop("_id")
+        email = row.pop("userEmail")
+        daily.append({**key, "month": key["date"][:7], "year": int(key["date"][:4]), "userEmail": email, **row})
+        user_month = monthly.setdefault(
+            (key["userId"], key["date"][:7]),
+            {"userId": key["userId"], "month": key["date"][:7], "userEmail": email, "days": {}},
+        )
+        day = user_month["days"].setdefault(key["date"], {field: 0 for field in (*SUMS, "requests")})
+        for field in (*SUMS, "requests"):
+            day[field] += row[field]
+    return daily, list(monthly.values())
+
+
+def _month_filter(start, end):
+    return {key: value for key, value in whole_months(start, end).items() if key == "month"}
+
+
+def rebuild(db, start=None, end=None):
+    """Replace both rollups for whole months covering [start, end] (all time when open). Idempotent."""
+    daily, monthly = expected(db, start, end)
+    months = _month_filter(start, end)
+    db[USAGE_DAILY].delete_many(months)
+    db[USAGE_USER_MONTHLY].delete_many(months)
+    if daily:
+        db[USAGE_DAILY].insert_many(daily)
+    if monthly:
+        db[USAGE_USER_MONTHLY].insert_many(monthly)
+    return {"dailyDocuments": len(daily), "userMonthDocuments": len(monthly)}
+
+
+def _differs(field, stored, wanted):
+    if field.endswith("cost"):
+        return not math.isclose(stored, wanted, rel_tol=0, abs_tol=COST_TOLERANCE)
+    return stored != wanted
+
+
+def _compare(kind, key, stored, wanted, fields):
+    problems = []
+    for field in fields:
+        have, want = (stored or {}).get(field, 0), (wanted or {}).get(field, 0)
+        if _differs(field, have, want):
+            problems.append({"rollup": kind, "key": key, "field": field, "stored": have, "expected": want})
+    return problems
+
+
+def check(db, start=None, end=None):
+    """Every difference between the stored rollups and the ledger, for whole months covering the range."""
+    daily, monthly = expected(db, start, end)
+    months = _month_filter(start, end)
+    problems = []
+
+    def daily_key(doc):
+        return tuple(str(doc[field]) for field in DAILY_KEY)
+
+    stored_daily = {daily_key(doc): doc for doc in db[USAGE_DAILY].find(months)}
+    wanted_daily = {daily_key(doc): doc for doc in daily}
+    for key in sorted(stored_daily.keys() | wanted_daily.keys()):
+        problems += _compare("daily", "/".join(key), stored_daily.get(key), wanted_daily.get(key),
+                             (*SUMS, "requests"))
+
+    stored_monthly = {(str(d["userId"]), d["month"]): d for d in db[USAGE_USER_MONTHLY].find(months)}
+    wanted_monthly = {(str(d["userId"]), d["month"]): d for d in monthly}
+    for key in sorted(stored_monthly.keys() | wanted_monthly.keys()):
+        stored_days = (stored_monthly.get(key) or {}).get("days", {})
+        wanted_days = (wanted_monthly.get(key) or {}).get("days", {})
+        for day in sorted(stored_days.keys() | wanted_days.keys()):
+            problems += _compare("user_monthly", f"{key[0]}/{day}", stored_days.get(day), wanted_days.get(day),
+                                 (*SUMS, "requests"))
+    return problems

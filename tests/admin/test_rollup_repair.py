@@ -1,0 +1,86 @@
+"""A rollup write that fails after the ledger write is found by --check and removed by a rebuild."""
+import logging
+
+import mongomock
+from pymongo.errors import AutoReconnect
+
+from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, get_db
+from backend.usage.services import deactivate
+from tests.helpers import bearer, create_user, insert_records, usage_record, utc
+
+
+def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app, monkeypatch, caplog):
+    user = create_user(app, "u@example.com")
+    insert_records(app, [usage_record(user, utc(2024, 1, 10, 12), 100, 50, 0.0001)])
+
+    real_update_one = mongomock.collection.Collection.update_one
+
+    def rollups_down(self, *args, **kwargs):
+        if self.name in (USAGE_DAILY, USAGE_USER_MONTHLY):
+            raise AutoReconnect("rollup shard unavailable")
+        return real_update_one(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "update_one", rollups_down)
+    missed = [usage_record(user, utc(2024, 1, 11, 9), 300, 20, 0.0002), usage_record(user, utc(2024, 2, 3), 7, 3, 0.0)]
+    with caplog.at_level(logging.ERROR, logger="backend.usage"):
+        insert_records(app, missed)
+    monkeypatch.setattr(mongomock.collection.Collection, "update_one", real_update_one)
+    assert "Usage rollup update failed for 2024-01-11, 2024-02-03; the ledger is intact" in caplog.text
+    with app.app_context():
+        assert get_db()[USAGE].count_documents({}) == 3
+
+    runner = app.test_cli_runner()
+    check = runner.invoke(args=["rebuild-rollups", "--check"])
+    assert check.exit_code == 1
+    assert "drift daily" in check.output and "drift user_monthly" in check.output
+    assert "difference(s) in the beginning .. the end (whole months)" in check.output
+
+    rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
+    assert rebuilt.exit_code == 0
+    assert rebuilt.output.strip() == ("rebuilt 2024-01-01 .. 2024-02-29 (whole months): "
+                                      "3 daily and 2 user-month documents")
+    assert runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
+    again = runner.invoke(args=["rebuild-rollups"])
+    assert again.exit_code == 0 and runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
+
+    client = app.test_client()
+    create_user(app, "admin@example.com", role="admin")
+    dashboard = client.get("/admin/openai/dashboard", headers=bearer(client, "admin@example.com")).json["data"]
+    assert (dashboard["totalRequests"], dashboard["totalTokens"]) == (3, 150 + 320 + 10)
+
+
+def test_a_range_check_only_looks_at_its_months(app):
+    user = create_user(app, "u@example.com")
+    insert_records(app, [usage_record(user, utc(2024, 1, 10), 100, 50, 0.0001)])
+    with app.app_context():
+        get_db()[USAGE_DAILY].update_many({}, {"$inc": {"totalTokens": 1}})
+    runner = app.test_cli_runner()
+    assert runner.invoke(args=["rebuild-rollups", "--check", "--from", "2024-03-01", "--to", "2024-03-31"]).exit_code == 0
+    assert runner.invoke(args=["rebuild-rollups", "--check", "--from", "2024-01-20", "--to", "2024-01-20"]).exit_code == 1
+
+
+def test_soft_deleting_records_is_reflected_in_the_rollups(app):
+    user = create_user(app, "u@example.com")
+    other = create_user(app, "o@example.com")
+    insert_records(app, [usage_record(user, utc(2024, 1, 10), 100, 50, 0.0001),
+                         usage_record(user, utc(2024, 1, 11), 200, 50, 0.0002),
+                         usage_record(other, utc(2024, 1, 11), 5, 5, 0.0)])
+    with app.app_context():
+        assert deactivate(get_db(), {"userId": user["_id"], "date": "2024-01-11"}) == 1
+        assert deactivate(get_db(), {"userId": user["_id"], "date": "2024-01-11"}) == 0
+    assert app.test_cli_runner().invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
+    client = app.test_client()
+    create_user(app, "admin@example.com", role="admin")
+    data = client.get("/admin/openai/dashboard", headers=bearer(client, "admin@example.com")).json["data"]
+    assert (data["totalRequests"], data["totalTokens"], data["uniqueUsers"]) == (2, 160, 2)
+
+
+def test_a_retried_write_is_neither_recorded_nor_rolled_up_twice(app):
+    user = create_user(app, "u@example.com")
+    record = usage_record(user, utc(2024, 1, 10), 100, 50, 0.0001)
+    insert_records(app, [record])
+    insert_records(app, [record])
+    with app.app_context():
+        assert get_db()[USAGE].count_documents({}) == 1
+        assert get_db()[USAGE_DAILY].find_one()["requests"] == 1
+    assert app.test_cli_runner().invoke(args=["rebuild-rollups", "--check"]).exit_code == 0

@@ -1,0 +1,135 @@
+"""Property-style: on many random ledgers, every rollup-backed view equals the same question
+answered in the test from the raw ledger documents."""
+import math
+import random
+from collections import defaultdict
+from datetime import date, timedelta
+
+import pytest
+
+from tests.helpers import bearer, create_user, insert_records, usage_record, utc
+
+MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("gemini", "gemini-2.0-flash"),
+          ("anthropic", "claude-haiku-4-5"), ("ollama", "llama3.2")]
+OPERATIONS = ["test_generation", "testcase_generation", "testcase_generation_saved"]
+FIRST_DAY = date(2024, 1, 27)
+DAYS = 40
+FIELDS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens", "totalTokens")
+
+
+def random_ledger(rng, users):
+    records = []
+    for _ in range(rng.randint(30, 70)):
+        day = FIRST_DAY + timedelta(days=rng.randrange(DAYS))
+        # A third of the records sit on the first or last millisecond of their UTC day.
+        moment = rng.choice([(0, 0, 0, 0), (23, 59, 59, 999000),
+                             (rng.randrange(24), rng.randrange(60), rng.randrange(60), 0)])
+        provider, model = rng.choice(MODELS)
+        prompt = rng.randint(1, 5000)
+        record = usage_record(
+            rng.choice(users), utc(day.year, day.month, day.day, *moment), prompt, rng.randint(0, 2000),
+            round(rng.randint(0, 10**6) * 1e-10, 10), model=model, provider=provider,
+            operation=rng.choice(OPERATIONS), active=rng.random() > 0.15, cached=rng.randint(0, prompt),
+        )
+        record["reasoningTokens"] = rng.randint(0, record["completionTokens"])
+        records.append(record)
+    return records
+
+
+def active(records, start=None, end=None, **equal):
+    return [r for r in records if r["isActive"]
+            and (start is None or r["date"] >= start) and (end is None or r["date"] <= end)
+            and all(r[field] == value for field, value in equal.items())]
+
+
+def totals(records):
+    result = {field: sum(r[field] for r in records) for field in FIELDS}
+    result["totalCost"] = round(math.fsum(r["cost"] for r in records), 10)
+    result["totalRequests"] = len(records)
+    return result
+
+
+def period(day_text, bucket):
+    day = date.fromisoformat(day_text)
+    if bucket == "week":
+        return (day - timedelta(days=day.weekday())).isoformat()
+    return day_text[:7] if bucket == "month" else day_text
+
+
+def assert_same(got, expected):
+    assert {k: v for k, v in got.items() if k != "totalCost"} == {k: v for k, v in expected.items() if k != "totalCost"}
+    assert got["totalCost"] == pytest.approx(expected["totalCost"], abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rollup_views_equal_the_raw_ledger(make_app, seed):
+    rng = random.Random(seed)
+    app = make_app()
+    client = app.test_client()
+    users = [create_user(app, f"u{i}@example.com") for i in range(rng.randint(2, 6))]
+    records = random_ledger(rng, users)
+    insert_records(app, records)
+    create_user(app, "admin@example.com", role="admin")
+    headers = bearer(client, "admin@example.com")
+
+    def get(path, **query):
+        response = client.get(f"/admin/openai/{path}", query_string=query, headers=headers)
+        assert response.status_code == 200, response.json
+        raw = client.get(f"/admin/openai/{path}", query_string={**query, "source": "raw"}, headers=headers)
+        assert raw.json["data"] == response.json["data"], path
+        return response.json["data"]
+
+    start = (FIRST_DAY + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
+    end = (date.fromisoformat(start) + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
+    for window in ({}, {"startDate": start, "endDate": end}, {"startDate": end}, {"endDate": start}):
+        chosen = active(records, window.get("startDate"), window.get("endDate"))
+
+        dashboard = get("dashboard", **window)
+        assert_same({k: v for k, v in dashboard.items() if k != "uniqueUsers"}, totals(chosen))
+        assert dashboard["uniqueUsers"] == len({r["userId"] for r in chosen})
+
+        by_user = defaultdict(list)
+        for r in chosen:
+            by_user[str(r["userId"])].append(r)
+        expected_top = sorted(by_user, key=lambda uid: (-totals(by_user[uid])["totalTokens"], uid))[:3]
+        top = get("top-users", limit=3, **window)
+        assert [row["_id"] for row in top] == expected_top
+        for row in top:
+            assert_same({k: v for k, v in row.items() if k not in ("_id", "userEmail")}, totals(by_user[row["_id"]]))
+
+        for user in users:
+            stats = get(f"user/{user['_id']}/stats", **window)
+            assert_same(stats, totals(by_user.get(str(user["_id"]), [])))
+
+        for by, field in (("model", "modelName"), ("provider", "provider"), ("operation", "operation")):
+            rows = get("breakdown", by=by, **window)
+            groups = defaultdict(list)
+            for r in chosen:
+                groups[r[field]].append(r)
+            assert sorted(row["key"] for row in rows) == sorted(groups)
+            for row in rows:
+                assert_same({k: v for k, v in row.items() if k not in ("key", "provider", "share")},
+                            totals(groups[row["key"]]))
+
+    series_start, series_end = FIRST_DAY.isoformat(), (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
+    for bucket in ("day", "week", "month"):
+        for group_by, field in (("none", None), ("model", "modelName"), ("user", "userId")):
+            data = get("timeseries", bucket=bucket, groupBy=group_by, startDate=series_start,
+                       endDate=series_end, limit=50)
+            chosen = active(records, series_start, series_end)
+            for series in data["series"]:
+                members = [r for r in chosen if field is None or str(r[field]) == series["key"]]
+                assert_same(series["totals"], totals(members))
+                for point in series["points"]:
+                    assert_same({k: v for k, v in point.items() if k != "period"},
+                                totals([r for r in members if period(r["date"], bucket) == point["period"]]))
+
+    usage = client.get("/admin/openai/usage", query_string={"startDate": start, "endDate": end},
+                       headers=headers).json["data"]
+    chosen = active(records, start, end)
+    assert usage["total"] == len(chosen)
+    for stat in usage["stats"]:
+        members = totals([r for r in chosen if r["operation"] == stat["operation"]])
+        assert (stat["totalTokens"], stat["inputTokens"], stat["outputTokens"], stat["totalRequests"]) == (
+            members["totalTokens"], members["promptTokens"], members["completionTokens"], members["totalRequests"])
+    assert sorted(s["operation"] for s in usage["stats"]) == sorted({r["operation"] for r in chosen})
