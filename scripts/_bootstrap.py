@@ -8,9 +8,9 @@ from backend import create_app  # noqa: E402
 from backend.config import ConfigError  # noqa: E402
 
 
-def script_app():
+def script_app(overrides=None):
     """The app without start-up index creation, so scripts report what they themselves did."""
     try:
-        return create_app({"AUTO_CREATE_INDEXES": False})
+        return create_app({"AUTO_CREATE_INDEXES": False, **(overrides or {})})
     except ConfigError as exc:
         sys.exit(f"Configuration error: {exc}")

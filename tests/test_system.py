@@ -35,7 +35,8 @@ def test_openapi_document_describes_every_endpoint(client):
         "/admin/openai/user/{user_id}/stats", "/admin/openai/user/{user_id}/history",
         "/api/estimate-tokens", "/api/token-info", "/api/testcases", "/api/testcases/{case_id}",
         "/api/testcases/{case_id}/full", "/api/testcases/generate-with-ai",
-        "/api/testcases/generate-and-save-with-ai",
+        "/api/testcases/generate-and-save-with-ai", "/admin/openai/timeseries", "/admin/openai/breakdown",
+        "/admin/openai/usage", "/admin/openai/export",
     } <= set(spec["paths"])
     generation = spec["paths"]["/api/test-generation"]["post"]
     body = generation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]

@@ -3,10 +3,14 @@
 Three sources answer the same questions:
 - RAW: the ledger itself (active records only; each record is one request);
 - DAILY: the (date, userId, provider, modelName, operation) rollup;
-- USER_MONTHLY: the (userId, month) rollup, unwound to one row per user and day.
+- USER_MONTHLY: the (userId, month) rollup with per-day sums. It is read with a plain
+  query projecting only the days in range (user_month_query) and summed per user in
+  the service: mongomock's $unwind deep-copies the whole document for every element,
+  and on MongoDB the indexed find is as cheap as a pipeline.
 Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC days
 and need no date operators mongomock lacks.
 """
+from datetime import timedelta
 RAW, DAILY, USER_MONTHLY = "raw", "daily", "user_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
@@ -31,29 +35,30 @@ def match(source, start=None, end=None, filters=None):
     return {"$match": query}
 
 
-def _user_days(start=None, end=None, user_id=None):
-    """USER_MONTHLY as rows of {userId, userEmail, day: {k: date, v: sums}} within the range."""
+def user_month_query(start=None, end=None, user_id=None):
+    """(filter, projection) reading USER_MONTHLY for the range: the months it touches and,
+    when both ends are known, only the days inside it."""
     query = {}
     if start or end:
         query["month"] = {key: value[:7] for key, value in _date_range(start, end).items()}
     if user_id is not None:
         query["userId"] = user_id
-    stages = [
-        {"$match": query},
-        {"$project": {"userId": 1, "userEmail": 1, "day": {"$objectToArray": "$days"}}},
-        {"$unwind": "$day"},
-    ]
-    if start or end:
-        stages.append({"$match": {"day.k": _date_range(start, end)}})
-    return stages
+    projection = {"_id": 0, "userId": 1, "userEmail": 1}
+    if start and end:
+        day = start
+        while day <= end:
+            projection[f"days.{day.isoformat()}"] = 1
+            day += timedelta(days=1)
+    else:
+        projection["days"] = 1
+    return query, projection
 
 
 def _sums(source):
     """Sums of one source's rows: tokens, totalCost, totalRequests."""
-    prefix = "$day.v." if source == USER_MONTHLY else "$"
-    sums = {field: {"$sum": f"{prefix}{field}"} for field in SUMMED_FIELDS}
-    sums["totalCost"] = {"$sum": f"{prefix}cost"}
-    sums["totalRequests"] = {"$sum": 1 if source == RAW else f"{prefix}requests"}
+    sums = {field: {"$sum": f"${field}"} for field in SUMMED_FIELDS}
+    sums["totalCost"] = {"$sum": "$cost"}
+    sums["totalRequests"] = {"$sum": 1 if source == RAW else "$requests"}
     return sums
 
 
@@ -61,34 +66,28 @@ def _sums_of_groups():
     return {field: {"$sum": f"${field}"} for field in (*SUMMED_FIELDS, "totalCost", "totalRequests")}
 
 
-def _rows(source, start, end, user_id=None):
-    if source == USER_MONTHLY:
-        return _user_days(start, end, user_id)
-    return [match(source, start, end, {"userId": user_id})]
-
-
-def dashboard_pipeline(source, start=None, end=None):
-    """Totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
+def dashboard_pipeline(start=None, end=None):
+    """RAW totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
     return [
-        *_rows(source, start, end),
-        {"$group": {"_id": "$userId", **_sums(source)}},
+        match(RAW, start, end),
+        {"$group": {"_id": "$userId", **_sums(RAW)}},
         {"$group": {"_id": None, **_sums_of_groups(), "uniqueUsers": {"$sum": 1}}},
     ]
 
 
-def top_users_pipeline(source, limit, start=None, end=None):
+def top_users_pipeline(limit, start=None, end=None):
     return [
-        *_rows(source, start, end),
-        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(source)}},
+        match(RAW, start, end),
+        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(RAW)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
         {"$limit": limit},
     ]
 
 
-def user_stats_pipeline(source, user_id, start=None, end=None):
+def user_stats_pipeline(user_id, start=None, end=None):
     return [
-        *_rows(source, start, end, user_id),
-        {"$group": {"_id": None, **_sums(source)}},
+        match(RAW, start, end, {"userId": user_id}),
+        {"$group": {"_id": None, **_sums(RAW)}},
     ]
 
 

@@ -3,7 +3,7 @@ from datetime import date, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import DAILY, RAW, USER_MONTHLY, match
+from backend.admin.pipelines import DAILY, RAW, USER_MONTHLY, match, user_month_query
 from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY
 
 COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, USER_MONTHLY: USAGE_USER_MONTHLY}
@@ -14,8 +14,14 @@ def aggregate(db, source, pipeline):
     return list(db[COLLECTIONS[source]].aggregate(pipeline, allowDiskUse=True))
 
 
+def user_months(db, start=None, end=None, user_id=None):
+    """USER_MONTHLY documents for the range, holding only the days inside it."""
+    query, projection = user_month_query(start, end, user_id)
+    return db[USAGE_USER_MONTHLY].find(query, projection)
+
+
 def user_has_records(db, user_id):
-    return db[USAGE].find_one({"userId": user_id}, {"_id": 1}) is not None
+    return any(db[name].find_one({"userId": user_id}, {"_id": 1}) for name in (USAGE_USER_MONTHLY, USAGE))
 
 
 def ledger_page(db, filters, skip, limit, start=None, end=None):

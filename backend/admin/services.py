@@ -18,10 +18,6 @@ MAX_PERIODS = 1000
 OTHER = "other"
 
 
-def _per_user_source(source):
-    return pipelines.RAW if source == "raw" else pipelines.USER_MONTHLY
-
-
 def _keyed_source(source):
     return pipelines.RAW if source == "raw" else pipelines.DAILY
 
@@ -33,18 +29,36 @@ def _totals(row):
     return totals
 
 
+def per_user_totals(db, start=None, end=None, user_id=None):
+    """{userId: totals with userEmail} from USER_MONTHLY: users with requests in the range."""
+    first, last = (start.isoformat() if start else ""), (end.isoformat() if end else "9999")
+    users = {}
+    for document in repository.user_months(db, start, end, user_id):
+        totals = users.setdefault(document["userId"], {"userEmail": document["userEmail"]})
+        for day, sums in document.get("days", {}).items():
+            if first <= day <= last:
+                _add(totals, {**sums, "totalCost": sums["cost"], "totalRequests": sums["requests"]})
+    return {user: totals for user, totals in users.items() if totals.get("totalRequests")}
+
+
 def dashboard(db, start=None, end=None, source="rollup"):
-    kind = _per_user_source(source)
-    rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(kind, start, end))
-    if not rows:
-        return {**EMPTY_TOTALS, "uniqueUsers": 0}
-    return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]}
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.dashboard_pipeline(start, end))
+        return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS, "uniqueUsers": 0}
+    users = per_user_totals(db, start, end)
+    overall = {}
+    for totals in users.values():
+        _add(overall, totals)
+    return {**_totals(overall), "uniqueUsers": len(users)}
 
 
 def top_users(db, limit, start=None, end=None, source="rollup"):
-    kind = _per_user_source(source)
-    rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(kind, limit, start, end))
-    return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.top_users_pipeline(limit, start, end))
+        return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
+    users = per_user_totals(db, start, end)
+    ranked = sorted(users.items(), key=lambda item: (-item[1]["totalTokens"], str(item[0])))[:limit]
+    return [{"_id": user, "userEmail": totals["userEmail"], **_totals(totals)} for user, totals in ranked]
 
 
 def require_known_user(db, user_id):
@@ -54,9 +68,10 @@ def require_known_user(db, user_id):
 
 def user_stats(db, user_id, start=None, end=None, source="rollup"):
     require_known_user(db, user_id)
-    kind = _per_user_source(source)
-    rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(kind, user_id, start, end))
-    return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.user_stats_pipeline(user_id, start, end))
+        return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
+    return _totals(per_user_totals(db, start, end, user_id).get(user_id, {}))
 
 
 def user_history(db, user_id, page, limit, start=None, end=None):

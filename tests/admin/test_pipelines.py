@@ -3,7 +3,7 @@ from datetime import date
 from bson import ObjectId
 
 from backend.admin import pipelines
-from backend.admin.pipelines import DAILY, RAW, USER_MONTHLY
+from backend.admin.pipelines import DAILY, RAW
 
 
 def test_match_filters_the_date_string_and_only_raw_needs_is_active():
@@ -15,17 +15,19 @@ def test_match_filters_the_date_string_and_only_raw_needs_is_active():
     assert pipelines.match(RAW, end=date(2024, 2, 1)) == {"$match": {"isActive": True, "date": {"$lte": "2024-02-01"}}}
 
 
-def test_user_monthly_rows_unwind_the_days_of_the_months_in_range():
-    stages = pipelines.dashboard_pipeline(USER_MONTHLY, date(2024, 1, 15), date(2024, 3, 2))
-    assert stages[0] == {"$match": {"month": {"$gte": "2024-01", "$lte": "2024-03"}}}
-    assert stages[1]["$project"]["day"] == {"$objectToArray": "$days"}
-    assert stages[2] == {"$unwind": "$day"}
-    assert stages[3] == {"$match": {"day.k": {"$gte": "2024-01-15", "$lte": "2024-03-02"}}}
-    assert stages[4]["$group"]["totalRequests"] == {"$sum": "$day.v.requests"}
+def test_user_month_query_reads_the_months_touched_and_only_the_days_in_range():
+    user = ObjectId()
+    query, projection = pipelines.user_month_query(date(2024, 1, 30), date(2024, 2, 2), user)
+    assert query == {"month": {"$gte": "2024-01", "$lte": "2024-02"}, "userId": user}
+    assert projection == {"_id": 0, "userId": 1, "userEmail": 1, "days.2024-01-30": 1, "days.2024-01-31": 1,
+                          "days.2024-02-01": 1, "days.2024-02-02": 1}
+    open_query, open_projection = pipelines.user_month_query(start=date(2024, 1, 30))
+    assert open_query == {"month": {"$gte": "2024-01"}}
+    assert open_projection == {"_id": 0, "userId": 1, "userEmail": 1, "days": 1}
 
 
 def test_dashboard_counts_users_by_grouping_twice():
-    pipeline = pipelines.dashboard_pipeline(RAW)
+    pipeline = pipelines.dashboard_pipeline()
     assert [list(stage) for stage in pipeline] == [["$match"], ["$group"], ["$group"]]
     assert pipeline[1]["$group"]["_id"] == "$userId"
     assert pipeline[1]["$group"]["totalRequests"] == {"$sum": 1}
@@ -34,16 +36,14 @@ def test_dashboard_counts_users_by_grouping_twice():
 
 
 def test_top_users_sorts_with_a_tie_break_then_limits():
-    for source in (RAW, USER_MONTHLY):
-        pipeline = pipelines.top_users_pipeline(source, 7)
-        assert pipeline[-2] == {"$sort": {"totalTokens": -1, "_id": 1}}
-        assert pipeline[-1] == {"$limit": 7}
+    pipeline = pipelines.top_users_pipeline(7)
+    assert pipeline[-2] == {"$sort": {"totalTokens": -1, "_id": 1}}
+    assert pipeline[-1] == {"$limit": 7}
 
 
 def test_user_stats_is_scoped_to_the_user():
     user = ObjectId()
-    assert pipelines.user_stats_pipeline(RAW, user)[0]["$match"]["userId"] == user
-    assert pipelines.user_stats_pipeline(USER_MONTHLY, user)[0]["$match"]["userId"] == user
+    assert pipelines.user_stats_pipeline(user)[0]["$match"] == {"isActive": True, "userId": user}
 
 
 def test_breakdown_and_timeseries_group_keys():
