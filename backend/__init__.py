@@ -5,7 +5,7 @@ from flask import Flask
 from pymongo.errors import PyMongoError
 
 from backend.config import load_config
-from backend.extensions import api, cors, jwt, mongo
+from backend.extensions import api, cors, jwt, limiter, mongo
 
 log = logging.getLogger("backend")
 
@@ -37,14 +37,18 @@ def create_app(config=None):
     _init_extensions(app)
     _register_blueprints(app)
 
+    from backend import background, cli
+    from backend.audit import hook as audit
     from backend.errors import register_error_handlers
     from backend.usage import capture
-    from backend import cli
 
     register_error_handlers(app)
     capture.init_app(app)
+    audit.init_app(app)
     cli.init_app(app)
     _start_up(app)
+    if app.config["BACKGROUND_TASKS"]:
+        background.start(app)
     return app
 
 
@@ -55,10 +59,15 @@ def _configure_logging(level):
 
 def _init_extensions(app):
     from backend.llm.tokenizer import install_offline_encodings
+    from backend.metrics import Metrics
+    from backend.usage.spool import Spool
 
     mongo.init_app(app)
     jwt.init_app(app)
+    limiter.init_app(app)
     api.init_app(app)
+    app.extensions["metrics"] = Metrics()
+    app.extensions["spool"] = Spool(app.config["SPOOL_PATH"])
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     if app.config["CORS_ORIGINS"]:
         cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
@@ -67,14 +76,17 @@ def _init_extensions(app):
 
 def _register_blueprints(app):
     from backend.admin.routes import blp as admin_blp
+    from backend.audit.routes import blp as audit_blp
     from backend.auth import guards  # noqa: F401  registers the JWT callbacks
     from backend.auth.routes import blp as auth_blp
+    from backend.budgets.routes import blp as budgets_blp
+    from backend.budgets.routes import me_blp
     from backend.system.routes import blp as system_blp
     from backend.system.routes import docs_assets
     from backend.testcases.routes import blp as testcases_blp
     from backend.testgen.routes import blp as testgen_blp
 
-    for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, admin_blp):
+    for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, me_blp, admin_blp, budgets_blp, audit_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets)
 
@@ -88,7 +100,7 @@ def _start_up(app):
     db = get_db(app)
     try:
         if app.config["AUTO_CREATE_INDEXES"]:
-            ensure_indexes(db)
+            ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
             user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"])
             if outcome != "exists":

@@ -5,7 +5,13 @@ from flask.cli import with_appcontext
 from backend.auth.services import ensure_admin
 from backend.db import get_db
 from backend.indexes import ensure_indexes
+from flask import current_app
+
+from backend.clock import utc_now
+from backend.metrics import metrics
 from backend.usage import rollups
+from backend.usage.recorder import replay_spool
+from backend.usage.services import apply_retention
 
 MAX_PROBLEMS_SHOWN = 50
 
@@ -64,7 +70,34 @@ def rebuild_rollups_command(start, end, check):
     click.echo(f"rebuilt {span}: {result['dailyDocuments']} daily and {result['userMonthDocuments']} user-month documents")
 
 
+@click.command("apply-retention")
+@with_appcontext
+@click.option("--older-than", "days", type=click.IntRange(min=1), required=True, help="Age in days.")
+@click.option("--mode", type=click.Choice(["deactivate", "delete"]), required=True,
+              help="deactivate sets isActive false (the seed's soft delete); delete removes the records.")
+@click.option("--dry-run", is_flag=True, help="Count what would change and change nothing.")
+def apply_retention_command(days, mode, dry_run):
+    """Deactivate or delete ledger records older than N days; the rollups follow. Idempotent."""
+    result = apply_retention(get_db(), days, mode, dry_run, utc_now().date())
+    verb = "would change" if dry_run else "changed"
+    click.echo(f"{mode} records dated before {result['cutoff']}: {result['matched']} matched, "
+               f"{result['changed'] if not dry_run else result['matched']} {verb}")
+
+
+@click.command("replay-spool")
+@with_appcontext
+def replay_spool_command():
+    """Write spooled usage records to the ledger (each exactly once)."""
+    spool = current_app.extensions["spool"]
+    replayed, left = replay_spool(get_db(), spool, metrics())
+    click.echo(f"replayed {replayed} record(s) from {spool.path}; {left} still spooled")
+    if left:
+        raise SystemExit(1)
+
+
 def init_app(app):
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(create_admin_command)
     app.cli.add_command(rebuild_rollups_command)
+    app.cli.add_command(apply_retention_command)
+    app.cli.add_command(replay_spool_command)

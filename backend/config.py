@@ -10,6 +10,7 @@ import secrets
 import tempfile
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from urllib.parse import urlparse
 
 LLM_PROVIDERS = ("openai", "gemini", "anthropic", "ollama", "demo")
@@ -21,6 +22,7 @@ DEFAULT_MODELS = {
     "demo": "demo",
 }
 PRICE_FIELDS = ("inputPer1M", "cachedInputPer1M", "cacheWritePer1M", "outputPer1M")
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 MIN_JWT_SECRET_LENGTH = 32
 
@@ -134,6 +136,30 @@ def _enabled_providers(env, default_provider, credentials):
     return chosen
 
 
+def _decimal(env, name):
+    value = _text(env, name)
+    if value is None:
+        return None
+    try:
+        number = Decimal(value)
+    except InvalidOperation:
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise ConfigError(f"{name} must be greater than 0")
+    return number
+
+
+def _thresholds(env):
+    value = _text(env, "ALERT_THRESHOLDS", "80,100")
+    try:
+        percents = sorted({int(part) for part in value.split(",") if part.strip()})
+    except ValueError:
+        raise ConfigError(f"ALERT_THRESHOLDS must be whole percentages like 80,100, got {value!r}") from None
+    if not percents or percents[0] < 1 or percents[-1] > 1000:
+        raise ConfigError("ALERT_THRESHOLDS must be percentages between 1 and 1000")
+    return percents
+
+
 def load_config(environ=None):
     """Read and validate every setting; returns (config dict, start-up warnings)."""
     env = os.environ if environ is None else environ
@@ -240,6 +266,19 @@ def load_config(environ=None):
         "ANTHROPIC_BASE_URL": _http_url(env, "ANTHROPIC_BASE_URL"),
         "OLLAMA_HOST": ollama_host or "http://127.0.0.1:11434",
         "PRICE_OVERRIDES": _price_overrides(env),
+        "ALERT_WEBHOOK_URL": _http_url(env, "ALERT_WEBHOOK_URL"),
+        "ALERT_THRESHOLDS": _thresholds(env),
+        "GLOBAL_DAILY_SPEND_LIMIT_USD": _decimal(env, "GLOBAL_DAILY_SPEND_LIMIT_USD"),
+        "ALERT_MAX_ATTEMPTS": _integer(env, "ALERT_MAX_ATTEMPTS", 8, 1, 100),
+        "METRICS_TOKEN": _text(env, "METRICS_TOKEN"),
+        "SPOOL_PATH": _text(env, "SPOOL_PATH", str(PROJECT_ROOT / "var" / "usage-spool.jsonl")),
+        "BACKGROUND_TASKS": _boolean(env, "BACKGROUND_TASKS", True),
+        "BACKGROUND_INTERVAL_SECONDS": _integer(env, "BACKGROUND_INTERVAL_SECONDS", 15, 1, 3600),
+        "LEDGER_TTL_DAYS": _integer(env, "LEDGER_TTL_DAYS", 0, 0, 36_500),
+        "RATELIMIT_ENABLED": _boolean(env, "RATELIMIT_ENABLED", True),
+        "RATELIMIT_STORAGE_URI": _text(env, "RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_AUTH": _text(env, "RATELIMIT_AUTH", "10 per minute"),
+        "RATELIMIT_GENERATION": _text(env, "RATELIMIT_GENERATION", "30 per minute"),
         "TIKTOKEN_CACHE_DIR": tiktoken_cache_dir,
     }
     return config, warnings

@@ -1,4 +1,5 @@
 """The document store: real MongoDB when MONGO_URI is set, mongomock otherwise."""
+import contextlib
 import threading
 
 import mongomock
@@ -6,6 +7,10 @@ import pymongo
 from flask import current_app
 
 USERS = "users"
+BUDGETS = "budgets"
+BUDGET_COUNTERS = "budget_counters"
+ALERTS = "alerts"
+AUDIT_LOG = "admin_audit_log"
 USAGE = "openai_token_usage"
 USAGE_DAILY = "openai_token_usage_daily"
 USAGE_USER_MONTHLY = "openai_token_usage_user_monthly"
@@ -37,14 +42,14 @@ class MongoStore:
 
     def init_app(self, app):
         uri = app.config["MONGO_URI"]
-        if uri:
-            client = _shared_client(uri, app.config["MONGO_TIMEOUT_MS"])
-        else:
-            client = mongomock.MongoClient(tz_aware=True)
+        # MONGO_CLIENT lets several apps share one embedded store (tests of many instances).
+        client = app.config.get("MONGO_CLIENT")
+        if client is None:
+            client = _shared_client(uri, app.config["MONGO_TIMEOUT_MS"]) if uri else mongomock.MongoClient(tz_aware=True)
         app.extensions["mongo"] = _StoreState(
             client=client,
             db=client[app.config["MONGO_DB_NAME"]],
-            embedded=uri is None,
+            embedded=isinstance(client, mongomock.MongoClient),
         )
 
 
@@ -61,3 +66,19 @@ def get_db(app=None):
 
 def store_is_embedded(app=None):
     return (app or current_app).extensions["mongo"].embedded
+
+
+_embedded_locks = {}
+
+
+def atomic(db):
+    """Run a conditional single-document update atomically.
+
+    MongoDB applies each single-document update atomically on the server, across every
+    process. mongomock does not, so for the embedded store the same guarantee comes from
+    one lock per client, shared by every app in the process that uses that client.
+    """
+    if not isinstance(db.client, mongomock.MongoClient):
+        return contextlib.nullcontext()
+    with _clients_lock:
+        return _embedded_locks.setdefault(id(db.client), threading.Lock())

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import TESTCASES, USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, USERS
+from backend.db import ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, USERS
 
 
 @dataclass(frozen=True)
@@ -11,6 +11,7 @@ class IndexSpec:
     collection: str
     keys: tuple
     unique: bool = False
+    expire_after_seconds: int | None = None
 
     @property
     def name(self):
@@ -36,18 +37,37 @@ INDEXES = (
     IndexSpec(USAGE_DAILY, (("userId", ASCENDING), ("date", ASCENDING))),
     IndexSpec(USAGE_USER_MONTHLY, (("userId", ASCENDING), ("month", ASCENDING)), unique=True),
     IndexSpec(USAGE_USER_MONTHLY, (("month", ASCENDING), ("userId", ASCENDING))),
+    # Budget counters expire two months after their window; alerts are claimed by due time.
+    IndexSpec(BUDGET_COUNTERS, (("expiresAt", ASCENDING),), expire_after_seconds=0),
+    IndexSpec(ALERTS, (("status", ASCENDING), ("nextAttemptAt", ASCENDING))),
+    IndexSpec(AUDIT_LOG, (("time", DESCENDING),)),
+    IndexSpec(AUDIT_LOG, (("adminId", ASCENDING), ("time", DESCENDING))),
 )
 
 
-def ensure_indexes(db, specs=INDEXES):
-    """Create what is missing; returns [(collection, index name, "created" | "exists")]."""
+def ledger_ttl(days):
+    """The optional TTL on raw ledger records (LEDGER_TTL_DAYS); see README for the trade-off."""
+    return IndexSpec(USAGE, (("timestamp", ASCENDING),), expire_after_seconds=days * 86400)
+
+
+def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
+    """Create what is missing; returns [(collection, index name, "created" | "exists" | "updated")]."""
+    if ledger_ttl_days:
+        specs = (*specs, ledger_ttl(ledger_ttl_days))
     report = []
     for spec in specs:
         collection = db[spec.collection]
-        existing = collection.index_information()
-        if spec.name in existing:
+        existing = collection.index_information().get(spec.name)
+        options = {"name": spec.name, "unique": spec.unique}
+        if spec.expire_after_seconds is not None:
+            options["expireAfterSeconds"] = spec.expire_after_seconds
+        if existing is None:
+            collection.create_index(list(spec.keys), **options)
+            report.append((spec.collection, spec.name, "created"))
+        elif spec.expire_after_seconds is not None and existing.get("expireAfterSeconds") != spec.expire_after_seconds:
+            db.command("collMod", spec.collection,
+                       index={"name": spec.name, "expireAfterSeconds": spec.expire_after_seconds})
+            report.append((spec.collection, spec.name, "updated"))
+        else:
             report.append((spec.collection, spec.name, "exists"))
-            continue
-        collection.create_index(list(spec.keys), name=spec.name, unique=spec.unique)
-        report.append((spec.collection, spec.name, "created"))
     return report

@@ -14,3 +14,10 @@ def script_app(overrides=None):
         return create_app({"AUTO_CREATE_INDEXES": False, **(overrides or {})})
     except ConfigError as exc:
         sys.exit(f"Configuration error: {exc}")
+
+
+def run_command(command, prog_name):
+    """Run one of backend/cli.py's click commands inside the app, with this script's arguments."""
+    app = script_app()
+    with app.app_context():
+        sys.exit(command.main(args=sys.argv[1:], prog_name=prog_name, standalone_mode=True))

@@ -3,13 +3,9 @@
 Usage: python scripts/create_admin.py --email ops@example.com [--password ...]
 The password is prompted for when not given (never echoed).
 """
-import sys
-
-from _bootstrap import script_app
+from _bootstrap import run_command
 
 from backend.cli import create_admin_command
 
 if __name__ == "__main__":
-    app = script_app()
-    with app.app_context():
-        sys.exit(create_admin_command.main(args=sys.argv[1:], prog_name="create_admin.py", standalone_mode=True))
+    run_command(create_admin_command, "create_admin.py")

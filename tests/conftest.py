@@ -20,9 +20,11 @@ def fake_openai():
 
 
 @pytest.fixture
-def make_app():
+def make_app(tmp_path):
     def factory(**overrides):
-        config = {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo"}
+        config = {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo",
+                  "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
+                  "SPOOL_PATH": str(tmp_path / "spool.jsonl")}
         config.update(overrides)
         config.setdefault("LLM_PROVIDERS", [config["LLM_PROVIDER"]])
         return create_app(config)

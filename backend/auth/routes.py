@@ -6,13 +6,19 @@ from backend.auth import services
 from backend.auth.schemas import AccessTokenSchema, LoginSchema, RegisterSchema, TokensSchema, UserSchema
 from backend.db import get_db
 from backend.errors import Forbidden
+from backend.extensions import limiter
 from backend.schemas import envelope, ok
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and JWT tokens")
 BEARER = [{"bearerAuth": []}]
 
 
+def _auth_limit():
+    return current_app.config["RATELIMIT_AUTH"]
+
+
 @blp.post("/register")
+@limiter.limit(_auth_limit)
 @blp.arguments(RegisterSchema)
 @blp.response(201, envelope(UserSchema))
 def register(body):
@@ -24,6 +30,7 @@ def register(body):
 
 
 @blp.post("/login")
+@limiter.limit(_auth_limit)
 @blp.arguments(LoginSchema)
 @blp.response(200, envelope(TokensSchema))
 def login(body):

@@ -27,6 +27,7 @@ class DemoProvider(Provider):
     price_provider = None
     free_reason = "demo provider: no spend"
     is_demo = True
+    estimation = "tiktoken"
     default_model = DEMO_MODEL
 
     @classmethod

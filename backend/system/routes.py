@@ -1,13 +1,17 @@
 """Health check and the offline assets of the API docs page."""
+import hmac
+
 from flask import Blueprint as FlaskBlueprint
-from flask import send_from_directory
+from flask import Response, current_app, request, send_from_directory
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.errors import PyMongoError
 from swagger_ui_bundle import swagger_ui_path
 
 from backend.db import get_db, store_is_embedded
-from backend.errors import ServiceUnavailable
+from backend.errors import ServiceUnavailable, Unauthorized
+from backend.metrics import metrics
 from backend.schemas import envelope, ok
 
 blp = Blueprint("system", __name__, description="Service health")
@@ -33,6 +37,16 @@ def health():
             "Database unreachable", data={"status": "unhealthy", "database": "down", "store": store}
         ) from None
     return ok({"status": "ok", "database": "up", "store": store}, "Service is healthy")
+
+
+@blp.get("/metrics")
+@blp.response(200, description="Prometheus text exposition format")
+def prometheus_metrics():
+    """Prometheus metrics of this process; with METRICS_TOKEN set, send it as a bearer token."""
+    token = current_app.config["METRICS_TOKEN"]
+    if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        raise Unauthorized("Send the metrics token as Authorization: Bearer <METRICS_TOKEN>")
+    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
 
 
 @docs_assets.get("/<path:filename>")

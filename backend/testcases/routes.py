@@ -15,6 +15,7 @@ from backend.testcases.schemas import (
 from backend.testgen import endpoint
 from backend.testgen import services as generation
 from backend.testgen.schemas import GenerationRequestSchema
+from backend.testgen.limits import generation_rate_limit
 from backend.usage.capture import tracked
 
 blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")
@@ -107,6 +108,7 @@ def _generated(include_usage, save):
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(AIGenerationSchema))
+@generation_rate_limit
 @tracked("testcase_generation")
 def generate_with_ai(body):
     """Generate test cases and return them with tokenUsage; nothing is saved."""
@@ -119,6 +121,7 @@ def generate_with_ai(body):
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(201, envelope(AIGenerationSchema))
+@generation_rate_limit
 @tracked("testcase_generation_saved")
 def generate_and_save_with_ai(body):
     """Generate test cases, save them (with their tokenUsage) and return them with ids."""

@@ -13,6 +13,7 @@ from backend.testgen.schemas import (
     TokenInfoQuerySchema,
     TokenInfoSchema,
 )
+from backend.testgen.limits import generation_rate_limit
 from backend.usage.capture import tracked
 
 blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation and token tools")
@@ -34,6 +35,7 @@ def _answer(include_usage):
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(GenerationSchema))
+@generation_rate_limit
 @tracked("test_generation")
 def generate(body):
     """Generate test cases for a feature description; the call is recorded in the usage ledger.

@@ -31,12 +31,6 @@ class Plan:
     references: list
 
 
-@dataclass(frozen=True)
-class Generation:
-    test_cases: list
-    calls: list
-
-
 def plan_generation(db, provider, owner_id, request):
     """The exact messages a generation request sends, with similar saved cases when asked."""
     chosen = []
@@ -52,9 +46,8 @@ def plan_generation(db, provider, owner_id, request):
     return Plan(provider, request.get("model") or provider.default_model, request["count"], messages, chosen)
 
 
-def generate(plan, settings):
-    call = call_llm(plan.provider, plan.messages, plan.model, settings.max_output_tokens, settings.price_overrides)
-    return Generation(test_cases=parse_test_cases(call.completion.text, plan.count), calls=[call])
+def call(plan, settings):
+    return call_llm(plan.provider, plan.messages, plan.model, settings.max_output_tokens, settings.price_overrides)
 
 
 def open_stream(plan, settings):
@@ -110,13 +103,25 @@ def _estimation_method(provider, model):
     return f"approximation: ~{CHARS_PER_TOKEN} characters per token"
 
 
+def _input_tokens(plan):
+    if plan.provider.estimation == "tiktoken":
+        return count_chat_tokens(plan.messages, plan.model)
+    return math.ceil(sum(len(m["content"]) for m in plan.messages) / CHARS_PER_TOKEN)
+
+
+def worst_case(plan, settings, at):
+    """(tokens, USD) a planned call can use at most: its input plus the most output it asks for."""
+    tokens = _input_tokens(plan)
+    rates = model_rates(plan.provider, plan.model, at, settings.price_overrides)
+    cost = 0.0
+    if rates is not None:
+        cost = (tokens * (rates.input_per_1m or 0) + settings.max_output_tokens * (rates.output_per_1m or 0)) / 1e6
+    return tokens + settings.max_output_tokens, round(cost, COST_DECIMALS)
+
+
 def estimate(plan, settings, at):
     """Input tokens of the planned messages, and what they would cost at the model's input rate."""
-    if plan.provider.estimation == "tiktoken":
-        tokens = count_chat_tokens(plan.messages, plan.model)
-    else:
-        characters = sum(len(m["content"]) for m in plan.messages)
-        tokens = math.ceil(characters / CHARS_PER_TOKEN)
+    tokens = _input_tokens(plan)
     rates = model_rates(plan.provider, plan.model, at, settings.price_overrides)
     cost = None
     if rates is not None and rates.input_per_1m is not None:

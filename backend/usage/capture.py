@@ -14,10 +14,11 @@ import re
 import uuid
 from functools import wraps
 
-from flask import g, request
+from flask import current_app, g, request
 from flask_jwt_extended import get_current_user
 
 from backend.db import get_db
+from backend.metrics import metrics
 from backend.usage.recorder import build_record, record_usage
 
 log = logging.getLogger("backend.usage")
@@ -53,7 +54,7 @@ def record_calls(calls, user, operation, request_id):
                 )
         records = [build_record(call, user, operation, request_id) for call in calls if call.usage.reported]
         if records:
-            record_usage(get_db(), records)
+            record_usage(get_db(), records, current_app.extensions["spool"], metrics())
     except Exception:
         log.exception("Recording usage failed for callIds %s", ", ".join(c.call_id for c in calls))
 

@@ -38,18 +38,13 @@ def build_record(call, user, operation, request_id):
     }
 
 
-def record_usage(db, records):
-    """Write the records, then roll them up. Failures are logged and swallowed so the
-    user's response stands; a failed rollup is repaired by scripts/rebuild_rollups.py."""
-    try:
-        inserted = repository.insert_records(db, [dict(r) for r in records])
-    except Exception:
-        log.exception(
-            "Failed to write %d usage record(s); callIds: %s",
-            len(records),
-            ", ".join(r["callId"] for r in records),
-        )
-        return False
+def write_records(db, records, metrics=None):
+    """Ledger first, then the rollups for exactly the records the ledger accepted.
+    Raises when the ledger write fails; a failed rollup is logged (repair: rebuild_rollups.py)."""
+    inserted = repository.insert_records(db, [dict(r) for r in records])
+    if metrics is not None:
+        metrics.usage_writes.inc(len(inserted))
+        metrics.count_records(inserted)
     try:
         rollups.apply(db, inserted)
     except Exception:
@@ -58,6 +53,24 @@ def record_usage(db, records):
             "Usage rollup update failed for %s; the ledger is intact. Repair with "
             "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
         )
+    return inserted
+
+
+def record_usage(db, records, spool=None, metrics=None):
+    """Write the records; when the database does not take them they go to the spool.
+    Never raises, so the user's response stands. Returns True when the ledger has them."""
+    try:
+        inserted = write_records(db, records, metrics)
+    except Exception:
+        log.exception(
+            "Failed to write %d usage record(s); callIds: %s",
+            len(records),
+            ", ".join(r["callId"] for r in records),
+        )
+        if metrics is not None:
+            metrics.usage_write_failures.inc()
+        _spool(spool, records, metrics)
+        return False
     for r in inserted:
         log.info(
             "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s promptTokens=%d "
@@ -66,3 +79,29 @@ def record_usage(db, records):
             r["completionTokens"], r["totalTokens"], r["cost"], r["callId"],
         )
     return True
+
+
+def _spool(spool, records, metrics):
+    if spool is None:
+        log.error("No spool configured: %d usage record(s) lost", len(records))
+        return
+    try:
+        spool.append(records)
+    except OSError:
+        log.exception("Spooling %d usage record(s) failed too; callIds: %s", len(records),
+                      ", ".join(r["callId"] for r in records))
+        return
+    if metrics is not None:
+        metrics.usage_spooled.inc(len(records))
+    log.warning("Spooled %d usage record(s) to %s; they are replayed when the database answers",
+                len(records), spool.path)
+
+
+def replay_spool(db, spool, metrics=None):
+    """Write spooled records to the ledger (each exactly once); returns (replayed, still spooled)."""
+    replayed, left = spool.replay(lambda records: write_records(db, records, metrics))
+    if metrics is not None and replayed:
+        metrics.usage_replayed.inc(replayed)
+    if replayed:
+        log.info("Replayed %d spooled usage record(s)", replayed)
+    return replayed, left

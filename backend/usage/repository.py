@@ -23,8 +23,20 @@ def insert_records(db, records):
 
 
 def active_dates(db, query):
-    return db[USAGE].distinct("date", {**query, "isActive": True})
+    return dates(db, {**query, "isActive": True})
 
 
 def deactivate(db, query):
     return db[USAGE].update_many({**query, "isActive": True}, {"$set": {"isActive": False}}).modified_count
+
+
+def count(db, query):
+    return db[USAGE].count_documents(query)
+
+
+def dates(db, query):
+    return db[USAGE].distinct("date", query)
+
+
+def delete(db, query):
+    return db[USAGE].delete_many(query).deleted_count

@@ -15,7 +15,7 @@ import logging
 import math
 from collections import defaultdict
 
-from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY
+from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, atomic
 
 log = logging.getLogger("backend.usage")
 
@@ -50,8 +50,16 @@ def _number(field, value):
 
 
 def apply(db, records):
-    """Add newly written records to both rollups. Raises on a write failure."""
+    """Add newly written records to both rollups. Raises on a write failure.
+
+    Two first writers of a key race to create it; MongoDB retries such an upsert itself,
+    and the embedded store gets the same effect from atomic()."""
     daily, monthly, emails = _increments(records)
+    with atomic(db):
+        _apply(db, daily, monthly, emails)
+
+
+def _apply(db, daily, monthly, emails):
     for key, sums in daily.items():
         document = dict(zip(DAILY_KEY, key))
         db[USAGE_DAILY].update_one(

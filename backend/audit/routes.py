@@ -1,0 +1,39 @@
+from flask_smorest import Blueprint
+from marshmallow import Schema, fields, validate
+
+from backend.audit.repository import entries_page
+from backend.auth.guards import admin_required
+from backend.db import get_db
+from backend.schemas import DateRangeSchema, ObjectIdString, UTCDateTime, envelope, ok, page_of
+
+blp = Blueprint("audit", __name__, url_prefix="/admin/openai", description="Admin audit log (role admin)")
+
+
+class AuditQuerySchema(DateRangeSchema):
+    admin_id = ObjectIdString(data_key="adminId", load_default=None)
+    page = fields.Integer(validate=validate.Range(min=1), load_default=1)
+    limit = fields.Integer(validate=validate.Range(min=1, max=100), load_default=50)
+
+
+class AuditEntrySchema(Schema):
+    id = ObjectIdString(attribute="_id")
+    adminId = ObjectIdString(allow_none=True)
+    adminEmail = fields.String(allow_none=True)
+    method = fields.String()
+    path = fields.String()
+    query = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    status = fields.Integer()
+    ip = fields.String(allow_none=True)
+    time = UTCDateTime()
+
+
+@blp.get("/audit-log")
+@admin_required
+@blp.doc(security=[{"bearerAuth": []}])
+@blp.arguments(AuditQuerySchema, location="query")
+@blp.response(200, envelope(page_of(AuditEntrySchema)))
+def audit_log(query):
+    """Requests to admin endpoints, newest first; filter by admin and inclusive UTC dates."""
+    data = entries_page(get_db(), query["admin_id"], query.get("start_date"), query.get("end_date"),
+                        query["page"], query["limit"])
+    return ok(data, "Audit log retrieved successfully")

@@ -1,0 +1,53 @@
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from backend.schemas import UTCDateTime
+
+POSITIVE_TOKENS = validate.Range(min=1)
+POSITIVE_USD = validate.Range(min=0, min_inclusive=False)
+
+
+class BudgetInputSchema(Schema):
+    """Limits per UTC day and month; null or absent means no limit of that kind."""
+
+    tokensPerDay = fields.Integer(validate=POSITIVE_TOKENS, allow_none=True, load_default=None)
+    usdPerDay = fields.Float(validate=POSITIVE_USD, allow_none=True, load_default=None)
+    tokensPerMonth = fields.Integer(validate=POSITIVE_TOKENS, allow_none=True, load_default=None)
+    usdPerMonth = fields.Float(validate=POSITIVE_USD, allow_none=True, load_default=None)
+
+    @validates_schema
+    def _at_least_one(self, data, **kwargs):
+        if all(value is None for value in data.values()):
+            raise ValidationError("Set at least one of tokensPerDay, usdPerDay, tokensPerMonth, usdPerMonth.",
+                                  "tokensPerDay")
+
+
+class BudgetSchema(Schema):
+    userId = fields.Function(lambda budget: str(budget["_id"]))
+    tokensPerDay = fields.Integer(allow_none=True)
+    usdPerDay = fields.Float(allow_none=True)
+    tokensPerMonth = fields.Integer(allow_none=True)
+    usdPerMonth = fields.Float(allow_none=True)
+    updatedAt = UTCDateTime()
+
+
+class BudgetListSchema(Schema):
+    default = fields.Nested(BudgetSchema, allow_none=True)
+    users = fields.List(fields.Nested(BudgetSchema))
+
+
+class AmountsSchema(Schema):
+    tokens = fields.Integer(allow_none=True)
+    usd = fields.Float(allow_none=True)
+
+
+class WindowUsageSchema(Schema):
+    window = fields.String()
+    period = fields.String()
+    resetsAt = UTCDateTime()
+    limits = fields.Nested(AmountsSchema)
+    used = fields.Nested(AmountsSchema)
+    remaining = fields.Nested(AmountsSchema)
+
+
+class MyUsageSchema(Schema):
+    windows = fields.List(fields.Nested(WindowUsageSchema))
