@@ -1,13 +1,14 @@
 """`flask` commands; scripts/ call the same functions."""
+from datetime import date, timedelta
+
 import click
+from flask import current_app
 from flask.cli import with_appcontext
 
 from backend.auth.services import ensure_admin
+from backend.clock import utc_now
 from backend.db import get_db
 from backend.indexes import ensure_indexes
-from flask import current_app
-
-from backend.clock import utc_now
 from backend.metrics import metrics
 from backend.usage import rollups
 from backend.usage.recorder import replay_spool
@@ -42,6 +43,16 @@ def create_admin_command(email, password):
     click.echo(f"{outcome}: {user['email']} (id {user['_id']}, role {user['role']})")
 
 
+def ttl_horizon(ttl_days, today):
+    """The first whole month that the ledger TTL cannot have touched yet, or None without a TTL."""
+    if not ttl_days:
+        return None
+    cutoff = today - timedelta(days=ttl_days)
+    if cutoff.day == 1:
+        return cutoff
+    return date(cutoff.year + cutoff.month // 12, cutoff.month % 12 + 1, 1)
+
+
 @click.command("rebuild-rollups")
 @with_appcontext
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day (widened to its month).")
@@ -52,6 +63,15 @@ def rebuild_rollups_command(start, end, check):
     start, end = (start.date() if start else None), (end.date() if end else None)
     if start and end and start > end:
         raise click.BadParameter("--from must be on or before --to", param_hint="--from")
+    horizon = ttl_horizon(current_app.config["LEDGER_TTL_DAYS"], utc_now().date())
+    if horizon and (start is None or start < horizon):
+        # The TTL removed raw records before the horizon; their totals live on only in the rollups.
+        click.echo(f"LEDGER_TTL_DAYS is set: months before {horizon} may have expired records, "
+                   f"so they are left as they are; starting at {horizon}")
+        start = horizon
+        if end and end < start:
+            click.echo("nothing to do")
+            return
     span = f"{start or 'the beginning'} .. {end or 'the end'} (whole months)"
     if check:
         problems = rollups.check(get_db(), start, end)

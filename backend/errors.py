@@ -122,7 +122,11 @@ def handle_http_exception(exc):
         return error_response(exc.code, f"Invalid request: {_summarise(errors)}", errors)
     headers = dict(exc.get_headers()) if exc.code == 405 else {}
     headers.pop("Content-Type", None)
-    return error_response(exc.code, exc.description or exc.name, headers=headers)
+    message = exc.description or exc.name
+    if exc.code == 429:
+        # Flask-Limiter's description is the limit itself ("10 per 1 minute"); it adds Retry-After.
+        message = f"Too many requests: the limit is {message}. Try again later."
+    return error_response(exc.code, message, headers=headers)
 
 
 def handle_unexpected(exc):

@@ -27,22 +27,31 @@ def delete_budget(db, owner):
     return db[BUDGETS].delete_one({"_id": owner}).deleted_count == 1
 
 
-def get_counter(db, key):
-    return db[BUDGET_COUNTERS].find_one({"_id": key}) or {"tokens": 0, "costUnits": 0}
+EMPTY_COUNTER = {"tokens": 0, "costUnits": 0}
 
 
-def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit):
-    """Add to a counter only if it stays within the limits; one atomic conditional update."""
+def get_counter(db, key, missing=EMPTY_COUNTER):
+    return db[BUDGET_COUNTERS].find_one({"_id": key}) or missing
+
+
+def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, opening):
+    """Add to a counter only if it stays within the limits; one atomic conditional update.
+    A new counter opens at `opening()` -> (tokens, cost units): what the ledger already holds."""
     condition = {"_id": key}
     if token_limit is not None:
         condition["tokens"] = {"$lte": token_limit - tokens}
     if cost_limit is not None:
         condition["costUnits"] = {"$lte": cost_limit - cost_units}
+    if db[BUDGET_COUNTERS].find_one({"_id": key}, {"_id": 1}) is None:
+        opening_tokens, opening_units = opening()
+        with atomic(db):
+            # Two first requests race to create it; $setOnInsert lets only one opening count
+            # (MongoDB retries a duplicate-key upsert itself).
+            db[BUDGET_COUNTERS].update_one(
+                {"_id": key}, {"$setOnInsert": {**fields, "tokens": opening_tokens, "costUnits": opening_units}},
+                upsert=True,
+            )
     with atomic(db):
-        # Creating the counter races like the update does (MongoDB retries a duplicate-key upsert itself).
-        db[BUDGET_COUNTERS].update_one(
-            {"_id": key}, {"$setOnInsert": {**fields, "tokens": 0, "costUnits": 0}}, upsert=True
-        )
         result = db[BUDGET_COUNTERS].update_one(condition, {"$inc": {"tokens": tokens, "costUnits": cost_units}})
     return result.modified_count == 1
 

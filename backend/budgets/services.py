@@ -15,6 +15,7 @@ from decimal import Decimal
 from backend.budgets import repository
 from backend.errors import TooManyRequests
 from backend.schemas import UTCDateTime
+from backend.usage.rollups import user_usage
 
 WINDOWS = ("day", "month")
 LIMIT_FIELDS = ("tokensPerDay", "usdPerDay", "tokensPerMonth", "usdPerMonth")
@@ -96,7 +97,11 @@ def reserve(db, user_id, tokens, cost_usd, now):
         period, resets_at = period_of(window, now)
         key = counter_key(user_id, window, period)
         fields = {"owner": str(user_id), "window": window, "period": period, "expiresAt": resets_at + timedelta(days=62)}
-        if not repository.try_add(db, key, fields, tokens, reservation.cost_units, token_limit, cost_limit):
+        def opening(window=window, period=period):
+            ledger_tokens, ledger_cost = user_usage(db, user_id, window, period)
+            return ledger_tokens, to_units(ledger_cost)
+
+        if not repository.try_add(db, key, fields, tokens, reservation.cost_units, token_limit, cost_limit, opening):
             release(db, reservation)
             raise _exceeded(db, key, window, token_limit, cost_limit, tokens, reservation.cost_units, resets_at, now)
         reservation.windows.append((key, fields))
@@ -127,20 +132,23 @@ def add_global_spend(db, cost_usd, now):
 
 
 def usage_report(db, user_id, now):
-    """What /api/me/usage shows: limits, usage (in-flight reservations included) and what is left."""
+    """What /api/me/usage shows: limits, usage and what is left. Under a limit, usage is the
+    budget counter (requests in flight included); without one, what the ledger holds."""
     limits = effective_limits(db, user_id)
     report = []
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)
         period, resets_at = period_of(window, now)
-        counter = repository.get_counter(db, counter_key(user_id, window, period))
-        used_usd = to_usd(counter["costUnits"])
+        counter = repository.get_counter(db, counter_key(user_id, window, period), None)
+        if counter is None:
+            ledger_tokens, ledger_cost = user_usage(db, user_id, window, period)
+            counter = {"tokens": ledger_tokens, "costUnits": to_units(ledger_cost)}
         report.append({
             "window": window,
             "period": period,
             "resetsAt": resets_at,
             "limits": {"tokens": token_limit, "usd": to_usd(cost_limit) if cost_limit is not None else None},
-            "used": {"tokens": counter["tokens"], "usd": used_usd},
+            "used": {"tokens": counter["tokens"], "usd": to_usd(counter["costUnits"])},
             "remaining": {
                 "tokens": max(0, token_limit - counter["tokens"]) if token_limit is not None else None,
                 "usd": max(0.0, to_usd(cost_limit - counter["costUnits"])) if cost_limit is not None else None,

@@ -80,6 +80,15 @@ def _apply(db, daily, monthly, emails):
         )
 
 
+def user_usage(db, user_id, window, period):
+    """(totalTokens, cost) the ledger holds for a user in a UTC day (YYYY-MM-DD) or month (YYYY-MM)."""
+    document = db[USAGE_USER_MONTHLY].find_one({"userId": user_id, "month": period[:7]}, {"days": 1}) or {}
+    days = document.get("days", {})
+    chosen = [days.get(period, {})] if window == "day" else days.values()
+    return (sum(int(day.get("totalTokens", 0)) for day in chosen),
+            sum(day.get("cost", 0.0) for day in chosen))
+
+
 def whole_months(start=None, end=None):
     """The ledger filter for whole months covering [start, end] (either may be None)."""
     query = {"isActive": True}

@@ -1,45 +1,13 @@
 """50 concurrent generations at a budget that allows exactly 7 of them."""
 import sys
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx2
 import mongomock
 import pytest
-import tiktoken
 
 from backend.db import USAGE, USAGE_DAILY, get_db
-from backend.testgen.prompts import build_messages
-from tests.helpers import TEST_SECRET, bearer, cases_json, chat_completion, create_user
-
-MAX_OUTPUT = 200
-PROMPT = "Checkout with a saved card"
-
-
-def worst_case_tokens():
-    """What each request reserves: its prompt counted as OpenAI does, plus the output cap."""
-    enc = tiktoken.get_encoding("o200k_base")
-    messages = build_messages(PROMPT, 1)
-    return 3 + sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in messages) + MAX_OUTPUT
-
-
-def provider_reporting(prompt_tokens):
-    """A fake OpenAI that always reports the reserved worst case, so settling refunds nothing."""
-    lock = threading.Lock()
-    calls = []
-
-    def handler(request):
-        with lock:
-            calls.append(1)
-        return httpx2.Response(200, json=chat_completion(cases_json(1), prompt_tokens, MAX_OUTPUT))
-
-    return httpx2.MockTransport(handler), calls
-
-
-def build(make_app, transport, client=None):
-    return make_app(LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0,
-                    LLM_MAX_OUTPUT_TOKENS=MAX_OUTPUT, LLM_TRANSPORTS={"openai": transport},
-                    JWT_SECRET_KEY=TEST_SECRET, **({"MONGO_CLIENT": client} if client else {}))
+from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.helpers import bearer, create_user
 
 
 @pytest.mark.parametrize("instances", [1, 2], ids=["one instance", "two instances, one store"])
@@ -59,16 +27,15 @@ def test_exactly_seven_of_fifty_concurrent_requests_fit(make_app, instances):
                       headers=admin).status_code == 200
     headers = bearer(client, "dev@example.com")
 
-    def generate(number):
-        app = apps[number % instances]
-        return app.test_client().post("/api/test-generation", json={"prompt": PROMPT, "count": 1}, headers=headers)
+    def one_request(number):
+        return generate(apps[number % instances].test_client(), headers)
 
     # Switch threads every microsecond so any read-then-write window is actually raced.
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
         with ThreadPoolExecutor(max_workers=16) as pool:
-            responses = list(pool.map(generate, range(50)))
+            responses = list(pool.map(one_request, range(50)))
     finally:
         sys.setswitchinterval(switch_interval)
 
