@@ -7,7 +7,7 @@ from flask.cli import with_appcontext
 
 from backend.auth.services import ensure_admin
 from backend.clock import utc_now
-from backend.db import get_db
+from backend.db import get_db, store_is_embedded
 from backend.indexes import ensure_indexes
 from backend.metrics import metrics
 from backend.usage import rollups
@@ -27,8 +27,10 @@ def print_index_report(report):
 @click.command("create-indexes")
 @with_appcontext
 def create_indexes_command():
-    """Create every index the service needs (idempotent)."""
-    print_index_report(ensure_indexes(get_db()))
+    """Create every index the service needs, with the ledger TTL of LEDGER_TTL_DAYS (idempotent)."""
+    if store_is_embedded():
+        click.echo("MONGO_URI is not set: indexing the embedded in-memory store, which is discarded on exit.")
+    print_index_report(ensure_indexes(get_db(), ledger_ttl_days=current_app.config["LEDGER_TTL_DAYS"]))
 
 
 @click.command("create-admin")

@@ -2,6 +2,7 @@
 import logging
 
 from flask import jsonify
+from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,11 @@ def handle_http_exception(exc):
     return error_response(exc.code, message, headers=headers)
 
 
+def handle_database_down(exc):
+    log.error("Database unavailable: %s", exc)
+    return error_response(503, "The database is unavailable; please try again shortly", headers={"Retry-After": "5"})
+
+
 def handle_unexpected(exc):
     log.exception("Unhandled error")
     return error_response(500, "Internal server error")
@@ -138,4 +144,6 @@ def register_error_handlers(app):
     # Registered after flask-smorest's Api so ours replace its HTTPException handler.
     app.register_error_handler(APIError, handle_api_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    # Unreachable, timed out or lost connection (AutoReconnect, NetworkTimeout, ServerSelectionTimeoutError).
+    app.register_error_handler(ConnectionFailure, handle_database_down)
     app.register_error_handler(Exception, handle_unexpected)

@@ -1,6 +1,7 @@
 """Every index the service relies on, defined once as data."""
 from dataclasses import dataclass
 
+import mongomock
 from pymongo import ASCENDING, DESCENDING
 
 from backend.db import ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, USERS
@@ -51,9 +52,11 @@ def ledger_ttl(days):
 
 
 def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
-    """Create what is missing; returns [(collection, index name, "created" | "exists" | "updated")]."""
-    if ledger_ttl_days:
-        specs = (*specs, ledger_ttl(ledger_ttl_days))
+    """Create what is missing and bring TTLs to their setting; returns
+    [(collection, index name, "created" | "exists" | "updated" | "dropped")].
+    With ledger_ttl_days 0 a ledger TTL left from an earlier setting is dropped: records stop expiring."""
+    ttl = ledger_ttl(ledger_ttl_days or 1)
+    specs = (*specs, ttl) if ledger_ttl_days else specs
     report = []
     for spec in specs:
         collection = db[spec.collection]
@@ -65,9 +68,19 @@ def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
             collection.create_index(list(spec.keys), **options)
             report.append((spec.collection, spec.name, "created"))
         elif spec.expire_after_seconds is not None and existing.get("expireAfterSeconds") != spec.expire_after_seconds:
-            db.command("collMod", spec.collection,
-                       index={"name": spec.name, "expireAfterSeconds": spec.expire_after_seconds})
+            _change_ttl(db, spec, options)
             report.append((spec.collection, spec.name, "updated"))
         else:
             report.append((spec.collection, spec.name, "exists"))
+    if not ledger_ttl_days and "expireAfterSeconds" in db[USAGE].index_information().get(ttl.name, {}):
+        db[USAGE].drop_index(ttl.name)
+        report.append((USAGE, ttl.name, "dropped"))
     return report
+
+
+def _change_ttl(db, spec, options):
+    if isinstance(db.client, mongomock.MongoClient):  # the embedded store has no collMod
+        db[spec.collection].drop_index(spec.name)
+        db[spec.collection].create_index(list(spec.keys), **options)
+        return
+    db.command("collMod", spec.collection, index={"name": spec.name, "expireAfterSeconds": spec.expire_after_seconds})

@@ -9,5 +9,6 @@ def _generation_limit():
     return current_app.config["RATELIMIT_GENERATION"]
 
 
-# Applied below @jwt_required, so the key is the verified user id.
-generation_rate_limit = limiter.limit(_generation_limit, key_func=get_jwt_identity)
+# One budget of requests shared by every generation endpoint. Applied below @jwt_required,
+# so the key is the verified user id.
+generation_rate_limit = limiter.shared_limit(_generation_limit, scope="generation", key_func=get_jwt_identity)

@@ -12,10 +12,13 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
+from datetime import timezone
 
 from bson import json_util
 
 log = logging.getLogger("backend.usage")
+# Timestamps come back as aware UTC datetimes, as the ledger holds them.
+JSON_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=timezone.utc)
 
 
 class Spool:
@@ -55,7 +58,7 @@ class Spool:
 
     def append(self, records):
         with self._locked("lock", self._thread_lock):
-            self._append_lines(self.path, [json_util.dumps(record) + "\n" for record in records])
+            self._append_lines(self.path, [json_util.dumps(record, json_options=JSON_OPTIONS) + "\n" for record in records])
 
     def count(self):
         return len(self._read_lines(self.path)) + len(self._read_lines(self.replaying_path))
@@ -75,7 +78,7 @@ class Spool:
             if not lines:
                 return 0, 0
             try:
-                inserted = write([json_util.loads(line) for line in lines])
+                inserted = write([json_util.loads(line, json_options=JSON_OPTIONS) for line in lines])
             except Exception:
                 log.exception("Spool replay failed; %d record(s) stay spooled", len(lines))
                 return 0, len(lines)

@@ -1,0 +1,166 @@
+"""No lost records: usage the database refuses is spooled, then replayed exactly once."""
+import json
+import logging
+
+import mongomock
+import pytest
+from bson import ObjectId, json_util
+from pymongo.errors import AutoReconnect
+
+from backend import background
+from backend.db import USAGE, get_db
+from backend.usage import rollups
+from backend.usage.recorder import replay_spool
+from backend.usage.spool import Spool
+from tests.helpers import create_user, read_events, usage_record, utc
+
+
+@pytest.fixture
+def database_down(monkeypatch):
+    """Every ledger write fails as it does when MongoDB is unreachable; undo() brings it back."""
+    insert_many = mongomock.collection.Collection.insert_many
+
+    def refuse(self, *args, **kwargs):
+        if self.name == USAGE:
+            raise AutoReconnect("connection refused")
+        return insert_many(self, *args, **kwargs)
+
+    monkeypatch.setattr(mongomock.collection.Collection, "insert_many", refuse)
+    return monkeypatch
+
+
+def ledger(app):
+    with app.app_context():
+        return list(get_db()[USAGE].find())
+
+
+def metric_values(client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").get_data(as_text=True)
+    return {sample.name: sample.value for family in text_string_to_metric_families(text)
+            for sample in family.samples if not sample.labels}
+
+
+def test_a_database_outage_loses_no_record_and_replays_each_once(app, client, user_headers, database_down):
+    requests = [("/api/test-generation", {"prompt": "Login", "count": 2}),
+                ("/api/test-generation", {"prompt": "Logout", "count": 1}),
+                ("/api/testcases/generate-with-ai", {"prompt": "Search", "count": 1}),
+                ("/api/testcases/generate-and-save-with-ai", {"prompt": "Cart", "count": 1})]
+    call_ids = []
+    for path, body in requests:
+        response = client.post(path, json=body, headers=user_headers)
+        assert response.status_code in (200, 201), response.json
+        assert len(response.json["data"]["testCases"]) == body["count"]
+        call_ids += response.json["data"].get("usage", response.json["data"].get("tokenUsage", {})).get("callIds", [])
+    streamed = client.post("/api/test-generation", json={"prompt": "Pay", "count": 1, "stream": True},
+                           headers=user_headers)
+    assert read_events(streamed)[-1][0] == "done"
+    call_ids.append(read_events(streamed)[-1][1]["data"]["usage"]["callIds"][0])
+
+    spool = app.extensions["spool"]
+    spooled = [json_util.loads(line, json_options=json_util.JSONOptions(tz_aware=True)) for line in open(spool.path, encoding="utf-8")]
+    assert len(spooled) == 5 and ledger(app) == []
+    assert isinstance(spooled[0]["userId"], ObjectId) and spooled[0]["timestamp"].tzinfo is not None
+    assert len(set(r["callId"] for r in spooled)) == 5
+    assert {r["callId"] for r in spooled} >= set(call_ids)
+
+    background.run_once(app)  # still down: the replay fails and keeps every record
+    assert spool.count() == 5 and ledger(app) == []
+
+    database_down.undo()
+    background.run_once(app)
+    background.run_once(app)
+
+    records = ledger(app)
+    assert sorted(r["callId"] for r in records) == sorted(r["callId"] for r in spooled)
+    assert spool.count() == 0
+    with app.app_context():
+        assert rollups.check(get_db()) == []
+    values = metric_values(client)
+    assert values["tokenledger_usage_write_failures_total"] == 5
+    assert values["tokenledger_usage_spooled_total"] == 5
+    assert values["tokenledger_usage_replayed_total"] == 5
+    assert values["tokenledger_usage_writes_total"] == 5
+
+
+def test_a_replay_that_died_after_writing_does_not_count_twice(app):
+    user = create_user(app, "dev@example.com")
+    records = [usage_record(user, utc(2026, 11, 20, hour), prompt=100 * hour) for hour in (1, 2, 3)]
+    spool = Spool(app.config["SPOOL_PATH"])
+    spool.append(records)
+    with app.app_context():
+        db = get_db()
+        # The first two reached the ledger before the replay died.
+        from backend.usage.recorder import write_records
+        write_records(db, [dict(r) for r in records[:2]])
+        assert replay_spool(db, spool) == (1, 0)
+        assert replay_spool(db, spool) == (0, 0)
+        assert sorted(r["promptTokens"] for r in db[USAGE].find()) == [100, 200, 300]
+        assert rollups.check(db) == []
+        assert sum(d["requests"] for d in db["openai_token_usage_daily"].find()) == 3
+
+
+def test_records_spooled_while_a_replay_runs_wait_for_the_next_one(app, tmp_path):
+    user = create_user(app, "dev@example.com")
+    spool = Spool(str(tmp_path / "spool.jsonl"))
+    first, late = usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))
+    spool.append([first])
+
+    def write(records):
+        spool.append([late])  # a request spools while the replay is writing
+        return records
+
+    assert spool.replay(write) == (1, 0)
+    assert [json_util.loads(line)["callId"] for line in open(spool.path)] == [late["callId"]]
+
+
+def test_the_spool_is_one_json_document_per_line(tmp_path):
+    spool = Spool(str(tmp_path / "deep" / "spool.jsonl"))
+    spool.append([{"callId": "a", "n": 1}, {"callId": "b", "n": 2}])
+    spool.append([{"callId": "c", "n": 3}])
+    lines = open(spool.path, encoding="utf-8").read().splitlines()
+    assert [json.loads(line)["callId"] for line in lines] == ["a", "b", "c"]
+    assert spool.count() == 3 and spool.pending()
+
+
+def test_replay_spool_command_reports_and_fails_while_records_remain(app, database_down):
+    user = create_user(app, "dev@example.com")
+    app.extensions["spool"].append([usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))])
+    runner = app.test_cli_runner()
+
+    down = runner.invoke(args=["replay-spool"])
+    assert down.exit_code == 1
+    assert down.output.startswith("replayed 0 record(s) from ") and down.output.endswith("; 2 still spooled\n")
+
+    database_down.undo()
+    up = runner.invoke(args=["replay-spool"])
+    assert up.exit_code == 0 and up.output.endswith("; 0 still spooled\n") and "replayed 2 record(s)" in up.output
+    assert len(ledger(app)) == 2
+
+
+def test_when_the_spool_cannot_be_written_either_the_response_still_stands(make_app, tmp_path, database_down,
+                                                                          caplog):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    app = make_app(SPOOL_PATH=str(blocker / "spool.jsonl"))
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    from tests.helpers import bearer
+
+    with caplog.at_level(logging.ERROR, logger="backend.usage"):
+        response = client.post("/api/test-generation", json={"prompt": "x", "count": 1},
+                               headers=bearer(client, "dev@example.com"))
+    assert response.status_code == 200
+    assert "Spooling 1 usage record(s) failed too; callIds: " + response.json["data"]["usage"]["callIds"][0] in caplog.text
+
+
+def test_a_request_that_needs_the_database_while_it_is_down_gets_a_503(client, user_headers, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise AutoReconnect("connection refused")
+
+    monkeypatch.setattr(mongomock.collection.Collection, "insert_many", refuse)
+    response = client.post("/api/testcases/generate-and-save-with-ai", json={"prompt": "Cart", "count": 1},
+                           headers=user_headers)
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    assert response.json == {"success": False, "message": "The database is unavailable; please try again shortly"}
