@@ -3,6 +3,7 @@ import logging
 
 from flask import Flask
 from pymongo.errors import PyMongoError
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
 from backend.extensions import api, cors, jwt, limiter, mongo
@@ -33,6 +34,10 @@ def create_app(config=None):
     _configure_logging(app.config["LOG_LEVEL"])
     for warning in warnings:
         log.warning("%s", warning)
+    if app.config["TRUSTED_PROXY_HOPS"]:
+        # Behind N reverse proxies the client IP (rate limits, audit log) comes from X-Forwarded-For.
+        hops = app.config["TRUSTED_PROXY_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     _init_extensions(app)
     _register_blueprints(app)

@@ -275,6 +275,7 @@ def load_config(environ=None):
         "BACKGROUND_TASKS": _boolean(env, "BACKGROUND_TASKS", True),
         "BACKGROUND_INTERVAL_SECONDS": _integer(env, "BACKGROUND_INTERVAL_SECONDS", 15, 1, 3600),
         "LEDGER_TTL_DAYS": _integer(env, "LEDGER_TTL_DAYS", 0, 0, 36_500),
+        "TRUSTED_PROXY_HOPS": _integer(env, "TRUSTED_PROXY_HOPS", 0, 0, 5),
         "RATELIMIT_ENABLED": _boolean(env, "RATELIMIT_ENABLED", True),
         "RATELIMIT_STORAGE_URI": _text(env, "RATELIMIT_STORAGE_URI", "memory://"),
         "RATELIMIT_AUTH": _text(env, "RATELIMIT_AUTH", "10 per minute"),

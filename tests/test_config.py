@@ -1,8 +1,8 @@
+import re
 import subprocess
 import sys
-from pathlib import Path
-
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +124,13 @@ def test_pricing_file_is_read_and_validated(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load_config({"PRICING_FILE": str(tmp_path / "missing.json")})
     assert str(raised.value).startswith("PRICING_FILE cannot be read: No such file or directory")
+
+
+def test_every_setting_is_documented_in_the_readme_and_env_example():
+    source = (ROOT / "backend" / "config.py").read_text()
+    names = set(re.findall(r'env, "([A-Z0-9_]+)"', source))
+    assert {"MONGO_URI", "JWT_SECRET_KEY", "LEDGER_TTL_DAYS", "TRUSTED_PROXY_HOPS"} <= names
+    readme = (ROOT / "README.md").read_text()
+    example = (ROOT / ".env.example").read_text()
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+    assert sorted(n for n in names if not re.search(rf"^#? ?{n}=", example, re.M)) == []

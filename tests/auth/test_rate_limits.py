@@ -57,3 +57,16 @@ def test_without_a_token_generation_is_a_401_not_a_rate_limit(limited):
     client = limited.test_client()
     for _ in range(4):
         assert client.post("/api/test-generation", json={"prompt": "x"}).status_code == 401
+
+
+def test_behind_a_trusted_proxy_the_limit_follows_the_forwarded_client(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_AUTH="1 per minute", TRUSTED_PROXY_HOPS=1)
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+
+    def through_proxy(client_ip):
+        return client.post("/auth/login", json={"email": "dev@example.com", "password": PASSWORD},
+                           headers={"X-Forwarded-For": client_ip}, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+
+    assert [through_proxy("203.0.113.5").status_code, through_proxy("203.0.113.5").status_code] == [200, 429]
+    assert through_proxy("198.51.100.7").status_code == 200
