@@ -81,6 +81,7 @@ def _init_extensions(app):
 
 def _register_blueprints(app):
     from backend.admin.routes import blp as admin_blp
+    from backend.admin_ui import bp as admin_page
     from backend.audit.routes import blp as audit_blp
     from backend.auth import guards  # noqa: F401  registers the JWT callbacks
     from backend.auth.routes import blp as auth_blp
@@ -94,6 +95,7 @@ def _register_blueprints(app):
     for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, me_blp, admin_blp, budgets_blp, audit_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets)
+    app.register_blueprint(admin_page)
 
 
 def _start_up(app):

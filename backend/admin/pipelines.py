@@ -66,42 +66,42 @@ def _sums_of_groups():
     return {field: {"$sum": f"${field}"} for field in (*SUMMED_FIELDS, "totalCost", "totalRequests")}
 
 
-def dashboard_pipeline(start=None, end=None):
-    """RAW totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
+def dashboard_pipeline(source, start=None, end=None, filters=None):
+    """Totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
     return [
-        match(RAW, start, end),
-        {"$group": {"_id": "$userId", **_sums(RAW)}},
+        match(source, start, end, filters),
+        {"$group": {"_id": "$userId", **_sums(source)}},
         {"$group": {"_id": None, **_sums_of_groups(), "uniqueUsers": {"$sum": 1}}},
     ]
 
 
-def top_users_pipeline(limit, start=None, end=None):
+def top_users_pipeline(source, limit, start=None, end=None, filters=None):
     return [
-        match(RAW, start, end),
-        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(RAW)}},
+        match(source, start, end, filters),
+        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(source)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
         {"$limit": limit},
     ]
 
 
-def user_stats_pipeline(user_id, start=None, end=None):
+def user_stats_pipeline(source, user_id, start=None, end=None, filters=None):
     return [
-        match(RAW, start, end, {"userId": user_id}),
-        {"$group": {"_id": None, **_sums(RAW)}},
+        match(source, start, end, {**(filters or {}), "userId": user_id}),
+        {"$group": {"_id": None, **_sums(source)}},
     ]
 
 
-def breakdown_pipeline(source, by, start=None, end=None, user_id=None):
+def breakdown_pipeline(source, by, start=None, end=None, filters=None):
     """Totals per model (with its provider), provider or operation, largest first."""
     key = {"provider": "$provider", "modelName": "$modelName"} if by == "model" else {by: f"${GROUP_FIELDS[by]}"}
     return [
-        match(source, start, end, {"userId": user_id}),
+        match(source, start, end, filters),
         {"$group": {"_id": key, **_sums(source)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
     ]
 
 
-def timeseries_pipeline(source, group_by, start=None, end=None, user_id=None):
+def timeseries_pipeline(source, group_by, start=None, end=None, filters=None):
     """Totals per day (and per group key); services fold days into weeks or months."""
     group_id = {"date": "$date"}
     extra = {}
@@ -110,7 +110,7 @@ def timeseries_pipeline(source, group_by, start=None, end=None, user_id=None):
         if group_by == "user":
             extra["label"] = {"$max": "$userEmail"}
     return [
-        match(source, start, end, {"userId": user_id}),
+        match(source, start, end, filters),
         {"$group": {"_id": group_id, **_sums(source), **extra}},
     ]
 

@@ -30,6 +30,12 @@ blp = Blueprint(
 ADMIN_DOC = {"security": [{"bearerAuth": []}]}
 
 
+def _filters(query):
+    """The equality filters a query carries; absent ones are None and ignored."""
+    return {"operation": query.get("operation"), "provider": query.get("provider"),
+            "modelName": query.get("model"), "userId": query.get("user_id")}
+
+
 @blp.get("/dashboard")
 @admin_required
 @blp.doc(**ADMIN_DOC)
@@ -37,7 +43,8 @@ ADMIN_DOC = {"security": [{"bearerAuth": []}]}
 @blp.response(200, envelope(DashboardSchema))
 def dashboard(query):
     """Totals across all users for an inclusive UTC date range."""
-    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"])
+    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"],
+                              _filters(query))
     return ok(data, "OpenAI usage statistics retrieved successfully")
 
 
@@ -49,7 +56,7 @@ def dashboard(query):
 def top_users(query):
     """Users ranked by total tokens (ties broken by user id)."""
     data = services.top_users(get_db(), query["limit"], query.get("start_date"), query.get("end_date"),
-                              query["source"])
+                              query["source"], _filters(query))
     return ok(data, f"Top {len(data)} users retrieved successfully")
 
 
@@ -61,7 +68,8 @@ def top_users(query):
 def user_stats(query, user_id):
     """One user's totals for an inclusive UTC date range."""
     uid = parse_object_id(user_id, "userId")
-    data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"), query["source"])
+    data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"), query["source"],
+                               _filters(query))
     return ok(data, f"Usage statistics for user {user_id} retrieved successfully")
 
 
@@ -74,7 +82,7 @@ def user_history(query, user_id):
     """One user's ledger records, newest first, paginated."""
     uid = parse_object_id(user_id, "userId")
     data = services.user_history(
-        get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date")
+        get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date"), _filters(query)
     )
     return ok(data, f"Usage history for user {user_id} retrieved successfully")
 
@@ -87,7 +95,7 @@ def user_history(query, user_id):
 def breakdown(query):
     """Totals per model, provider or operation, largest first, with each one's share of tokens."""
     data = services.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
-                              query["user_id"], query["source"])
+                              _filters(query), query["source"])
     return ok(data, f"Usage by {query['by']} retrieved successfully")
 
 
@@ -103,14 +111,9 @@ def timeseries(query):
     """
     data = services.timeseries(
         get_db(), query["bucket"], query["group_by"], query.get("start_date"), query.get("end_date"),
-        utc_now().date(), query["user_id"], query["limit"], query["source"],
+        utc_now().date(), _filters(query), query["limit"], query["source"],
     )
     return ok(data, "Usage time series retrieved successfully")
-
-
-def _ledger_filters(query):
-    return {"operation": query.get("operation"), "provider": query.get("provider"),
-            "modelName": query.get("model"), "userId": query.get("user_id")}
 
 
 @blp.get("/usage")
@@ -120,7 +123,7 @@ def _ledger_filters(query):
 @blp.response(200, envelope(UsageLogsSchema))
 def usage_logs(query):
     """Usage logs (seed 002): filtered ledger records, newest first, with statistics per operation."""
-    data = services.usage_logs(get_db(), _ledger_filters(query), query["limit"], query["offset"],
+    data = services.usage_logs(get_db(), _filters(query), query["limit"], query["offset"],
                                query.get("start_date"), query.get("end_date"))
     return ok(data, "Usage logs retrieved successfully")
 
@@ -133,7 +136,7 @@ def usage_logs(query):
 def export_usage(query):
     """Every active ledger record matching the filters, in date order, streamed as CSV or NDJSON."""
     start, end, fmt = query.get("start_date"), query.get("end_date"), query["format"]
-    records = repository.export_records(get_db(), _ledger_filters(query), start, end)
+    records = repository.export_records(get_db(), _filters(query), start, end)
     lines = export.csv_lines(records) if fmt == "csv" else export.ndjson_lines(records)
     return Response(
         stream_with_context(lines),

@@ -7,8 +7,14 @@ SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default=
                        metadata={"description": "rollup (default) or raw: the ledger itself, for verification"})
 
 
+OPERATION = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "only this operation"})
+PROVIDER = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "only this provider"})
+
+
 class SourcedRangeSchema(DateRangeSchema):
     source = SOURCE
+    operation = OPERATION
+    provider = PROVIDER
 
 
 class TopUsersQuerySchema(SourcedRangeSchema):
@@ -16,6 +22,8 @@ class TopUsersQuerySchema(SourcedRangeSchema):
 
 
 class HistoryQuerySchema(DateRangeSchema):
+    operation = OPERATION
+    provider = PROVIDER
     page = fields.Integer(validate=validate.Range(min=1), load_default=1)
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
 
@@ -35,8 +43,8 @@ class TimeseriesQuerySchema(SourcedRangeSchema):
 
 
 class LedgerFilterSchema(DateRangeSchema):
-    operation = fields.String(validate=validate.Length(min=1, max=100))
-    provider = fields.String(validate=validate.Length(min=1, max=40))
+    operation = OPERATION
+    provider = PROVIDER
     model = fields.String(validate=validate.Length(min=1, max=200))
     user_id = ObjectIdString(data_key="userId")
 

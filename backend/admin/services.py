@@ -41,9 +41,17 @@ def per_user_totals(db, start=None, end=None, user_id=None):
     return {user: totals for user, totals in users.items() if totals.get("totalRequests")}
 
 
-def dashboard(db, start=None, end=None, source="rollup"):
+def _aggregated_source(source, filters):
+    """RAW when asked; DAILY when filtered by operation or provider (USER_MONTHLY does not split them)."""
     if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.dashboard_pipeline(start, end))
+        return pipelines.RAW
+    return pipelines.DAILY if any(value is not None for value in (filters or {}).values()) else None
+
+
+def dashboard(db, start=None, end=None, source="rollup", filters=None):
+    kind = _aggregated_source(source, filters)
+    if kind:
+        rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(kind, start, end, filters))
         return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS, "uniqueUsers": 0}
     users = per_user_totals(db, start, end)
     overall = {}
@@ -52,9 +60,10 @@ def dashboard(db, start=None, end=None, source="rollup"):
     return {**_totals(overall), "uniqueUsers": len(users)}
 
 
-def top_users(db, limit, start=None, end=None, source="rollup"):
-    if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.top_users_pipeline(limit, start, end))
+def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
+    kind = _aggregated_source(source, filters)
+    if kind:
+        rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(kind, limit, start, end, filters))
         return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
     users = per_user_totals(db, start, end)
     ranked = sorted(users.items(), key=lambda item: (-item[1]["totalTokens"], str(item[0])))[:limit]
@@ -66,23 +75,26 @@ def require_known_user(db, user_id):
         raise NotFound(f"User {user_id} not found")
 
 
-def user_stats(db, user_id, start=None, end=None, source="rollup"):
+def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None):
     require_known_user(db, user_id)
-    if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.user_stats_pipeline(user_id, start, end))
+    kind = _aggregated_source(source, filters)
+    if kind:
+        rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(kind, user_id, start, end, filters))
         return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
     return _totals(per_user_totals(db, start, end, user_id).get(user_id, {}))
 
 
-def user_history(db, user_id, page, limit, start=None, end=None):
+def user_history(db, user_id, page, limit, start=None, end=None, filters=None):
     require_known_user(db, user_id)
-    records, total = repository.ledger_page(db, {"userId": user_id}, (page - 1) * limit, limit, start, end)
+    records, total = repository.ledger_page(db, {**(filters or {}), "userId": user_id}, (page - 1) * limit, limit,
+                                            start, end)
     return {"data": records, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
 
 
-def breakdown(db, by, start=None, end=None, user_id=None, source="rollup"):
+def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
+    """Totals per model, provider or operation; `filters` narrows by userId, operation, provider."""
     kind = _keyed_source(source)
-    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, user_id))
+    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
     grand_total = sum(row["totalTokens"] for row in rows)
     result = []
     for row in rows:
@@ -129,7 +141,7 @@ def _add(target, row):
         target[field] = target.get(field, 0) + row.get(field, 0)
 
 
-def timeseries(db, bucket, group_by, start, end, today, user_id=None, series_limit=10, source="rollup"):
+def timeseries(db, bucket, group_by, start, end, today, filters=None, series_limit=10, source="rollup"):
     """Buckets of tokens by kind, cost and requests; empty buckets are zeros.
 
     With a groupBy, the `series_limit` largest series are kept and the rest summed as "other".
@@ -138,7 +150,7 @@ def timeseries(db, bucket, group_by, start, end, today, user_id=None, series_lim
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
         raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
     kind = _keyed_source(source)
-    rows = repository.aggregate(db, kind, pipelines.timeseries_pipeline(kind, group_by, start, end, user_id))
+    rows = repository.aggregate(db, kind, pipelines.timeseries_pipeline(kind, group_by, start, end, filters))
     periods = periods_between(start, end, bucket)
 
     series = {}

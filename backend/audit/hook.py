@@ -1,4 +1,7 @@
-"""Records every request to an /admin endpoint, whoever made it and however it ended."""
+"""Records every request to the admin API, whoever made it and however it ended.
+
+The admin page (/admin/ and its static assets) reads no data itself, so it is not logged;
+every call it makes to /admin/openai/* is."""
 import logging
 
 from flask import request
@@ -9,7 +12,7 @@ from backend.clock import utc_now
 from backend.db import get_db
 
 log = logging.getLogger(__name__)
-ADMIN_PREFIX = "/admin/"
+ADMIN_PREFIX = "/admin/openai/"
 
 
 def _caller():

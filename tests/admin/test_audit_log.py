@@ -88,3 +88,11 @@ def test_a_failing_audit_write_never_breaks_the_admin_request(client, admin_head
         response = client.get("/admin/openai/dashboard", headers=admin_headers)
     assert response.status_code == 200
     assert "Audit log write failed for GET /admin/openai/dashboard" in caplog.text
+
+
+def test_the_admin_page_files_are_not_audited_but_its_api_calls_are(app, client, admin_headers):
+    assert client.get("/admin/").status_code == 200
+    assert client.get("/admin/assets/admin.js").status_code == 200
+    assert entries(app) == []
+    client.get("/admin/openai/dashboard", headers=admin_headers)
+    assert [e["path"] for e in entries(app)] == ["/admin/openai/dashboard"]

@@ -81,8 +81,13 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
 
     start = (FIRST_DAY + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
     end = (date.fromisoformat(start) + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
-    for window in ({}, {"startDate": start, "endDate": end}, {"startDate": end}, {"endDate": start}):
-        chosen = active(records, window.get("startDate"), window.get("endDate"))
+    operation, (provider, _) = rng.choice(OPERATIONS), rng.choice(MODELS)
+    ranged = {"startDate": start, "endDate": end}
+    for window in ({}, ranged, {"startDate": end}, {"endDate": start},
+                   {**ranged, "operation": operation}, {"provider": provider},
+                   {"operation": operation, "provider": provider}):
+        equal = {field: window[field] for field in ("operation", "provider") if field in window}
+        chosen = active(records, window.get("startDate"), window.get("endDate"), **equal)
 
         dashboard = get("dashboard", **window)
         assert_same({k: v for k, v in dashboard.items() if k != "uniqueUsers"}, totals(chosen))
@@ -100,6 +105,11 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
         for user in users:
             stats = get(f"user/{user['_id']}/stats", **window)
             assert_same(stats, totals(by_user.get(str(user["_id"]), [])))
+        history = client.get(f"/admin/openai/user/{users[0]['_id']}/history", query_string={**window, "limit": 100},
+                             headers=headers).json["data"]
+        mine = sorted(by_user.get(str(users[0]["_id"]), []), key=lambda r: (r["timestamp"], r["_id"]), reverse=True)
+        assert history["total"] == len(mine)
+        assert [r["callId"] for r in history["data"]] == [r["callId"] for r in mine]
 
         for by, field in (("model", "modelName"), ("provider", "provider"), ("operation", "operation")):
             rows = get("breakdown", by=by, **window)

@@ -1,0 +1,583 @@
+// TokenLedger admin page. Plain JavaScript over the public admin API; no third-party code.
+// The access token lives in sessionStorage (this tab only, never a cookie); "Log out" clears it.
+"use strict";
+
+const TOKEN_KEY = "tokenledger.accessToken";
+const EMAIL_KEY = "tokenledger.email";
+const HISTORY_PAGE_SIZE = 10;
+const TOP_USERS = 10;
+const CHART_SERIES = 6;
+const COLORS = ["#1f5fbf", "#e07b00", "#2a9d5c", "#b23a48", "#7b4fb8", "#16879e", "#8a8f98"];
+
+const numberFormat = new Intl.NumberFormat("en-US");
+const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
+const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+const state = {
+  preset: "30d", start: null, end: null, operation: "", provider: "",
+  metric: "totalTokens", stack: "model", user: null, historyPage: 1, loads: 0,
+};
+
+const $ = (id) => document.getElementById(id);
+
+// ---- formatting --------------------------------------------------------------------------
+
+function formatNumber(value) {
+  return numberFormat.format(value);
+}
+
+// Dollars with cents from $1 up; smaller amounts keep 4, then 6 decimals so they never read $0.00.
+function formatUsd(value) {
+  const digits = value === 0 || Math.abs(value) >= 1 ? 2 : Math.abs(value) >= 0.01 ? 4 : 6;
+  return "$" + value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+}
+
+function formatMetric(value) {
+  return state.metric === "totalCost" ? formatUsd(value) : formatNumber(value);
+}
+
+function isoDay(date) {
+  return date.toISOString().slice(0, 10);
+}
+
+function addDays(day, count) {
+  const date = new Date(day + "T00:00:00Z");
+  date.setUTCDate(date.getUTCDate() + count);
+  return isoDay(date);
+}
+
+// Date ranges are whole UTC days, as the API counts them.
+function presetRange(preset) {
+  const today = isoDay(new Date());
+  switch (preset) {
+    case "today": return [today, today];
+    case "7d": return [addDays(today, -6), today];
+    case "month": return [today.slice(0, 8) + "01", today];
+    default: return [addDays(today, -29), today];
+  }
+}
+
+// ---- the API -----------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    let text = body.message || response.statusText;
+    if (body.errors && typeof body.errors === "object") {
+      const details = Object.entries(body.errors).map(([field, problems]) =>
+        `${field}: ${[].concat(problems).join(" ")}`);
+      if (details.length) text += ` (${details.join("; ")})`;
+    }
+    return text;
+  } catch (ignored) {
+    return `The server answered ${response.status} ${response.statusText}`;
+  }
+}
+
+async function request(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (networkError) {
+    throw new ApiError(0, "The service cannot be reached. Check your connection and try again.");
+  }
+  if (!response.ok) {
+    const message = await errorMessage(response);
+    if (response.status === 401 && token) {
+      endSession("Your session has expired. Please sign in again.");
+    }
+    throw new ApiError(response.status, message);
+  }
+  return response;
+}
+
+async function getData(path, params) {
+  const response = await request(`${path}?${new URLSearchParams(params)}`);
+  return (await response.json()).data;
+}
+
+function rangeParams() {
+  return { startDate: state.start, endDate: state.end };
+}
+
+function filterParams() {
+  const params = rangeParams();
+  if (state.operation) params.operation = state.operation;
+  if (state.provider) params.provider = state.provider;
+  return params;
+}
+
+// ---- session -----------------------------------------------------------------------------
+
+function showAlert(message) {
+  const alert = $("alert");
+  alert.textContent = message;
+  alert.hidden = !message;
+}
+
+// A 401 has already ended the session with its own message; anything else is shown as it came.
+function report(failure) {
+  if (failure.status !== 401) showAlert(failure.message);
+}
+
+function endSession(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  sessionStorage.removeItem(EMAIL_KEY);
+  state.user = null;
+  $("dashboard-view").hidden = true;
+  $("session").hidden = true;
+  $("user-panel").hidden = true;
+  $("login-view").hidden = false;
+  $("login-password").value = "";
+  showAlert(message || "");
+  $("login-email").focus();
+}
+
+function startSession(email) {
+  $("login-view").hidden = true;
+  $("dashboard-view").hidden = false;
+  $("session").hidden = false;
+  $("session-email").textContent = email;
+  showAlert("");
+  applyPreset(state.preset);
+}
+
+async function login(event) {
+  event.preventDefault();
+  const error = $("login-error");
+  error.hidden = true;
+  const email = $("login-email").value.trim();
+  const password = $("login-password").value;
+  if (!email || !password) {
+    error.textContent = "Enter your email and password.";
+    error.hidden = false;
+    return;
+  }
+  $("login-submit").disabled = true;
+  try {
+    const response = await fetch("/auth/login", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      body: JSON.stringify({ email, password }),
+    });
+    if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
+    const data = (await response.json()).data;
+    if (data.user.role !== "admin") {
+      throw new ApiError(403, `Signed in as ${data.user.email}, but this account is not an admin. ` +
+        "The dashboard is for admins only; ask an admin to promote your account.");
+    }
+    sessionStorage.setItem(TOKEN_KEY, data.accessToken);
+    sessionStorage.setItem(EMAIL_KEY, data.user.email);
+    $("login-password").value = "";
+    startSession(data.user.email);
+  } catch (failure) {
+    error.textContent = failure instanceof ApiError ? failure.message : "Sign-in failed. Please try again.";
+    error.hidden = false;
+  } finally {
+    $("login-submit").disabled = false;
+  }
+}
+
+// ---- filters -----------------------------------------------------------------------------
+
+function applyPreset(preset) {
+  state.preset = preset;
+  for (const button of document.querySelectorAll(".preset")) {
+    button.setAttribute("aria-pressed", String(button.dataset.preset === preset));
+  }
+  const custom = $("custom-range");
+  if (preset === "custom") {
+    custom.hidden = false;
+    $("custom-start").value = state.start || presetRange("30d")[0];
+    $("custom-end").value = state.end || presetRange("30d")[1];
+    $("custom-start").focus();
+    return;
+  }
+  custom.hidden = true;
+  [state.start, state.end] = presetRange(preset);
+  refresh();
+}
+
+function applyCustomRange(event) {
+  event.preventDefault();
+  const start = $("custom-start").value;
+  const end = $("custom-end").value;
+  if (!start || !end) {
+    showAlert("Choose both a start and an end date.");
+    return;
+  }
+  if (start > end) {
+    showAlert("The start date must not be after the end date.");
+    return;
+  }
+  showAlert("");
+  state.start = start;
+  state.end = end;
+  refresh();
+}
+
+function renderOperationTabs(operations) {
+  const tabs = $("operation-tabs");
+  tabs.replaceChildren();
+  const keys = ["", ...operations];
+  if (state.operation && !keys.includes(state.operation)) keys.push(state.operation);
+  for (const key of keys) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "tab";
+    button.dataset.operation = key;
+    button.textContent = key ? key.replaceAll("_", " ") : "All operations";
+    button.setAttribute("aria-pressed", String(key === state.operation));
+    button.addEventListener("click", () => {
+      state.operation = key;
+      refresh();
+    });
+    tabs.append(button);
+  }
+}
+
+function renderProviderOptions(providers) {
+  const select = $("provider-filter");
+  const keys = [...providers];
+  if (state.provider && !keys.includes(state.provider)) keys.push(state.provider);
+  select.replaceChildren(new Option("All providers", ""), ...keys.map((key) => new Option(key, key)));
+  select.value = state.provider;
+}
+
+// ---- loading -----------------------------------------------------------------------------
+
+function setBusy(busy) {
+  for (const id of ["cards", "chart-panel", "breakdown-panel", "top-users-panel"]) {
+    $(id).setAttribute("aria-busy", String(busy));
+  }
+  $("dashboard-view").dataset.state = busy ? "loading" : "ready";
+}
+
+async function refresh() {
+  const load = ++state.loads;
+  setBusy(true);
+  $("range-label").textContent = state.start === state.end
+    ? `${state.start} (UTC day)` : `${state.start} to ${state.end} (whole UTC days)`;
+  const filters = filterParams();
+  try {
+    const [operations, providers, dashboard, series, models, topUsers] = await Promise.all([
+      getData("/admin/openai/breakdown", { ...rangeParams(), by: "operation" }),
+      getData("/admin/openai/breakdown", { ...rangeParams(), by: "provider" }),
+      getData("/admin/openai/dashboard", filters),
+      getData("/admin/openai/timeseries", { ...filters, bucket: "day", groupBy: state.stack, limit: CHART_SERIES }),
+      getData("/admin/openai/breakdown", { ...filters, by: "model" }),
+      getData("/admin/openai/top-users", { ...filters, limit: TOP_USERS }),
+    ]);
+    if (load !== state.loads) return;
+    renderOperationTabs(operations.map((row) => row.key));
+    renderProviderOptions(providers.map((row) => row.key));
+    renderCards(dashboard);
+    renderChart(series);
+    renderBreakdown(models);
+    renderTopUsers(topUsers);
+    showAlert("");
+    if (state.user) await loadUser(state.user, 1);
+  } catch (failure) {
+    if (load === state.loads) report(failure);
+  } finally {
+    if (load === state.loads) setBusy(false);
+  }
+}
+
+// ---- rendering ---------------------------------------------------------------------------
+
+const EMPTY_MESSAGE = "No usage recorded for this range and filter. Try a wider date range, " +
+  "or All operations and All providers.";
+
+function renderCards(dashboard) {
+  $("card-tokens").textContent = formatNumber(dashboard.totalTokens);
+  $("card-cost").textContent = formatUsd(dashboard.totalCost);
+  $("card-requests").textContent = formatNumber(dashboard.totalRequests);
+  $("card-users").textContent = formatNumber(dashboard.uniqueUsers);
+}
+
+function emptyRow(tbody, columns, message) {
+  const row = tbody.insertRow();
+  const cell = row.insertCell();
+  cell.colSpan = columns;
+  cell.className = "empty";
+  cell.textContent = message;
+}
+
+function cell(row, text, numeric) {
+  const td = row.insertCell();
+  td.textContent = text;
+  if (numeric) td.className = "num";
+  return td;
+}
+
+function renderBreakdown(rows) {
+  const tbody = $("breakdown-table").tBodies[0];
+  tbody.replaceChildren();
+  if (!rows.length) return emptyRow(tbody, 6, EMPTY_MESSAGE);
+  for (const item of rows) {
+    const row = tbody.insertRow();
+    cell(row, item.key);
+    cell(row, item.provider);
+    cell(row, formatNumber(item.totalRequests), true);
+    cell(row, formatNumber(item.totalTokens), true);
+    cell(row, formatUsd(item.totalCost), true);
+    const share = cell(row, `${(item.share * 100).toFixed(1)}%`, true);
+    const bar = document.createElement("span");
+    bar.className = "share";
+    bar.style.width = `${Math.max(2, Math.round(item.share * 60))}px`;
+    share.prepend(bar);
+  }
+}
+
+function renderTopUsers(rows) {
+  const tbody = $("top-users-table").tBodies[0];
+  tbody.replaceChildren();
+  if (!rows.length) return emptyRow(tbody, 5, EMPTY_MESSAGE);
+  rows.forEach((item, index) => {
+    const row = tbody.insertRow();
+    cell(row, String(index + 1));
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "link";
+    button.textContent = item.userEmail;
+    button.dataset.userId = item._id;
+    button.addEventListener("click", () => openUser({ id: item._id, email: item.userEmail }));
+    row.insertCell().append(button);
+    cell(row, formatNumber(item.totalRequests), true);
+    cell(row, formatNumber(item.totalTokens), true);
+    cell(row, formatUsd(item.totalCost), true);
+  });
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(name, attributes, text) {
+  const node = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function niceMax(value) {
+  if (value <= 0) return 1;
+  const magnitude = 10 ** Math.floor(Math.log10(value));
+  const step = [1, 2, 2.5, 5, 10].find((f) => f * magnitude >= value);
+  return step * magnitude;
+}
+
+function shortDay(period) {
+  const [, month, day] = period.split("-");
+  return `${Number(month)}/${Number(day)}`;
+}
+
+// A stacked bar per day, one colour per series (model or provider), drawn as SVG.
+function renderChart(data) {
+  const chart = $("chart");
+  const legend = $("chart-legend");
+  chart.replaceChildren();
+  legend.replaceChildren();
+  const metric = state.metric;
+  const series = data.series.filter((s) => s.totals.totalRequests > 0);
+  if (!series.length) {
+    const empty = document.createElement("p");
+    empty.className = "empty";
+    empty.textContent = EMPTY_MESSAGE;
+    chart.append(empty);
+    return;
+  }
+  const periods = data.periods;
+  const stacks = periods.map((_, i) => series.reduce((sum, s) => sum + s.points[i][metric], 0));
+  const top = niceMax(Math.max(...stacks));
+  // Drawn at the container's width, so the labels keep their size on a phone.
+  const width = Math.max(300, Math.round(chart.clientWidth || 800));
+  const height = 260, left = 64, right = 8, bottom = 28, topPad = 10;
+  const plotWidth = width - left - right, plotHeight = height - topPad - bottom;
+  const band = plotWidth / periods.length;
+  const barWidth = Math.max(1, band * 0.72);
+  const y = (value) => topPad + plotHeight - (value / top) * plotHeight;
+
+  const label = `${metric === "totalCost" ? "Cost" : "Tokens"} per day by ${data.groupBy}, ` +
+    `${data.startDate} to ${data.endDate}; total ${formatMetric(stacks.reduce((a, b) => a + b, 0))}`;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": label });
+  for (let tick = 0; tick <= 4; tick += 1) {
+    const value = (top * tick) / 4;
+    root.append(svg("line", { x1: left, x2: width - right, y1: y(value), y2: y(value), class: "axis" }));
+    const text = metric === "totalCost" ? formatUsd(value) : compactFormat.format(value);
+    root.append(svg("text", { x: left - 6, y: y(value) + 4, "text-anchor": "end" }, text));
+  }
+  const every = Math.ceil(periods.length / Math.max(3, Math.floor(plotWidth / 64)));
+  periods.forEach((period, i) => {
+    const x = left + i * band + (band - barWidth) / 2;
+    let base = 0;
+    series.forEach((s, index) => {
+      const value = s.points[i][metric];
+      if (value <= 0) return;
+      const rect = svg("rect", {
+        x, width: barWidth, y: y(base + value), height: Math.max(0.5, y(base) - y(base + value)),
+        fill: COLORS[index % COLORS.length],
+      });
+      rect.append(svg("title", {}, `${period} · ${s.label}: ${formatMetric(value)}`));
+      root.append(rect);
+      base += value;
+    });
+    if (i % every === 0) {
+      root.append(svg("text", { x: left + i * band + band / 2, y: height - 8, "text-anchor": "middle" },
+        shortDay(period)));
+    }
+  });
+  chart.append(root);
+  series.forEach((s, index) => {
+    const item = document.createElement("li");
+    const swatch = document.createElement("span");
+    swatch.className = "swatch";
+    swatch.style.background = COLORS[index % COLORS.length];
+    item.append(swatch, `${s.label} (${formatMetric(s.totals[metric])})`);
+    legend.append(item);
+  });
+}
+
+// ---- one user ----------------------------------------------------------------------------
+
+function openUser(user) {
+  state.user = user;
+  $("user-panel").hidden = false;
+  $("user-title").textContent = user.email;
+  loadUser(user, 1).then(() => $("user-title").focus());
+}
+
+async function loadUser(user, page) {
+  const panel = $("user-panel");
+  panel.setAttribute("aria-busy", "true");
+  panel.dataset.state = "loading";
+  try {
+    const filters = filterParams();
+    const [stats, history] = await Promise.all([
+      getData(`/admin/openai/user/${user.id}/stats`, filters),
+      getData(`/admin/openai/user/${user.id}/history`, { ...filters, page, limit: HISTORY_PAGE_SIZE }),
+    ]);
+    if (state.user !== user) return;
+    state.historyPage = page;
+    $("user-tokens").textContent = formatNumber(stats.totalTokens);
+    $("user-io").textContent = `${formatNumber(stats.promptTokens)} / ${formatNumber(stats.completionTokens)}`;
+    $("user-cost").textContent = formatUsd(stats.totalCost);
+    $("user-requests").textContent = formatNumber(stats.totalRequests);
+    renderHistory(history);
+  } catch (failure) {
+    report(failure);
+  } finally {
+    panel.setAttribute("aria-busy", "false");
+    panel.dataset.state = "ready";
+  }
+}
+
+function renderHistory(history) {
+  const tbody = $("history-table").tBodies[0];
+  tbody.replaceChildren();
+  if (!history.data.length) emptyRow(tbody, 7, "No calls by this user for this range and filter.");
+  for (const record of history.data) {
+    const row = tbody.insertRow();
+    const when = row.insertCell();
+    const time = document.createElement("time");
+    time.dateTime = record.timestamp;
+    time.title = `${record.timestamp} (UTC)`;
+    time.textContent = timeFormat.format(new Date(record.timestamp));
+    when.append(time);
+    cell(row, record.operation.replaceAll("_", " "));
+    cell(row, `${record.modelName} (${record.provider})`);
+    cell(row, formatNumber(record.promptTokens), true);
+    cell(row, formatNumber(record.completionTokens), true);
+    cell(row, formatNumber(record.totalTokens), true);
+    cell(row, formatUsd(record.cost), true);
+  }
+  const pages = Math.max(1, history.totalPages);
+  $("history-page").textContent = `Page ${history.page} of ${pages} · ${formatNumber(history.total)} calls`;
+  $("history-prev").disabled = history.page <= 1;
+  $("history-next").disabled = history.page >= pages;
+}
+
+// ---- export ------------------------------------------------------------------------------
+
+async function exportCsv() {
+  const button = $("export-csv");
+  button.disabled = true;
+  button.textContent = "Exporting…";
+  try {
+    const response = await request(`/admin/openai/export?${new URLSearchParams({ ...filterParams(), format: "csv" })}`,
+      { headers: { Accept: "text/csv" } });
+    const disposition = response.headers.get("Content-Disposition") || "";
+    const match = /filename="([^"]+)"/.exec(disposition);
+    const url = URL.createObjectURL(await response.blob());
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = match ? match[1] : "token-usage.csv";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (failure) {
+    report(failure);
+  } finally {
+    button.disabled = false;
+    button.textContent = "Export CSV";
+  }
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+function timeZoneNote() {
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+  const minutes = -new Date().getTimezoneOffset();
+  const sign = minutes >= 0 ? "+" : "-";
+  const offset = `${String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0")}:${String(Math.abs(minutes) % 60).padStart(2, "0")}`;
+  return `Times are shown in your time zone (${zone}, UTC${sign}${offset}); hover a time for UTC. ` +
+    "Date ranges and the chart count whole UTC days.";
+}
+
+function init() {
+  $("login-form").addEventListener("submit", login);
+  $("logout").addEventListener("click", () => endSession("You have logged out."));
+  for (const button of document.querySelectorAll(".preset")) {
+    button.addEventListener("click", () => applyPreset(button.dataset.preset));
+  }
+  $("custom-range").addEventListener("submit", applyCustomRange);
+  $("provider-filter").addEventListener("change", (event) => {
+    state.provider = event.target.value;
+    refresh();
+  });
+  $("chart-metric").addEventListener("change", (event) => {
+    state.metric = event.target.value;
+    refresh();
+  });
+  $("chart-stack").addEventListener("change", (event) => {
+    state.stack = event.target.value;
+    refresh();
+  });
+  $("export-csv").addEventListener("click", exportCsv);
+  $("user-close").addEventListener("click", () => {
+    state.user = null;
+    $("user-panel").hidden = true;
+  });
+  $("history-prev").addEventListener("click", () => loadUser(state.user, state.historyPage - 1));
+  $("history-next").addEventListener("click", () => loadUser(state.user, state.historyPage + 1));
+  $("tz-note").textContent = timeZoneNote();
+
+  const email = sessionStorage.getItem(EMAIL_KEY);
+  if (sessionStorage.getItem(TOKEN_KEY) && email) {
+    startSession(email);
+  } else {
+    $("login-email").focus();
+  }
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,323 @@
+"""The admin page in headless Chromium (Debian's `chromium`, driven by Playwright) against the
+real app on a loopback port, with seeded usage. Expected figures are summed here from the
+seeded records and compared with both the dashboard API and what the page shows.
+
+Screenshots of the main views at 1280px and 390px go to docs/screenshots/.
+"""
+import csv
+import math
+import os
+import random
+import shutil
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from werkzeug.serving import make_server
+
+from backend import create_app
+from tests.helpers import PASSWORD, SETTINGS, TEST_SECRET, bearer, create_user, insert_records, usage_record
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+CHROMIUM_ARGS = ["--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PREFIX = "e2e-"
+
+
+def chromium_path():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        message = "Debian's chromium is not installed (make test installs it when run as root)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def seeded_records(users, today):
+    """alice: 23 calls over the last 21 days (so her history has 3 pages of 10); bob: gemini
+    test cases; carol: two weeks back; dave: only 40 days back, outside every preset."""
+    rng = random.Random(20261123)
+    alice, bob, carol, dave = users
+    records = []
+
+    def add(user, days_back, provider, model, operation):
+        at = datetime.combine(today - timedelta(days=days_back), datetime.min.time(), tzinfo=timezone.utc)
+        at += timedelta(seconds=rng.randrange(6 * 3600, 18 * 3600))
+        prompt, completion = rng.randint(800, 4000), rng.randint(200, 1500)
+        cost = round(prompt * 0.15e-6 + completion * 0.6e-6, 10)
+        records.append(usage_record(user, at, prompt, completion, cost, model=model, provider=provider,
+                                    operation=operation))
+
+    for i in range(23):
+        add(alice, i % 21, "openai", rng.choice(["gpt-4o-mini", "gpt-4.1"]),
+            "test_generation" if i % 3 else "testcase_generation")
+    for days_back in (0, 2, 5, 9, 12):
+        add(bob, days_back, "gemini", "gemini-2.5-flash", "testcase_generation")
+    for days_back in (14, 15, 16):
+        add(carol, days_back, "anthropic", "claude-haiku-4-5", "test_generation")
+    for _ in range(2):
+        add(dave, 40, "openai", "gpt-4o-mini", "test_generation")
+    return records
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """The real app served on a loopback port in a thread, with seeded users and usage."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SETTINGS:
+            patch.delenv(name, raising=False)
+        app = create_app({
+            "TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo", "LLM_PROVIDERS": ["demo"],
+            "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
+            "SPOOL_PATH": str(tmp_path_factory.mktemp("spool") / "spool.jsonl"),
+        })
+    create_user(app, "admin@example.com", role="admin")
+    create_user(app, "viewer@example.com")
+    users = [create_user(app, f"{name}@example.com") for name in ("alice", "bob", "carol", "dave")]
+    today = datetime.now(timezone.utc).date()
+    records = seeded_records(users, today)
+    insert_records(app, records)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    client = app.test_client()
+    yield {"url": f"http://127.0.0.1:{server.server_port}", "records": records, "users": users, "today": today,
+           "api": client, "headers": bearer(client, "admin@example.com")}
+    server.shutdown()
+    thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+class Page:
+    """One browser tab that fails the test on any console error or uncaught exception."""
+
+    def __init__(self, browser, site, width, height, timezone_id="America/New_York"):
+        self.context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True,
+                                           timezone_id=timezone_id, locale="en-US")
+        self.page = self.context.new_page()
+        self.width = width
+        self.errors = []
+        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.goto(f"{site['url']}/admin/")
+
+    def login(self, email, password=PASSWORD):
+        self.page.fill("#login-email", email)
+        self.page.fill("#login-password", password)
+        self.page.click("#login-submit")
+
+    def settle(self, panel="#dashboard-view"):
+        """Wait for the panel's loads to finish (clicks set it to "loading" synchronously)."""
+        self.page.wait_for_selector(f'{panel}[data-state="ready"]', timeout=15000)
+
+    def text(self, selector):
+        return self.page.locator(selector).inner_text().strip()
+
+    def cards(self):
+        return [self.text(f"#card-{name}") for name in ("tokens", "cost", "requests", "users")]
+
+    def shot(self, name):
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SCREENSHOTS / f"{name}-{self.width}.png"), full_page=True)
+
+    def close(self):
+        self.context.close()
+        assert self.errors == [], f"console errors: {self.errors}"
+
+
+def usd(value):
+    """The page's rule: cents from $1 up, else 4 (or 6 under a cent) decimals; thousands separated."""
+    digits = 2 if value == 0 or abs(value) >= 1 else 4 if abs(value) >= 0.01 else 6
+    return f"${value:,.{digits}f}"
+
+
+def chosen(site, days, operation=None, provider=None):
+    first = (site["today"] - timedelta(days=days - 1)).isoformat()
+    return [r for r in site["records"] if first <= r["date"] <= site["today"].isoformat()
+            and operation in (None, r["operation"]) and provider in (None, r["provider"])]
+
+
+def expected_cards(records):
+    return [f"{sum(r['totalTokens'] for r in records):,}", usd(math.fsum(r["cost"] for r in records)),
+            f"{len(records):,}", f"{len({r['userId'] for r in records}):,}"]
+
+
+def api_cards(site, days, **filters):
+    query = {"startDate": (site["today"] - timedelta(days=days - 1)).isoformat(),
+             "endDate": site["today"].isoformat(), **filters}
+    data = site["api"].get("/admin/openai/dashboard", query_string=query, headers=site["headers"]).json["data"]
+    return [f"{data['totalTokens']:,}", usd(data["totalCost"]), f"{data['totalRequests']:,}",
+            f"{data['uniqueUsers']:,}"]
+
+
+def test_admin_dashboard_end_to_end(site, browser):
+    tab = Page(browser, site, 1280, 900)
+    page = tab.page
+    tab.shot("login")
+    assert page.context.cookies() == []
+    tab.login("admin@example.com")
+    tab.settle()
+    assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')")
+    assert page.context.cookies() == [], "the token must never sit in a cookie"
+
+    # 30 days (the default): the cards equal the API, which equals the seeded sums.
+    thirty = chosen(site, 30)
+    assert api_cards(site, 30) == expected_cards(thirty)
+    assert tab.cards() == expected_cards(thirty)
+    assert page.locator("#chart svg rect").count() > 0
+    assert page.locator("#top-users-table tbody tr").count() == 3  # dave is outside the range
+    model_rows = page.locator("#breakdown-table tbody tr")
+    assert sorted(model_rows.nth(i).locator("td").first.inner_text() for i in range(model_rows.count())) == sorted(
+        {r["modelName"] for r in thirty})
+    tab.shot("dashboard")
+
+    # An operation tab, chosen with the keyboard: the figures change to that operation's.
+    operation_tab = page.locator('#operation-tabs button[data-operation="testcase_generation"]')
+    operation_tab.focus()
+    page.keyboard.press("Enter")
+    tab.settle()
+    only_cases = chosen(site, 30, operation="testcase_generation")
+    assert api_cards(site, 30, operation="testcase_generation") == expected_cards(only_cases)
+    assert tab.cards() == expected_cards(only_cases) != expected_cards(thirty)
+    assert operation_tab.get_attribute("aria-pressed") == "true"
+
+    # A date range preset on top of the tab.
+    page.click('button[data-preset="7d"]')
+    tab.settle()
+    week_cases = chosen(site, 7, operation="testcase_generation")
+    assert tab.cards() == api_cards(site, 7, operation="testcase_generation") == expected_cards(week_cases)
+    assert tab.cards() != expected_cards(only_cases)
+
+    # A provider filter.
+    page.click('#operation-tabs button[data-operation=""]')
+    tab.settle()
+    page.select_option("#provider-filter", "gemini")
+    tab.settle()
+    assert tab.cards() == api_cards(site, 7, provider="gemini") == expected_cards(chosen(site, 7, provider="gemini"))
+
+    # CSV export of the current filter (7 days, gemini): the rows are those records.
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    download = download_info.value
+    assert download.suggested_filename.endswith(".csv")
+    with open(download.path(), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    wanted = chosen(site, 7, provider="gemini")
+    assert sorted(row["callId"] for row in rows) == sorted(r["callId"] for r in wanted)
+    by_call = {r["callId"]: r for r in wanted}
+    for row in rows:
+        record = by_call[row["callId"]]
+        assert (int(row["promptTokens"]), int(row["completionTokens"]), int(row["totalTokens"]), row["provider"],
+                row["userEmail"]) == (record["promptTokens"], record["completionTokens"], record["totalTokens"],
+                                      "gemini", "bob@example.com")
+
+    # Back to everything over 30 days; open the heaviest user and page through the history.
+    page.select_option("#provider-filter", "")
+    tab.settle()
+    page.click('button[data-preset="30d"]')
+    tab.settle()
+    page.click('#top-users-table button:has-text("alice@example.com")')
+    tab.settle("#user-panel")
+    alice = [r for r in thirty if r["userEmail"] == "alice@example.com"]
+    assert tab.text("#user-title") == "alice@example.com"
+    assert tab.text("#user-tokens") == f"{sum(r['totalTokens'] for r in alice):,}"
+    assert tab.text("#user-requests") == f"{len(alice):,}"
+    newest_first = sorted(alice, key=lambda r: (r["timestamp"], r["_id"]), reverse=True)
+
+    def history_times():
+        cells = page.locator("#history-table tbody time")
+        return [cells.nth(i).get_attribute("title") for i in range(cells.count())]
+
+    def utc_title(record):
+        return record["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{record['timestamp'].microsecond // 1000:03d}Z (UTC)"
+
+    assert tab.text("#history-page") == f"Page 1 of 3 · {len(alice)} calls"
+    # Times are local (New York here) with the zone named; the UTC instant is in the title.
+    assert "America/New_York" in tab.text("#tz-note")
+    newest = newest_first[0]["timestamp"].astimezone(ZoneInfo("America/New_York"))
+    shown = tab.text("#history-table tbody tr:first-child time")
+    assert newest.strftime("%b %-d, %Y") in shown and f"{newest.hour % 12 or 12}:{newest:%M:%S}" in shown
+    assert history_times() == [utc_title(r) for r in newest_first[:10]]
+    assert page.locator("#history-prev").is_disabled()
+    tab.shot("user")
+    page.click("#history-next")
+    tab.settle("#user-panel")
+    assert tab.text("#history-page") == f"Page 2 of 3 · {len(alice)} calls"
+    assert history_times() == [utc_title(r) for r in newest_first[10:20]]
+    page.click("#history-next")
+    tab.settle("#user-panel")
+    assert history_times() == [utc_title(r) for r in newest_first[20:]]
+    assert page.locator("#history-next").is_disabled()
+
+    # An empty range says so, helpfully.
+    page.click('button[data-preset="custom"]')
+    page.fill("#custom-start", "2020-01-01")
+    page.fill("#custom-end", "2020-01-31")
+    page.click('#custom-range button[type="submit"]')
+    tab.settle()
+    assert tab.cards() == ["0", "$0.00", "0", "0"]
+    assert "No usage recorded for this range" in tab.text("#chart")
+    assert "No usage recorded for this range" in tab.text("#top-users-table tbody")
+
+    # Everything on the page is reachable with Tab.
+    page.locator("#logout").focus()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.id") == "export-csv":
+            break
+    else:
+        pytest.fail("Export CSV is not reachable with the keyboard")
+
+    page.click("#logout")
+    assert page.locator("#login-view").is_visible()
+    assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
+    tab.close()
+
+
+def test_narrow_screen_has_no_sideways_scroll(site, browser):
+    tab = Page(browser, site, 390, 844)
+    page = tab.page
+    tab.shot("login")
+    tab.login("admin@example.com")
+    tab.settle()
+    assert tab.cards() == expected_cards(chosen(site, 30))
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    tab.shot("dashboard")
+    page.click('#top-users-table button:has-text("alice@example.com")')
+    tab.settle("#user-panel")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    tab.shot("user")
+    tab.close()
+
+
+def test_a_non_admin_sees_a_clear_refusal(site, browser):
+    tab = Page(browser, site, 1280, 900)
+    page = tab.page
+    tab.login("viewer@example.com")
+    error = page.locator("#login-error")
+    error.wait_for(state="visible")
+    assert "not an admin" in error.inner_text()
+    assert page.locator("#dashboard-view").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
+    tab.close()
+
+
+def test_page_headers_allow_nothing_from_other_origins(site):
+    response = site["api"].get("/admin/")
+    assert response.status_code == 200 and b"TokenLedger admin" in response.data
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert response.headers["Cache-Control"] == "no-store"
+    assert site["api"].get("/admin/assets/admin.js").status_code == 200
