@@ -89,7 +89,8 @@ def rebuild_rollups_command(start, end, check):
         click.echo(f"rollups match the ledger for {span}")
         return
     result = rollups.rebuild(get_db(), start, end)
-    click.echo(f"rebuilt {span}: {result['dailyDocuments']} daily and {result['userMonthDocuments']} user-month documents")
+    click.echo(f"rebuilt {span}: {result['dailyDocuments']} daily, {result['dailyTotalsDocuments']} daily-total "
+               f"and {result['userMonthDocuments']} user-month documents")
 
 
 @click.command("apply-retention")

@@ -14,6 +14,7 @@ AUDIT_LOG = "admin_audit_log"
 USAGE = "openai_token_usage"
 USAGE_DAILY = "openai_token_usage_daily"
 USAGE_USER_MONTHLY = "openai_token_usage_user_monthly"
+USAGE_DAILY_TOTALS = "openai_token_usage_daily_totals"
 TESTCASES = "testcases"
 
 _clients = {}

@@ -4,7 +4,8 @@ from dataclasses import dataclass
 import mongomock
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_USER_MONTHLY, USERS
+from backend.db import (ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS,
+                        USAGE_USER_MONTHLY, USERS)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,8 @@ INDEXES = (
     IndexSpec(USAGE_DAILY, (("userId", ASCENDING), ("date", ASCENDING))),
     IndexSpec(USAGE_USER_MONTHLY, (("userId", ASCENDING), ("month", ASCENDING)), unique=True),
     IndexSpec(USAGE_USER_MONTHLY, (("month", ASCENDING), ("userId", ASCENDING))),
+    IndexSpec(USAGE_DAILY_TOTALS, tuple((field, ASCENDING) for field in
+                                        ("date", "provider", "modelName", "operation")), unique=True),
     # Budget counters expire two months after their window; alerts are claimed by due time.
     IndexSpec(BUDGET_COUNTERS, (("expiresAt", ASCENDING),), expire_after_seconds=0),
     IndexSpec(ALERTS, (("status", ASCENDING), ("nextAttemptAt", ASCENDING))),

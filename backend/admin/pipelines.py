@@ -1,8 +1,9 @@
 """Aggregation pipelines as pure data. Each runs on MongoDB and on mongomock.
 
-Three sources answer the same questions:
+Four sources answer the same questions:
 - RAW: the ledger itself (active records only; each record is one request);
 - DAILY: the (date, userId, provider, modelName, operation) rollup;
+- TOTALS: the (date, provider, modelName, operation) rollup, for questions not about users;
 - USER_MONTHLY: the (userId, month) rollup with per-day sums. It is read with a plain
   query projecting only the days in range (user_month_query) and summed per user in
   the service: mongomock's $unwind deep-copies the whole document for every element,
@@ -11,7 +12,7 @@ Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC d
 and need no date operators mongomock lacks.
 """
 from datetime import timedelta
-RAW, DAILY, USER_MONTHLY = "raw", "daily", "user_monthly"
+RAW, DAILY, TOTALS, USER_MONTHLY = "raw", "daily", "daily_totals", "user_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
 GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId"}
@@ -27,7 +28,7 @@ def _date_range(start, end):
 
 
 def match(source, start=None, end=None, filters=None):
-    """$match for RAW or DAILY: the inclusive day range plus equality filters (userId, provider, ...)."""
+    """$match for RAW, DAILY or TOTALS: the inclusive day range plus equality filters (userId, provider, ...)."""
     query = {"isActive": True} if source == RAW else {}
     if start or end:
         query["date"] = _date_range(start, end)
@@ -115,10 +116,10 @@ def timeseries_pipeline(source, group_by, start=None, end=None, filters=None):
     ]
 
 
-def usage_stats_pipeline(start=None, end=None, filters=None):
-    """Seed 002's statistics grouped by operation (its "type"), from the DAILY rollup."""
+def usage_stats_pipeline(source, start=None, end=None, filters=None):
+    """Seed 002's statistics grouped by operation (its "type"), from a rollup."""
     return [
-        match(DAILY, start, end, filters),
-        {"$group": {"_id": "$operation", **_sums(DAILY)}},
+        match(source, start, end, filters),
+        {"$group": {"_id": "$operation", **_sums(source)}},
         {"$sort": {"_id": 1}},
     ]

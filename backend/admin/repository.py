@@ -3,10 +3,10 @@ from datetime import date, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import DAILY, RAW, USER_MONTHLY, match, user_month_query
-from backend.db import USAGE, USAGE_DAILY, USAGE_USER_MONTHLY
+from backend.admin.pipelines import DAILY, RAW, TOTALS, USER_MONTHLY, match, user_month_query
+from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY
 
-COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, USER_MONTHLY: USAGE_USER_MONTHLY}
+COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, TOTALS: USAGE_DAILY_TOTALS, USER_MONTHLY: USAGE_USER_MONTHLY}
 EXPORT_BATCH = 1000
 
 

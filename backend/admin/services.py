@@ -18,8 +18,14 @@ MAX_PERIODS = 1000
 OTHER = "other"
 
 
-def _keyed_source(source):
-    return pipelines.RAW if source == "raw" else pipelines.DAILY
+def _keyed_source(source, filters=None, group_by="none"):
+    """RAW when asked; DAILY when the question is about users; else TOTALS, which has no user
+    dimension and so stays small however many users and calls there are."""
+    if source == "raw":
+        return pipelines.RAW
+    if group_by == "user" or (filters or {}).get("userId") is not None:
+        return pipelines.DAILY
+    return pipelines.TOTALS
 
 
 def _totals(row):
@@ -93,7 +99,7 @@ def user_history(db, user_id, page, limit, start=None, end=None, filters=None):
 
 def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
     """Totals per model, provider or operation; `filters` narrows by userId, operation, provider."""
-    kind = _keyed_source(source)
+    kind = _keyed_source(source, filters)
     rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
     grand_total = sum(row["totalTokens"] for row in rows)
     result = []
@@ -149,7 +155,7 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     start, end = series_range(start, end, today)
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
         raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
-    kind = _keyed_source(source)
+    kind = _keyed_source(source, filters, group_by)
     rows = repository.aggregate(db, kind, pipelines.timeseries_pipeline(kind, group_by, start, end, filters))
     periods = periods_between(start, end, bucket)
 
@@ -192,7 +198,8 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
 def usage_logs(db, filters, limit, offset, start=None, end=None):
     """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
     records, total = repository.ledger_page(db, filters, offset, limit, start, end)
-    rows = repository.aggregate(db, pipelines.DAILY, pipelines.usage_stats_pipeline(start, end, filters))
+    kind = _keyed_source("rollup", filters)
+    rows = repository.aggregate(db, kind, pipelines.usage_stats_pipeline(kind, start, end, filters))
     stats = [
         {
             "operation": row["_id"],

@@ -120,6 +120,13 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
             for row in rows:
                 assert_same({k: v for k, v in row.items() if k not in ("key", "provider", "share")},
                             totals(groups[row["key"]]))
+        # One user's breakdown reads the per-user daily rollup, the others the user-less totals.
+        mine = by_user.get(str(users[0]["_id"]), [])
+        rows = get("breakdown", by="operation", userId=str(users[0]["_id"]), **window)
+        assert sorted(row["key"] for row in rows) == sorted({r["operation"] for r in mine})
+        for row in rows:
+            assert_same({k: v for k, v in row.items() if k not in ("key", "provider", "share")},
+                        totals([r for r in mine if r["operation"] == row["key"]]))
 
     series_start, series_end = FIRST_DAY.isoformat(), (FIRST_DAY + timedelta(days=DAYS - 1)).isoformat()
     for bucket in ("day", "week", "month"):

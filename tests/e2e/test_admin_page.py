@@ -104,13 +104,14 @@ def browser():
 class Page:
     """One browser tab that fails the test on any console error or uncaught exception."""
 
-    def __init__(self, browser, site, width, height, timezone_id="America/New_York"):
+    def __init__(self, browser, site, width, height, timezone_id="America/New_York", allowed=()):
         self.context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True,
                                            timezone_id=timezone_id, locale="en-US")
         self.page = self.context.new_page()
         self.width = width
         self.errors = []
-        self.page.on("console", lambda message: message.type == "error" and self.errors.append(message.text))
+        self.page.on("console", lambda message: message.type == "error" and not any(
+            text in message.text for text in allowed) and self.errors.append(message.text))
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
         self.page.goto(f"{site['url']}/admin/")
 
@@ -193,6 +194,7 @@ def test_admin_dashboard_end_to_end(site, browser):
     assert api_cards(site, 30, operation="testcase_generation") == expected_cards(only_cases)
     assert tab.cards() == expected_cards(only_cases) != expected_cards(thirty)
     assert operation_tab.get_attribute("aria-pressed") == "true"
+    assert page.evaluate("document.activeElement.dataset.operation") == "testcase_generation"
 
     # A date range preset on top of the tab.
     page.click('button[data-preset="7d"]')
@@ -311,6 +313,31 @@ def test_a_non_admin_sees_a_clear_refusal(site, browser):
     error.wait_for(state="visible")
     assert "not an admin" in error.inner_text()
     assert page.locator("#dashboard-view").is_hidden()
+    assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
+    tab.close()
+
+
+def test_api_errors_and_an_expired_session_are_explained(site, browser):
+    # The browser logs each 4xx answer as "Failed to load resource"; those are expected here.
+    tab = Page(browser, site, 1280, 900, allowed=("Failed to load resource",))
+    page = tab.page
+    tab.login("admin@example.com")
+    tab.settle()
+    page.click('button[data-preset="custom"]')
+    page.fill("#custom-start", "2020-01-01")
+    page.fill("#custom-end", "2026-11-01")
+    page.click('#custom-range button[type="submit"]')
+    tab.settle()
+    assert tab.text("#alert") == "The range is too long for day buckets (endDate: Too far.)"
+    page.fill("#custom-start", "2026-02-01")
+    page.fill("#custom-end", "2026-01-01")
+    page.click('#custom-range button[type="submit"]')
+    assert tab.text("#alert") == "The start date must not be after the end date."
+
+    page.evaluate("sessionStorage.setItem('tokenledger.accessToken', 'not-a-token')")
+    page.reload()
+    page.locator("#login-view").wait_for(state="visible")
+    assert tab.text("#alert") == "Your session has expired. Please sign in again."
     assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
     tab.close()
 

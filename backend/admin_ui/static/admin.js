@@ -228,6 +228,8 @@ function applyCustomRange(event) {
 
 function renderOperationTabs(operations) {
   const tabs = $("operation-tabs");
+  // The tabs are rebuilt on every load; a keyboard user keeps focus on the tab they chose.
+  const focused = tabs.contains(document.activeElement) ? document.activeElement.dataset.operation : null;
   tabs.replaceChildren();
   const keys = ["", ...operations];
   if (state.operation && !keys.includes(state.operation)) keys.push(state.operation);
@@ -243,6 +245,7 @@ function renderOperationTabs(operations) {
       refresh();
     });
     tabs.append(button);
+    if (key === focused) button.focus();
   }
 }
 
