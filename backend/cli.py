@@ -89,8 +89,8 @@ def rebuild_rollups_command(start, end, check):
         click.echo(f"rollups match the ledger for {span}")
         return
     result = rollups.rebuild(get_db(), start, end)
-    click.echo(f"rebuilt {span}: {result['dailyDocuments']} daily, {result['dailyTotalsDocuments']} daily-total "
-               f"and {result['userMonthDocuments']} user-month documents")
+    counts = [f"{count} {name}" for name, count in result.items()]
+    click.echo(f"rebuilt {span}: {', '.join(counts[:-1])} and {counts[-1]} documents")
 
 
 @click.command("apply-retention")

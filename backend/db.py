@@ -15,6 +15,7 @@ USAGE = "openai_token_usage"
 USAGE_DAILY = "openai_token_usage_daily"
 USAGE_USER_MONTHLY = "openai_token_usage_user_monthly"
 USAGE_DAILY_TOTALS = "openai_token_usage_daily_totals"
+USAGE_USER_OPERATION_MONTHLY = "openai_token_usage_user_operation_monthly"
 TESTCASES = "testcases"
 
 _clients = {}

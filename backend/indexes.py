@@ -5,7 +5,7 @@ import mongomock
 from pymongo import ASCENDING, DESCENDING
 
 from backend.db import (ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS,
-                        USAGE_USER_MONTHLY, USERS)
+                        USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY, USERS)
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ INDEXES = (
     IndexSpec(USAGE_USER_MONTHLY, (("month", ASCENDING), ("userId", ASCENDING))),
     IndexSpec(USAGE_DAILY_TOTALS, tuple((field, ASCENDING) for field in
                                         ("date", "provider", "modelName", "operation")), unique=True),
+    IndexSpec(USAGE_USER_OPERATION_MONTHLY, tuple((field, ASCENDING) for field in
+                                                  ("userId", "month", "provider", "operation")), unique=True),
+    IndexSpec(USAGE_USER_OPERATION_MONTHLY, (("month", ASCENDING), ("operation", ASCENDING), ("provider", ASCENDING))),
     # Budget counters expire two months after their window; alerts are claimed by due time.
     IndexSpec(BUDGET_COUNTERS, (("expiresAt", ASCENDING),), expire_after_seconds=0),
     IndexSpec(ALERTS, (("status", ASCENDING), ("nextAttemptAt", ASCENDING))),

@@ -79,7 +79,8 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
         ("openai_token_usage", ["callId"]), ("users", ["email"]),
         ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation"]),
         ("openai_token_usage_user_monthly", ["userId", "month"]),
-        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation"])]
+        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation"]),
+        ("openai_token_usage_user_operation_monthly", ["userId", "month", "provider", "operation"])]
 
 
 def test_ensure_indexes_is_idempotent(db):

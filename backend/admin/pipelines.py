@@ -1,18 +1,20 @@
 """Aggregation pipelines as pure data. Each runs on MongoDB and on mongomock.
 
-Four sources answer the same questions:
+Five sources answer the same questions:
 - RAW: the ledger itself (active records only; each record is one request);
 - DAILY: the (date, userId, provider, modelName, operation) rollup;
 - TOTALS: the (date, provider, modelName, operation) rollup, for questions not about users;
-- USER_MONTHLY: the (userId, month) rollup with per-day sums. It is read with a plain
-  query projecting only the days in range (user_month_query) and summed per user in
-  the service: mongomock's $unwind deep-copies the whole document for every element,
+- USER_MONTHLY: the (userId, month) rollup with per-day sums, and USER_OPERATION_MONTHLY,
+  the same per (userId, month, provider, operation) for views filtered by operation or
+  provider. They are read with a plain query projecting only the days in range
+  (user_month_query) and summed per user in the service: mongomock's $unwind deep-copies the whole document for every element,
   and on MongoDB the indexed find is as cheap as a pipeline.
 Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC days
 and need no date operators mongomock lacks.
 """
 from datetime import timedelta
-RAW, DAILY, TOTALS, USER_MONTHLY = "raw", "daily", "daily_totals", "user_monthly"
+RAW, DAILY, TOTALS = "raw", "daily", "daily_totals"
+USER_MONTHLY, USER_OPERATION_MONTHLY = "user_monthly", "user_operation_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
 GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId"}
@@ -36,14 +38,16 @@ def match(source, start=None, end=None, filters=None):
     return {"$match": query}
 
 
-def user_month_query(start=None, end=None, user_id=None):
-    """(filter, projection) reading USER_MONTHLY for the range: the months it touches and,
-    when both ends are known, only the days inside it."""
+def user_month_query(start=None, end=None, user_id=None, filters=None):
+    """(filter, projection) reading USER_MONTHLY (or, with operation/provider filters,
+    USER_OPERATION_MONTHLY) for the range: the months it touches and, when both ends are
+    known, only the days inside it."""
     query = {}
     if start or end:
         query["month"] = {key: value[:7] for key, value in _date_range(start, end).items()}
     if user_id is not None:
         query["userId"] = user_id
+    query.update({field: value for field, value in (filters or {}).items() if value is not None})
     projection = {"_id": 0, "userId": 1, "userEmail": 1}
     if start and end:
         day = start
@@ -67,28 +71,28 @@ def _sums_of_groups():
     return {field: {"$sum": f"${field}"} for field in (*SUMMED_FIELDS, "totalCost", "totalRequests")}
 
 
-def dashboard_pipeline(source, start=None, end=None, filters=None):
-    """Totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
+def dashboard_pipeline(start=None, end=None, filters=None):
+    """RAW totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
     return [
-        match(source, start, end, filters),
-        {"$group": {"_id": "$userId", **_sums(source)}},
+        match(RAW, start, end, filters),
+        {"$group": {"_id": "$userId", **_sums(RAW)}},
         {"$group": {"_id": None, **_sums_of_groups(), "uniqueUsers": {"$sum": 1}}},
     ]
 
 
-def top_users_pipeline(source, limit, start=None, end=None, filters=None):
+def top_users_pipeline(limit, start=None, end=None, filters=None):
     return [
-        match(source, start, end, filters),
-        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(source)}},
+        match(RAW, start, end, filters),
+        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(RAW)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
         {"$limit": limit},
     ]
 
 
-def user_stats_pipeline(source, user_id, start=None, end=None, filters=None):
+def user_stats_pipeline(user_id, start=None, end=None, filters=None):
     return [
-        match(source, start, end, {**(filters or {}), "userId": user_id}),
-        {"$group": {"_id": None, **_sums(source)}},
+        match(RAW, start, end, {**(filters or {}), "userId": user_id}),
+        {"$group": {"_id": None, **_sums(RAW)}},
     ]
 
 

@@ -3,10 +3,11 @@ from datetime import date, timedelta
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import DAILY, RAW, TOTALS, USER_MONTHLY, match, user_month_query
-from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY
+from backend.admin.pipelines import DAILY, RAW, TOTALS, USER_MONTHLY, USER_OPERATION_MONTHLY, match, user_month_query
+from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY
 
-COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, TOTALS: USAGE_DAILY_TOTALS, USER_MONTHLY: USAGE_USER_MONTHLY}
+COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, TOTALS: USAGE_DAILY_TOTALS, USER_MONTHLY: USAGE_USER_MONTHLY,
+               USER_OPERATION_MONTHLY: USAGE_USER_OPERATION_MONTHLY}
 EXPORT_BATCH = 1000
 
 
@@ -14,10 +15,12 @@ def aggregate(db, source, pipeline):
     return list(db[COLLECTIONS[source]].aggregate(pipeline, allowDiskUse=True))
 
 
-def user_months(db, start=None, end=None, user_id=None):
-    """USER_MONTHLY documents for the range, holding only the days inside it."""
-    query, projection = user_month_query(start, end, user_id)
-    return db[USAGE_USER_MONTHLY].find(query, projection)
+def user_months(db, start=None, end=None, user_id=None, filters=None):
+    """User-month documents for the range, holding only the days inside it: USER_MONTHLY, or
+    USER_OPERATION_MONTHLY when `filters` ({operation, provider}) narrow the question."""
+    filters = {field: value for field, value in (filters or {}).items() if value is not None}
+    query, projection = user_month_query(start, end, user_id, filters)
+    return db[COLLECTIONS[USER_OPERATION_MONTHLY if filters else USER_MONTHLY]].find(query, projection)
 
 
 def user_has_records(db, user_id):

@@ -35,11 +35,16 @@ def _totals(row):
     return totals
 
 
-def per_user_totals(db, start=None, end=None, user_id=None):
-    """{userId: totals with userEmail} from USER_MONTHLY: users with requests in the range."""
+def _operation_filters(filters):
+    """The operation/provider part of a view's filters (the user-month rollups carry those two)."""
+    return {field: (filters or {}).get(field) for field in ("operation", "provider")}
+
+
+def per_user_totals(db, start=None, end=None, user_id=None, filters=None):
+    """{userId: totals with userEmail} from the user-month rollups: users with requests in the range."""
     first, last = (start.isoformat() if start else ""), (end.isoformat() if end else "9999")
     users = {}
-    for document in repository.user_months(db, start, end, user_id):
+    for document in repository.user_months(db, start, end, user_id, _operation_filters(filters)):
         totals = users.setdefault(document["userId"], {"userEmail": document["userEmail"]})
         for day, sums in document.get("days", {}).items():
             if first <= day <= last:
@@ -47,19 +52,11 @@ def per_user_totals(db, start=None, end=None, user_id=None):
     return {user: totals for user, totals in users.items() if totals.get("totalRequests")}
 
 
-def _aggregated_source(source, filters):
-    """RAW when asked; DAILY when filtered by operation or provider (USER_MONTHLY does not split them)."""
-    if source == "raw":
-        return pipelines.RAW
-    return pipelines.DAILY if any(value is not None for value in (filters or {}).values()) else None
-
-
 def dashboard(db, start=None, end=None, source="rollup", filters=None):
-    kind = _aggregated_source(source, filters)
-    if kind:
-        rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(kind, start, end, filters))
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.dashboard_pipeline(start, end, filters))
         return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS, "uniqueUsers": 0}
-    users = per_user_totals(db, start, end)
+    users = per_user_totals(db, start, end, filters=filters)
     overall = {}
     for totals in users.values():
         _add(overall, totals)
@@ -67,11 +64,10 @@ def dashboard(db, start=None, end=None, source="rollup", filters=None):
 
 
 def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
-    kind = _aggregated_source(source, filters)
-    if kind:
-        rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(kind, limit, start, end, filters))
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.top_users_pipeline(limit, start, end, filters))
         return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
-    users = per_user_totals(db, start, end)
+    users = per_user_totals(db, start, end, filters=filters)
     ranked = sorted(users.items(), key=lambda item: (-item[1]["totalTokens"], str(item[0])))[:limit]
     return [{"_id": user, "userEmail": totals["userEmail"], **_totals(totals)} for user, totals in ranked]
 
@@ -83,11 +79,10 @@ def require_known_user(db, user_id):
 
 def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None):
     require_known_user(db, user_id)
-    kind = _aggregated_source(source, filters)
-    if kind:
-        rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(kind, user_id, start, end, filters))
+    if source == "raw":
+        rows = repository.aggregate(db, pipelines.RAW, pipelines.user_stats_pipeline(user_id, start, end, filters))
         return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
-    return _totals(per_user_totals(db, start, end, user_id).get(user_id, {}))
+    return _totals(per_user_totals(db, start, end, user_id, filters).get(user_id, {}))
 
 
 def user_history(db, user_id, page, limit, start=None, end=None, filters=None):

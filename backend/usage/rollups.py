@@ -1,56 +1,77 @@
 """Rollups of the usage ledger, kept by $inc as records are written and rebuilt from it on demand.
 
-- DAILY (openai_token_usage_daily): one document per (date, userId, provider,
-  modelName, operation) with summed tokens, cost and requests. Breakdowns, time
-  series and usage stats read it.
-- USER_MONTHLY (openai_token_usage_user_monthly): one document per (userId, month)
-  with the same sums per day in `days.<YYYY-MM-DD>`. The dashboard, top users and
-  user stats read it: its size is bounded by users x months, whatever the number
-  of calls, so those views stay flat as the ledger grows.
-- DAILY_TOTALS (openai_token_usage_daily_totals): DAILY without the user, one document
-  per (date, provider, modelName, operation). Time series and breakdowns that are not
-  about one user read it: its size is bounded by days x models x operations.
+Each rollup sums tokens, cost and requests of the active records sharing its key:
+- daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation).
+  Views about one user (userId filter, groupBy=user) read it.
+- daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName,
+  operation), no user. Breakdowns, time series and usage stats read it: its size is
+  bounded by days x models x operations.
+- user_monthly (openai_token_usage_user_monthly): per (userId, month), the sums kept
+  per day in `days.<YYYY-MM-DD>`. The dashboard, top users and user stats read it: its
+  size is bounded by users x months, whatever the number of calls.
+- user_operation_monthly (openai_token_usage_user_operation_monthly): the same per
+  (userId, month, provider, operation), read by those views filtered by operation or
+  provider; bounded by users x months x providers x operations.
 
-Only active records count. A rollup write that fails after its ledger write is
-logged; `check` finds the drift and `rebuild` removes it (scripts/rebuild_rollups.py).
+A rollup write that fails after its ledger write is logged; `check` finds the drift and
+`rebuild` removes it (scripts/rebuild_rollups.py).
 """
 import logging
 import math
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
-from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, atomic
+from backend.db import (USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY,
+                        atomic)
 
 log = logging.getLogger("backend.usage")
 
 SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
         "totalTokens", "cost")
+COUNTED = (*SUMS, "requests")
 DAILY_KEY = ("date", "userId", "provider", "modelName", "operation")
-TOTALS_KEY = ("date", "provider", "modelName", "operation")
 COST_TOLERANCE = 1e-9
+
+# per_day: the sums sit under days.<date> (one document a month) rather than at the top.
+Rollup = namedtuple("Rollup", "name collection key per_day")
+ROLLUPS = (
+    Rollup("daily", USAGE_DAILY, DAILY_KEY, False),
+    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation"), False),
+    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month"), True),
+    Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY, ("userId", "month", "provider", "operation"), True),
+)
+
+
+def _key_of(rollup, fields):
+    """The rollup's key values from a record or a DAILY_KEY row (month derived from date)."""
+    return tuple(fields["date"][:7] if name == "month" else fields[name] for name in rollup.key)
+
+
+def _document_fields(rollup, key, email):
+    """A rollup document's fields besides its sums: its key, the month and year of a daily
+    one, and the user's email where it is about a user."""
+    fields = dict(zip(rollup.key, key))
+    if not rollup.per_day:
+        fields["month"], fields["year"] = fields["date"][:7], int(fields["date"][:4])
+    if "userId" in fields:
+        fields["userEmail"] = email
+    return fields
 
 
 def _increments(records):
-    """Summed increments per daily key, per totals key and per (userId, month) -> day."""
-    daily = defaultdict(lambda: defaultdict(float))
-    totals = defaultdict(lambda: defaultdict(float))
-    monthly = defaultdict(lambda: defaultdict(float))
+    """{rollup: {key: {path: summed increment}}} and the latest email of each user."""
+    increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
     emails = {}
     for record in records:
         if not record.get("isActive", True):
             continue
-        day_key = tuple(record[field] for field in DAILY_KEY)
-        totals_key = tuple(record[field] for field in TOTALS_KEY)
-        month_key = (record["userId"], record["month"])
         emails[record["userId"]] = record["userEmail"]
-        for field in SUMS:
-            value = record.get(field, 0)
-            daily[day_key][field] += value
-            totals[totals_key][field] += value
-            monthly[month_key][f"days.{record['date']}.{field}"] += value
-        daily[day_key]["requests"] += 1
-        totals[totals_key]["requests"] += 1
-        monthly[month_key][f"days.{record['date']}.requests"] += 1
-    return daily, totals, monthly, emails
+        for rollup in ROLLUPS:
+            sums = increments[rollup][_key_of(rollup, record)]
+            prefix = f"days.{record['date']}." if rollup.per_day else ""
+            for field in SUMS:
+                sums[prefix + field] += record.get(field, 0)
+            sums[prefix + "requests"] += 1
+    return increments, emails
 
 
 def _number(field, value):
@@ -58,41 +79,23 @@ def _number(field, value):
 
 
 def apply(db, records):
-    """Add newly written records to the rollups. Raises on a write failure.
+    """Add newly written records to every rollup. Raises on a write failure.
 
     Two first writers of a key race to create it; MongoDB retries such an upsert itself,
     and the embedded store gets the same effect from atomic()."""
-    daily, totals, monthly, emails = _increments(records)
+    increments, emails = _increments(records)
     with atomic(db):
-        _apply(db, daily, totals, monthly, emails)
-
-
-def _apply(db, daily, totals, monthly, emails):
-    for key, sums in totals.items():
-        db[USAGE_DAILY_TOTALS].update_one(
-            dict(zip(TOTALS_KEY, key)),
-            {"$inc": {field: _number(field, value) for field, value in sums.items()},
-             "$setOnInsert": {"month": key[0][:7]}},
-            upsert=True,
-        )
-    for key, sums in daily.items():
-        document = dict(zip(DAILY_KEY, key))
-        db[USAGE_DAILY].update_one(
-            document,
-            {
-                "$inc": {field: _number(field, value) for field, value in sums.items()},
-                "$set": {"userEmail": emails[document["userId"]]},
-                "$setOnInsert": {"month": document["date"][:7], "year": int(document["date"][:4])},
-            },
-            upsert=True,
-        )
-    for (user_id, month), sums in monthly.items():
-        db[USAGE_USER_MONTHLY].update_one(
-            {"userId": user_id, "month": month},
-            {"$inc": {path: _number(path, value) for path, value in sums.items()},
-             "$set": {"userEmail": emails[user_id]}},
-            upsert=True,
-        )
+        for rollup, by_key in increments.items():
+            for key, sums in by_key.items():
+                selector = dict(zip(rollup.key, key))
+                fields = _document_fields(rollup, key, emails.get(selector.get("userId")))
+                update = {"$inc": {path: _number(path, value) for path, value in sums.items()}}
+                if "userEmail" in fields:
+                    update["$set"] = {"userEmail": fields.pop("userEmail")}
+                extra = {name: value for name, value in fields.items() if name not in selector}
+                if extra:
+                    update["$setOnInsert"] = extra
+                db[rollup.collection].update_one(selector, update, upsert=True)
 
 
 def user_usage(db, user_id, window, period):
@@ -117,32 +120,26 @@ def whole_months(start=None, end=None):
 
 
 def expected(db, start=None, end=None):
-    """The rollups as the ledger says they should be, for whole months covering the range:
-    (daily, totals, user-month) document lists."""
+    """{rollup: [documents]} as the ledger says they should be, for whole months covering the range."""
     group_id = {field: f"${field}" for field in DAILY_KEY}
     sums = {field: {"$sum": f"${field}"} for field in SUMS}
     rows = db[USAGE].aggregate([
         {"$match": whole_months(start, end)},
         {"$group": {"_id": group_id, **sums, "requests": {"$sum": 1}, "userEmail": {"$max": "$userEmail"}}},
     ], allowDiskUse=True)
-    daily, totals, monthly = [], {}, {}
+    documents = {rollup: {} for rollup in ROLLUPS}
     for row in rows:
-        key = row.pop("_id")
-        email = row.pop("userEmail")
-        daily.append({**key, "month": key["date"][:7], "year": int(key["date"][:4]), "userEmail": email, **row})
-        total = totals.setdefault(tuple(key[field] for field in TOTALS_KEY), {
-            **{field: key[field] for field in TOTALS_KEY}, "month": key["date"][:7],
-            **{field: 0 for field in (*SUMS, "requests")}})
-        for field in (*SUMS, "requests"):
-            total[field] += row[field]
-        user_month = monthly.setdefault(
-            (key["userId"], key["date"][:7]),
-            {"userId": key["userId"], "month": key["date"][:7], "userEmail": email, "days": {}},
-        )
-        day = user_month["days"].setdefault(key["date"], {field: 0 for field in (*SUMS, "requests")})
-        for field in (*SUMS, "requests"):
-            day[field] += row[field]
-    return daily, list(totals.values()), list(monthly.values())
+        key_fields = row["_id"]
+        for rollup in ROLLUPS:
+            key = _key_of(rollup, key_fields)
+            document = documents[rollup].get(key)
+            if document is None:
+                document = _document_fields(rollup, key, row["userEmail"])
+                documents[rollup][key] = document
+            target = document.setdefault("days", {}).setdefault(key_fields["date"], {}) if rollup.per_day else document
+            for field in COUNTED:
+                target[field] = target.get(field, 0) + row[field]
+    return {rollup: list(by_key.values()) for rollup, by_key in documents.items()}
 
 
 def _month_filter(start, end):
@@ -150,14 +147,16 @@ def _month_filter(start, end):
 
 
 def rebuild(db, start=None, end=None):
-    """Replace the rollups for whole months covering [start, end] (all time when open). Idempotent."""
-    daily, totals, monthly = expected(db, start, end)
+    """Replace every rollup for whole months covering [start, end] (all time when open). Idempotent.
+    Returns {rollup name: documents written}."""
     months = _month_filter(start, end)
-    for name, documents in ((USAGE_DAILY, daily), (USAGE_DAILY_TOTALS, totals), (USAGE_USER_MONTHLY, monthly)):
-        db[name].delete_many(months)
+    written = {}
+    for rollup, documents in expected(db, start, end).items():
+        db[rollup.collection].delete_many(months)
         if documents:
-            db[name].insert_many(documents)
-    return {"dailyDocuments": len(daily), "dailyTotalsDocuments": len(totals), "userMonthDocuments": len(monthly)}
+            db[rollup.collection].insert_many(documents)
+        written[rollup.name] = len(documents)
+    return written
 
 
 def _differs(field, stored, wanted):
@@ -175,32 +174,29 @@ def _compare(kind, key, stored, wanted, fields):
     return problems
 
 
-def _compare_keyed(kind, key_fields, stored, wanted):
-    """Differences between two lists of flat rollup documents matched on their key fields."""
-    def key_of(document):
-        return tuple(str(document[field]) for field in key_fields)
+def _compare_rollup(rollup, stored, wanted):
+    """Differences between stored and wanted documents of one rollup, matched on its key (and day)."""
+    def entries(documents):
+        found = {}
+        for document in documents:
+            key = "/".join(str(document[field]) for field in rollup.key)
+            if rollup.per_day:
+                found.update({f"{key}/{day}": sums for day, sums in document.get("days", {}).items()})
+            else:
+                found[key] = document
+        return found
 
-    stored_by_key = {key_of(document): document for document in stored}
-    wanted_by_key = {key_of(document): document for document in wanted}
+    have, want = entries(stored), entries(wanted)
     problems = []
-    for key in sorted(stored_by_key.keys() | wanted_by_key.keys()):
-        problems += _compare(kind, "/".join(key), stored_by_key.get(key), wanted_by_key.get(key),
-                             (*SUMS, "requests"))
+    for key in sorted(have.keys() | want.keys()):
+        problems += _compare(rollup.name, key, have.get(key), want.get(key), COUNTED)
     return problems
 
 
 def check(db, start=None, end=None):
     """Every difference between the stored rollups and the ledger, for whole months covering the range."""
-    daily, totals, monthly = expected(db, start, end)
     months = _month_filter(start, end)
-    problems = _compare_keyed("daily", DAILY_KEY, db[USAGE_DAILY].find(months), daily)
-    problems += _compare_keyed("daily_totals", TOTALS_KEY, db[USAGE_DAILY_TOTALS].find(months), totals)
-    stored_monthly = {(str(d["userId"]), d["month"]): d for d in db[USAGE_USER_MONTHLY].find(months)}
-    wanted_monthly = {(str(d["userId"]), d["month"]): d for d in monthly}
-    for key in sorted(stored_monthly.keys() | wanted_monthly.keys()):
-        stored_days = (stored_monthly.get(key) or {}).get("days", {})
-        wanted_days = (wanted_monthly.get(key) or {}).get("days", {})
-        for day in sorted(stored_days.keys() | wanted_days.keys()):
-            problems += _compare("user_monthly", f"{key[0]}/{day}", stored_days.get(day), wanted_days.get(day),
-                                 (*SUMS, "requests"))
+    problems = []
+    for rollup, wanted in expected(db, start, end).items():
+        problems += _compare_rollup(rollup, db[rollup.collection].find(months), wanted)
     return problems

@@ -27,28 +27,27 @@ def test_user_month_query_reads_the_months_touched_and_only_the_days_in_range():
 
 
 def test_dashboard_counts_users_by_grouping_twice():
-    pipeline = pipelines.dashboard_pipeline(RAW)
+    pipeline = pipelines.dashboard_pipeline()
     assert [list(stage) for stage in pipeline] == [["$match"], ["$group"], ["$group"]]
     assert pipeline[1]["$group"]["_id"] == "$userId"
     assert pipeline[1]["$group"]["totalRequests"] == {"$sum": 1}
     assert pipeline[2]["$group"]["uniqueUsers"] == {"$sum": 1}
     assert pipeline[2]["$group"]["totalRequests"] == {"$sum": "$totalRequests"}
-    on_daily = pipelines.dashboard_pipeline(DAILY, filters={"operation": "test_generation", "provider": None})
-    assert on_daily[0]["$match"] == {"operation": "test_generation"}
-    assert on_daily[1]["$group"]["totalRequests"] == {"$sum": "$requests"}
+    filtered = pipelines.dashboard_pipeline(filters={"operation": "test_generation", "provider": None})
+    assert filtered[0]["$match"] == {"isActive": True, "operation": "test_generation"}
 
 
 def test_top_users_sorts_with_a_tie_break_then_limits():
-    pipeline = pipelines.top_users_pipeline(RAW, 7)
+    pipeline = pipelines.top_users_pipeline(7)
     assert pipeline[-2] == {"$sort": {"totalTokens": -1, "_id": 1}}
     assert pipeline[-1] == {"$limit": 7}
 
 
 def test_user_stats_is_scoped_to_the_user():
     user = ObjectId()
-    assert pipelines.user_stats_pipeline(RAW, user)[0]["$match"] == {"isActive": True, "userId": user}
-    assert pipelines.user_stats_pipeline(DAILY, user, filters={"provider": "gemini", "userId": ObjectId()})[0] == {
-        "$match": {"provider": "gemini", "userId": user}}
+    assert pipelines.user_stats_pipeline(user)[0]["$match"] == {"isActive": True, "userId": user}
+    assert pipelines.user_stats_pipeline(user, filters={"provider": "gemini", "userId": ObjectId()})[0] == {
+        "$match": {"isActive": True, "provider": "gemini", "userId": user}}
 
 
 def test_breakdown_and_timeseries_group_keys():

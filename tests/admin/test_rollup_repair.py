@@ -4,7 +4,8 @@ import logging
 import mongomock
 from pymongo.errors import AutoReconnect
 
-from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, get_db
+from backend.db import USAGE, USAGE_DAILY, get_db
+from backend.usage.rollups import ROLLUPS
 from backend.usage.services import deactivate
 from tests.helpers import bearer, create_user, insert_records, usage_record, utc
 
@@ -16,7 +17,7 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     real_update_one = mongomock.collection.Collection.update_one
 
     def rollups_down(self, *args, **kwargs):
-        if self.name in (USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY):
+        if self.name in {rollup.collection for rollup in ROLLUPS}:
             raise AutoReconnect("rollup shard unavailable")
         return real_update_one(self, *args, **kwargs)
 
@@ -32,14 +33,14 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     runner = app.test_cli_runner()
     check = runner.invoke(args=["rebuild-rollups", "--check"])
     assert check.exit_code == 1
-    assert "drift daily " in check.output and "drift user_monthly" in check.output
-    assert "drift daily_totals" in check.output
+    for rollup in ("daily ", "daily_totals ", "user_monthly ", "user_operation_monthly "):
+        assert f"drift {rollup}" in check.output
     assert "difference(s) in the beginning .. the end (whole months)" in check.output
 
     rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
     assert rebuilt.exit_code == 0
     assert rebuilt.output.strip() == ("rebuilt 2024-01-01 .. 2024-02-29 (whole months): "
-                                      "3 daily, 3 daily-total and 2 user-month documents")
+                                      "3 daily, 3 daily_totals, 2 user_monthly and 2 user_operation_monthly documents")
     assert runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
     again = runner.invoke(args=["rebuild-rollups"])
     assert again.exit_code == 0 and runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
