@@ -73,6 +73,11 @@ def store_is_embedded(app=None):
 _embedded_locks = {}
 
 
+def is_embedded(db):
+    """True for the embedded mongomock store, False for MongoDB."""
+    return isinstance(db.client, mongomock.MongoClient)
+
+
 def atomic(db):
     """Run a conditional single-document update atomically.
 
@@ -80,7 +85,7 @@ def atomic(db):
     process. mongomock does not, so for the embedded store the same guarantee comes from
     one lock per client, shared by every app in the process that uses that client.
     """
-    if not isinstance(db.client, mongomock.MongoClient):
+    if not is_embedded(db):
         return contextlib.nullcontext()
     with _clients_lock:
         return _embedded_locks.setdefault(id(db.client), threading.Lock())

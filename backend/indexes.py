@@ -1,11 +1,10 @@
 """Every index the service relies on, defined once as data."""
 from dataclasses import dataclass
 
-import mongomock
 from pymongo import ASCENDING, DESCENDING
 
 from backend.db import (ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS,
-                        USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY, USERS)
+                        USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY, USERS, is_embedded)
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
 
 
 def _change_ttl(db, spec, options):
-    if isinstance(db.client, mongomock.MongoClient):  # the embedded store has no collMod
+    if is_embedded(db):  # the embedded store has no collMod
         db[spec.collection].drop_index(spec.name)
         db[spec.collection].create_index(list(spec.keys), **options)
         return

@@ -7,8 +7,9 @@ Five sources answer the same questions:
 - USER_MONTHLY: the (userId, month) rollup with per-day sums, and USER_OPERATION_MONTHLY,
   the same per (userId, month, provider, operation) for views filtered by operation or
   provider. They are read with a plain query projecting only the days in range
-  (user_month_query) and summed per user in the service: mongomock's $unwind deep-copies the whole document for every element,
-  and on MongoDB the indexed find is as cheap as a pipeline.
+  (user_month_query) and summed per user in the service: mongomock's $unwind deep-copies
+  the whole document for every element, and on MongoDB the indexed find is as cheap as a
+  pipeline.
 Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC days
 and need no date operators mongomock lacks.
 """
@@ -47,7 +48,7 @@ def user_month_query(start=None, end=None, user_id=None, filters=None):
         query["month"] = {key: value[:7] for key, value in _date_range(start, end).items()}
     if user_id is not None:
         query["userId"] = user_id
-    query.update({field: value for field, value in (filters or {}).items() if value is not None})
+    query.update(filters or {})
     projection = {"_id": 0, "userId": 1, "userEmail": 1}
     if start and end:
         day = start

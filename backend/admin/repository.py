@@ -18,7 +18,6 @@ def aggregate(db, source, pipeline):
 def user_months(db, start=None, end=None, user_id=None, filters=None):
     """User-month documents for the range, holding only the days inside it: USER_MONTHLY, or
     USER_OPERATION_MONTHLY when `filters` ({operation, provider}) narrow the question."""
-    filters = {field: value for field, value in (filters or {}).items() if value is not None}
     query, projection = user_month_query(start, end, user_id, filters)
     return db[COLLECTIONS[USER_OPERATION_MONTHLY if filters else USER_MONTHLY]].find(query, projection)
 

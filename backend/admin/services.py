@@ -36,8 +36,9 @@ def _totals(row):
 
 
 def _operation_filters(filters):
-    """The operation/provider part of a view's filters (the user-month rollups carry those two)."""
-    return {field: (filters or {}).get(field) for field in ("operation", "provider")}
+    """The operation/provider filters that are set (the user-month rollups carry those two)."""
+    return {field: value for field, value in (filters or {}).items()
+            if field in ("operation", "provider") and value is not None}
 
 
 def per_user_totals(db, start=None, end=None, user_id=None, filters=None):

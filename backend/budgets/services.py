@@ -46,9 +46,14 @@ def counter_key(owner, window, period):
     return f"{owner}|{window}|{period}"
 
 
-def _window_limits(limits, window):
+def window_limits_usd(limits, window):
+    """(token limit, USD limit) of one window; None where the budget sets none."""
     suffix = "PerDay" if window == "day" else "PerMonth"
-    tokens, usd = limits.get(f"tokens{suffix}"), limits.get(f"usd{suffix}")
+    return limits.get(f"tokens{suffix}"), limits.get(f"usd{suffix}")
+
+
+def _window_limits(limits, window):
+    tokens, usd = window_limits_usd(limits, window)
     return tokens, (to_units(usd) if usd is not None else None)
 
 
@@ -68,6 +73,7 @@ class Reservation:
     tokens: int = 0
     cost_units: int = 0
     windows: list = field(default_factory=list)
+    limits: dict = field(default_factory=dict)  # the effective limits read when reserving
 
 
 def _exceeded(db, key, window, token_limit, cost_limit, tokens, cost_units, resets_at, now):
@@ -88,8 +94,8 @@ def _exceeded(db, key, window, token_limit, cost_limit, tokens, cost_units, rese
 
 def reserve(db, user_id, tokens, cost_usd, now):
     """Reserve a worst case on every window the user has a limit for, or raise BudgetExceeded."""
-    reservation = Reservation(user_id, tokens, to_units(cost_usd))
     limits = effective_limits(db, user_id)
+    reservation = Reservation(user_id, tokens, to_units(cost_usd), limits=limits)
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)
         if token_limit is None and cost_limit is None:

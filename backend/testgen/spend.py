@@ -44,12 +44,11 @@ class Spend:
         now = utc_now()
         try:
             counters = budgets.settle(self.db, self.reservation, tokens, cost)
-            limits = budgets.effective_limits(self.db, self.user["_id"]) if counters else {}
             subject = {"key": str(self.user["_id"]), "label": self.user["email"]}
             for counter in counters:
-                suffix = "PerDay" if counter["window"] == "day" else "PerMonth"
-                for unit, used, limit in (("tokens", counter["tokens"], limits.get(f"tokens{suffix}")),
-                                          ("usd", budgets.to_usd(counter["costUnits"]), limits.get(f"usd{suffix}"))):
+                token_limit, usd_limit = budgets.window_limits_usd(self.reservation.limits, counter["window"])
+                for unit, used, limit in (("tokens", counter["tokens"], token_limit),
+                                          ("usd", budgets.to_usd(counter["costUnits"]), usd_limit)):
                     if limit is not None:
                         queue_crossings(self.db, subject, counter["window"], counter["period"], unit, used, limit,
                                         config["ALERT_THRESHOLDS"], now)

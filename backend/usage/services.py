@@ -4,14 +4,19 @@ from datetime import date, timedelta
 from backend.usage import repository, rollups
 
 
-def deactivate(db, query):
-    """Soft-delete (isActive false) the matching active records, then rebuild the months they
-    touched so the rollups stop counting them. Returns how many records were deactivated."""
-    dates = repository.active_dates(db, query)
-    count = repository.deactivate(db, query)
+def _change_then_rebuild(db, dates, change):
+    """Run `change()` on ledger records dated `dates`, then rebuild the months they touch so
+    the rollups follow. Returns what `change()` returned."""
+    changed = change()
     if dates:
         rollups.rebuild(db, date.fromisoformat(min(dates)), date.fromisoformat(max(dates)))
-    return count
+    return changed
+
+
+def deactivate(db, query):
+    """Soft-delete (isActive false) the matching active records; the rollups stop counting
+    them. Returns how many records were deactivated."""
+    return _change_then_rebuild(db, repository.active_dates(db, query), lambda: repository.deactivate(db, query))
 
 
 def apply_retention(db, older_than_days, mode, dry_run, today):
@@ -26,7 +31,5 @@ def apply_retention(db, older_than_days, mode, dry_run, today):
         matched = repository.count(db, query)
         changed = 0
         if not dry_run and matched:
-            dates = repository.dates(db, query)
-            changed = repository.delete(db, query)
-            rollups.rebuild(db, date.fromisoformat(min(dates)), date.fromisoformat(max(dates)))
+            changed = _change_then_rebuild(db, repository.dates(db, query), lambda: repository.delete(db, query))
     return {"cutoff": cutoff, "mode": mode, "dryRun": dry_run, "matched": matched, "changed": changed}
