@@ -1,6 +1,8 @@
 """Test helpers: users and tokens, ledger documents, and a fake OpenAI at the HTTP transport."""
 import json
+import re
 from datetime import datetime, timezone
+from pathlib import Path
 
 import httpx2
 from bson import ObjectId
@@ -9,18 +11,11 @@ from backend.auth.services import register_user
 from backend.db import get_db
 from backend.usage.recorder import record_usage
 
-SETTINGS = (
-    "HOST", "PORT", "MONGO_URI", "MONGO_DB_NAME", "MONGO_TIMEOUT_MS", "AUTO_CREATE_INDEXES",
-    "JWT_SECRET_KEY", "JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "ADMIN_EMAIL",
-    "ADMIN_PASSWORD", "ALLOW_REGISTRATION", "CORS_ORIGINS", "LOG_LEVEL", "LLM_PROVIDER",
-    "LLM_MODEL", "LLM_TIMEOUT_SECONDS", "LLM_MAX_RETRIES", "LLM_MAX_OUTPUT_TOKENS",
-    "OPENAI_API_KEY", "OPENAI_BASE_URL", "LLM_PROVIDERS", "OPENAI_MODEL", "GEMINI_MODEL", "ANTHROPIC_MODEL",
-    "OLLAMA_MODEL", "GEMINI_API_KEY", "GOOGLE_API_KEY", "GEMINI_BASE_URL", "ANTHROPIC_API_KEY",
-    "ANTHROPIC_BASE_URL", "OLLAMA_HOST", "OLLAMA_API_KEY", "PRICING_FILE",
-    "ALERT_WEBHOOK_URL", "ALERT_THRESHOLDS", "GLOBAL_DAILY_SPEND_LIMIT_USD", "ALERT_MAX_ATTEMPTS", "METRICS_TOKEN",
-    "SPOOL_PATH", "BACKGROUND_TASKS", "TRUSTED_PROXY_HOPS", "BACKGROUND_INTERVAL_SECONDS", "LEDGER_TTL_DAYS", "RATELIMIT_ENABLED",
-    "RATELIMIT_STORAGE_URI", "RATELIMIT_AUTH", "RATELIMIT_GENERATION",
-)
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every setting backend/config.py reads (so a test never sees the developer's environment).
+SETTINGS = tuple(sorted(set(re.findall(r'env, "([A-Z0-9_]+)"', (ROOT / "backend" / "config.py").read_text()))
+                        | {"OPENAI_MODEL", "GEMINI_MODEL", "ANTHROPIC_MODEL", "OLLAMA_MODEL", "OLLAMA_API_KEY"}))
 PASSWORD = "correct-horse-battery"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 
