@@ -34,26 +34,42 @@ def get_counter(db, key, missing=EMPTY_COUNTER):
     return db[BUDGET_COUNTERS].find_one({"_id": key}) or missing
 
 
+def _open(db, key, fields, opening):
+    """Create the counter at `opening()` -> (tokens, cost units), what the ledger already holds,
+    unless it exists. Two first requests race to create it; $setOnInsert lets only one opening
+    count (MongoDB retries a duplicate-key upsert itself)."""
+    if db[BUDGET_COUNTERS].find_one({"_id": key}, {"_id": 1}) is not None:
+        return
+    opening_tokens, opening_units = opening()
+    with atomic(db):
+        db[BUDGET_COUNTERS].update_one(
+            {"_id": key}, {"$setOnInsert": {**fields, "tokens": opening_tokens, "costUnits": opening_units}},
+            upsert=True,
+        )
+
+
 def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, opening):
-    """Add to a counter only if it stays within the limits; one atomic conditional update.
-    A new counter opens at `opening()` -> (tokens, cost units): what the ledger already holds."""
+    """Add to a counter only if it stays within the limits; one atomic conditional update."""
     condition = {"_id": key}
     if token_limit is not None:
         condition["tokens"] = {"$lte": token_limit - tokens}
     if cost_limit is not None:
         condition["costUnits"] = {"$lte": cost_limit - cost_units}
-    if db[BUDGET_COUNTERS].find_one({"_id": key}, {"_id": 1}) is None:
-        opening_tokens, opening_units = opening()
-        with atomic(db):
-            # Two first requests race to create it; $setOnInsert lets only one opening count
-            # (MongoDB retries a duplicate-key upsert itself).
-            db[BUDGET_COUNTERS].update_one(
-                {"_id": key}, {"$setOnInsert": {**fields, "tokens": opening_tokens, "costUnits": opening_units}},
-                upsert=True,
-            )
+    _open(db, key, fields, opening)
     with atomic(db):
         result = db[BUDGET_COUNTERS].update_one(condition, {"$inc": {"tokens": tokens, "costUnits": cost_units}})
     return result.modified_count == 1
+
+
+def add_opened(db, key, fields, tokens, cost_units, opening):
+    """Add to a counter, opening it first at what the ledger holds when it does not exist yet."""
+    with atomic(db):
+        counter = db[BUDGET_COUNTERS].find_one_and_update(
+            {"_id": key}, {"$inc": {"tokens": tokens, "costUnits": cost_units}}, return_document=ReturnDocument.AFTER)
+    if counter is not None:
+        return counter
+    _open(db, key, fields, opening)
+    return add(db, key, fields, tokens, cost_units)
 
 
 def add(db, key, fields, tokens, cost_units):

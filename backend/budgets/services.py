@@ -12,25 +12,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
+from backend.alerts.services import queue_crossings
 from backend.budgets import repository
-from backend.errors import TooManyRequests
+from backend.errors import TooManyRequests, UnprocessableEntity
+# Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
+from backend.pricing.services import to_units, to_usd
 from backend.schemas import UTCDateTime
 from backend.usage.rollups import user_usage
 
 WINDOWS = ("day", "month")
 LIMIT_FIELDS = ("tokensPerDay", "usdPerDay", "tokensPerMonth", "usdPerMonth")
-# Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
-COST_UNITS_PER_USD = 10**10
 GLOBAL = "global"
 _TIMESTAMP = UTCDateTime()
-
-
-def to_units(usd):
-    return int((Decimal(str(usd)) * COST_UNITS_PER_USD).to_integral_value())
-
-
-def to_usd(units):
-    return float(Decimal(units) / COST_UNITS_PER_USD)
 
 
 def period_of(window, now):
@@ -67,13 +60,84 @@ class BudgetExceeded(TooManyRequests):
     pass
 
 
+@dataclass(frozen=True)
+class Policy:
+    """What the app config says about budgets beyond the stored limits."""
+
+    alert_thresholds: tuple = ()
+    global_daily_limit_usd: Decimal | None = None
+
+
+def _window_fields(owner, window, now):
+    period, resets_at = period_of(window, now)
+    fields = {"owner": str(owner), "window": window, "period": period, "expiresAt": resets_at + timedelta(days=62)}
+    return counter_key(owner, window, period), fields, resets_at
+
+
+def _opening(db, user_id, window, period):
+    """What a new counter starts at: what the ledger already holds for its window."""
+    def opening():
+        ledger_tokens, ledger_cost = user_usage(db, user_id, window, period)
+        return ledger_tokens, to_units(ledger_cost)
+
+    return opening
+
+
 @dataclass
 class Reservation:
-    user_id: object
+    """A request's claim on its user's counters, from before the LLM call until it settles.
+
+    Every call settles into the user's day and month counters, whether or not a limit
+    applied when it reserved: so a budget created while requests are in flight still
+    counts them, and each counter equals the ledger for its window once requests settle.
+    """
+
+    db: object
+    user: dict
+    policy: Policy
+    at: datetime  # when the call is made: its ledger record and its counters share this day and month
     tokens: int = 0
     cost_units: int = 0
-    windows: list = field(default_factory=list)
+    reserved: dict = field(default_factory=dict)  # counter key -> fields, where the worst case was added
     limits: dict = field(default_factory=dict)  # the effective limits read when reserving
+    settled: bool = False
+
+    def settle(self, tokens, cost_usd, now):
+        """Put what the call really used on the counters (replacing the worst case where one was
+        reserved) and queue the alerts the new totals cross. Settles once; later calls do nothing."""
+        if self.settled:
+            return
+        self.settled = True
+        units = to_units(cost_usd)
+        user_id = self.user["_id"]
+        subject = {"key": str(user_id), "label": self.user["email"]}
+        for window in WINDOWS:
+            key, fields, _ = _window_fields(user_id, window, self.at)
+            if key in self.reserved:
+                counter = repository.add(self.db, key, self.reserved[key], tokens - self.tokens,
+                                         units - self.cost_units)
+            else:
+                counter = repository.add_opened(self.db, key, fields, tokens, units,
+                                                _opening(self.db, user_id, window, fields["period"]))
+            token_limit, usd_limit = window_limits_usd(self.limits, window)
+            for unit, used, limit in (("tokens", counter["tokens"], token_limit),
+                                      ("usd", to_usd(counter["costUnits"]), usd_limit)):
+                if limit is not None:
+                    queue_crossings(self.db, subject, window, counter["period"], unit, used, limit,
+                                    self.policy.alert_thresholds, now)
+        if units and self.policy.global_daily_limit_usd is not None:
+            spent = add_global_spend(self.db, cost_usd, now)
+            queue_crossings(self.db, {"key": GLOBAL, "label": "The whole service"}, "day", spent["period"], "usd",
+                            to_usd(spent["costUnits"]), float(self.policy.global_daily_limit_usd),
+                            self.policy.alert_thresholds, now)
+
+    def release(self):
+        """Give back the worst case of a call the provider refused (nothing was billed)."""
+        if self.settled:
+            return
+        self.settled = True
+        for key, fields in self.reserved.items():
+            repository.add(self.db, key, fields, -self.tokens, -self.cost_units)
 
 
 def _exceeded(db, key, window, token_limit, cost_limit, tokens, cost_units, resets_at, now):
@@ -92,54 +156,41 @@ def _exceeded(db, key, window, token_limit, cost_limit, tokens, cost_units, rese
     )
 
 
-def reserve(db, user_id, tokens, cost_usd, now):
-    """Reserve a worst case on every window the user has a limit for, or raise BudgetExceeded."""
+def reserve(db, user, tokens, cost_usd, now, policy=Policy(), priced=True, model=None):
+    """Reserve a worst case on every window the user has a limit for, or raise BudgetExceeded.
+    `now` is when the call is made. A USD limit cannot bind a model without a price, so such
+    a request is refused (422)."""
+    user_id = user["_id"]
     limits = effective_limits(db, user_id)
-    reservation = Reservation(user_id, tokens, to_units(cost_usd), limits=limits)
+    if not priced and any(window_limits_usd(limits, window)[1] is not None for window in WINDOWS):
+        raise UnprocessableEntity(
+            f"Model {model!r} has no known price, and a USD budget applies to you: add its price to "
+            "PRICING_FILE or choose a priced model",
+            errors={"model": ["No price is known for this model; a USD budget applies."]},
+        )
+    reservation = Reservation(db, user, policy, now, tokens, to_units(cost_usd), limits=limits)
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)
         if token_limit is None and cost_limit is None:
             continue
-        period, resets_at = period_of(window, now)
-        key = counter_key(user_id, window, period)
-        fields = {"owner": str(user_id), "window": window, "period": period, "expiresAt": resets_at + timedelta(days=62)}
-        def opening(window=window, period=period):
-            ledger_tokens, ledger_cost = user_usage(db, user_id, window, period)
-            return ledger_tokens, to_units(ledger_cost)
-
+        key, fields, resets_at = _window_fields(user_id, window, now)
+        opening = _opening(db, user_id, window, fields["period"])
         if not repository.try_add(db, key, fields, tokens, reservation.cost_units, token_limit, cost_limit, opening):
-            release(db, reservation)
+            reservation.release()
             raise _exceeded(db, key, window, token_limit, cost_limit, tokens, reservation.cost_units, resets_at, now)
-        reservation.windows.append((key, fields))
+        reservation.reserved[key] = fields
     return reservation
-
-
-def settle(db, reservation, actual_tokens, actual_cost_usd):
-    """Replace the reserved worst case with what the call really used; returns the counters after."""
-    actual_units = to_units(actual_cost_usd)
-    counters = []
-    for key, fields in reservation.windows:
-        counter = repository.add(db, key, fields, actual_tokens - reservation.tokens,
-                                 actual_units - reservation.cost_units)
-        counters.append(counter)
-    reservation.windows = []
-    return counters
-
-
-def release(db, reservation):
-    settle(db, reservation, 0, 0)
 
 
 def add_global_spend(db, cost_usd, now):
     """The whole service's spend today (for the optional global daily limit alert)."""
-    period, resets_at = period_of("day", now)
-    fields = {"owner": GLOBAL, "window": "day", "period": period, "expiresAt": resets_at + timedelta(days=62)}
-    return repository.add(db, counter_key(GLOBAL, "day", period), fields, 0, to_units(cost_usd))
+    key, fields, _ = _window_fields(GLOBAL, "day", now)
+    return repository.add(db, key, fields, 0, to_units(cost_usd))
 
 
 def usage_report(db, user_id, now):
-    """What /api/me/usage shows: limits, usage and what is left. Under a limit, usage is the
-    budget counter (requests in flight included); without one, what the ledger holds."""
+    """What /api/me/usage shows: limits, usage and what is left. Usage is the budget counter
+    (requests in flight included); before the window's first request, what the ledger holds."""
     limits = effective_limits(db, user_id)
     report = []
     for window in WINDOWS:

@@ -25,7 +25,6 @@ class AnthropicProvider(Provider):
             http_client=httpx2.Client(transport=transport) if transport is not None else None,
         )
 
-
     def _request(self, messages, model, max_output_tokens):
         system, rest = split_system(messages)
         request = {"model": model, "max_tokens": max_output_tokens, "messages": rest}

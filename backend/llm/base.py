@@ -44,11 +44,13 @@ class Completion:
 
 
 class ProviderStream:
-    """A streamed completion: iterate for text deltas.
+    """A streamed completion, read one text delta at a time with `read()`.
 
     `produce(stream)` is the provider's generator; it yields text and keeps
     `stream.usage` and `stream.response_model` up to date as the provider reports
     them, so a stream that breaks or is abandoned still knows what was reported.
+    `finished` becomes true when the provider ended the stream itself; only then is
+    the reported usage final.
     """
 
     def __init__(self, model, produce, close=None):
@@ -56,31 +58,37 @@ class ProviderStream:
         self.response_model = model
         self.usage = None
         self.finished = False
-        self._produce = produce
+        self._deltas = produce(self)
         self._close = close
         self._parts = []
         self._started = time.perf_counter()
 
+    def read(self):
+        """The next text delta, or None once the provider has ended the stream."""
+        if self.finished:
+            return None
+        try:
+            delta = next(self._deltas)
+        except StopIteration:
+            self.finished = True
+            return None
+        self._parts.append(delta)
+        return delta
+
     def __iter__(self):
-        for delta in self._produce(self):
-            self._parts.append(delta)
+        while (delta := self.read()) is not None:
             yield delta
-        self.finished = True
 
     @property
     def text(self):
         return "".join(self._parts)
 
-    def completion(self):
-        return Completion(
-            text=self.text,
-            usage=self.usage or NO_USAGE,
-            model=self.model,
-            response_model=self.response_model or self.model,
-            latency_ms=(time.perf_counter() - self._started) * 1000,
-        )
+    @property
+    def latency_ms(self):
+        return (time.perf_counter() - self._started) * 1000
 
     def close(self):
+        self._deltas.close()
         if self._close is not None:
             self._close()
 
@@ -96,8 +104,8 @@ class Provider:
     price_provider: ClassVar[str | None] = None
     free_reason: ClassVar[str] = ""
     is_demo: ClassVar[bool] = False
-    # How estimate-tokens counts this provider's prompts; "tiktoken" only where exact.
-    estimation: ClassVar[str] = "approximation"
+    # How this provider's prompts are counted before a call; "tiktoken" only where exact.
+    estimation: ClassVar[str] = "byte_bound"
     default_model: str
 
     @classmethod
@@ -113,6 +121,14 @@ class Provider:
             transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
         )
 
+    def count_input_tokens(self, messages, model):
+        """Tokens the messages can take at most (reservations and estimates; see byte_bound)."""
+        return byte_bound(messages)
+
+    def count_output_tokens(self, text, model):
+        """Tokens the text can take at most."""
+        return utf8_length(text)
+
     def complete(self, messages, model, max_output_tokens):
         """Send chat messages [{role, content}] and return a Completion."""
         raise NotImplementedError
@@ -120,6 +136,25 @@ class Provider:
     def stream(self, messages, model, max_output_tokens):
         """Send chat messages and return a ProviderStream."""
         raise NotImplementedError
+
+
+# Room for the chat template around each message (role markers, separators) and the
+# reply primer; generous for every chat template we know.
+TEMPLATE_TOKENS_PER_MESSAGE = 16
+TEMPLATE_TOKENS_FIXED = 64
+
+
+def utf8_length(text):
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def byte_bound(messages):
+    """An upper bound on the prompt tokens of any byte-level tokenizer: each token stands for at
+    least one byte of UTF-8 text (byte-level BPE as in GPT, Llama and Claude; SentencePiece with
+    byte fallback as in Gemini), so a text has at most as many tokens as bytes. Used where the
+    provider's exact tokenizer is not available offline, so a reservation never falls short on
+    CJK or emoji; it overestimates Latin text about fourfold, which only a reservation sees."""
+    return TEMPLATE_TOKENS_FIXED + sum(TEMPLATE_TOKENS_PER_MESSAGE + utf8_length(m["content"]) for m in messages)
 
 
 def split_system(messages):

@@ -1,11 +1,17 @@
-"""The one path every feature takes to an LLM: call (or stream), normalise, price, log."""
+"""A finished LLM call: its usage (as reported, or estimated when it was not), priced, logged.
+
+The provider's own counts are used whenever it reported them for a call it finished.
+When it reported none, or the call did not finish (a stream that broke or was cut
+short), the usage is estimated the same way the budget reservation counted it: input
+with the provider's counter (or what the provider had already reported), output from
+the text received. Such a call is flagged `estimated`; it is never dropped.
+"""
 import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from backend.clock import utc_now
-from backend.llm.base import Completion
+from backend.llm.base import TokenUsage
 from backend.pricing.services import Price, price_call
 
 log = logging.getLogger("backend.llm")
@@ -15,60 +21,57 @@ log = logging.getLogger("backend.llm")
 class LLMCall:
     call_id: str
     provider: str
-    completion: Completion
+    model: str
+    response_model: str
+    usage: TokenUsage
     price: Price
     at: datetime
+    latency_ms: float
     demo: bool
+    estimated: bool
+    text: str
 
     @property
-    def usage(self):
-        return self.completion.usage
+    def usage_reported(self):
+        """The provider reported every count itself (nothing estimated, nothing left out)."""
+        return not self.estimated and self.usage.complete
 
 
-def _finish(provider, completion, at, price_overrides):
-    usage = completion.usage
-    if usage.reported:
-        log.info(
-            "Token usage - Prompt: %d, Candidates: %d, Total: %d (provider=%s, model=%s)",
-            usage.input_tokens, usage.output_tokens, usage.total_tokens, provider.name, completion.model,
-        )
+def new_call_id():
+    return uuid.uuid4().hex
+
+
+def settled_usage(provider, messages, model, text, reported, finished):
+    """(usage, estimated): the reported usage of a finished call, else an estimate."""
+    if reported is not None and reported.reported and finished:
+        return reported, False
+    has_input = reported is not None and reported.reported and reported.input_tokens > 0
+    input_tokens = reported.input_tokens if has_input else provider.count_input_tokens(messages, model)
+    output_tokens = provider.count_output_tokens(text, model)
+    if reported is not None and reported.reported:
+        output_tokens = max(output_tokens, reported.output_tokens)
+    return TokenUsage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cached_input_tokens=reported.cached_input_tokens if has_input else 0,
+        cache_write_tokens=reported.cache_write_tokens if has_input else 0,
+        reasoning_tokens=min(reported.reasoning_tokens, output_tokens) if reported is not None else 0,
+        reported=False,
+        complete=False,
+    ), True
+
+
+def finish_call(provider, *, call_id, messages, model, response_model, text, reported, finished, at, latency_ms,
+                price_overrides):
+    """The LLMCall for what the provider answered; logs the usage it is recorded with."""
+    usage, estimated = settled_usage(provider, messages, model, text, reported, finished)
+    if estimated:
+        log.warning("Usage of the %s call %s (model %s) was not reported in full; recorded as an estimate: "
+                    "input %d, output %d", provider.name, call_id, model, usage.input_tokens, usage.output_tokens)
     else:
-        log.warning("Token usage not available in the %s response for model %s", provider.name, completion.model)
-    price = price_call(provider, [completion.response_model, completion.model], usage, at, price_overrides)
-    return LLMCall(
-        call_id=uuid.uuid4().hex, provider=provider.name, completion=completion,
-        price=price, at=at, demo=provider.is_demo,
-    )
-
-
-def call_llm(provider, messages, model, max_output_tokens, price_overrides):
-    at = utc_now()
-    completion = provider.complete(messages, model, max_output_tokens)
-    return _finish(provider, completion, at, price_overrides)
-
-
-class LLMStream:
-    """Iterate for text deltas; `call()` then prices what the provider reported, once."""
-
-    def __init__(self, provider, messages, model, max_output_tokens, price_overrides):
-        self.provider = provider
-        self.at = utc_now()
-        self.price_overrides = price_overrides
-        self.stream = provider.stream(messages, model, max_output_tokens)
-        self._call = None
-
-    def __iter__(self):
-        return iter(self.stream)
-
-    @property
-    def finished(self):
-        return self.stream.finished
-
-    def call(self):
-        """The LLMCall for the text so far and whatever usage was reported; made once."""
-        if self._call is None:
-            self._call = _finish(self.provider, self.stream.completion(), self.at, self.price_overrides)
-        return self._call
-
-    def close(self):
-        self.stream.close()
+        log.info("Token usage - Prompt: %d, Candidates: %d, Total: %d (provider=%s, model=%s)",
+                 usage.input_tokens, usage.output_tokens, usage.total_tokens, provider.name, model)
+    price = price_call(provider, [response_model, model], usage, at, price_overrides)
+    return LLMCall(call_id=call_id, provider=provider.name, model=model, response_model=response_model or model,
+                   usage=usage, price=price, at=at, latency_ms=latency_ms, demo=provider.is_demo,
+                   estimated=estimated, text=text)

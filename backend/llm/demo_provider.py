@@ -34,6 +34,12 @@ class DemoProvider(Provider):
     def from_config(cls, config):
         return cls()
 
+    def count_input_tokens(self, messages, model):
+        return count_chat_tokens(messages, TOKENIZER_MODEL)
+
+    def count_output_tokens(self, text, model):
+        return count_text_tokens(text, TOKENIZER_MODEL)
+
     def complete(self, messages, model, max_output_tokens):
         started = time.perf_counter()
         request = _requested(messages[-1]["content"])
@@ -50,7 +56,6 @@ class DemoProvider(Provider):
             response_model=DEMO_MODEL,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-
 
     def stream(self, messages, model, max_output_tokens):
         completion = self.complete(messages, model, max_output_tokens)

@@ -24,7 +24,6 @@ class GeminiProvider(Provider):
         )
         self.client = genai.Client(api_key=api_key, http_options=options)
 
-
     def _request(self, messages, model, max_output_tokens):
         system, rest = split_system(messages)
         contents = [

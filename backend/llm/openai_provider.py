@@ -5,13 +5,13 @@ import httpx2
 import openai
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage
+from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage, byte_bound, utf8_length
+from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
 
 class OpenAIProvider(Provider):
     name = "openai"
     price_provider = "openai"
-    estimation = "tiktoken"
 
     def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
         self.default_model = default_model
@@ -26,7 +26,18 @@ class OpenAIProvider(Provider):
         # OpenAI's own API wants max_completion_tokens; compatible servers know max_tokens.
         self.max_tokens_field = "max_tokens" if base_url else "max_completion_tokens"
         self.timeout = timeout
+        # tiktoken is exact for OpenAI's own models; a compatible server may run any model.
+        self.estimation = "tiktoken" if base_url is None else "byte_bound"
 
+    def count_input_tokens(self, messages, model):
+        if self.estimation == "tiktoken":
+            return count_chat_tokens(messages, model)
+        return byte_bound(messages)
+
+    def count_output_tokens(self, text, model):
+        if self.estimation == "tiktoken":
+            return count_text_tokens(text, model)
+        return utf8_length(text)
 
     def complete(self, messages, model, max_output_tokens):
         started = time.perf_counter()

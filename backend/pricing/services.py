@@ -1,14 +1,23 @@
 """Exact cost of a call: the PRICING_FILE overrides first, then the genai-prices table.
 
+A model's prices are a PriceSheet: per kind of token (uncached input, cached input,
+cache writes, output) a base rate and, for tiered models, the rates that apply once a
+call's input passes a threshold. genai-prices' rule is a cliff: a call whose input
+tokens exceed a tier's start pays that tier's rate for every token of the kind. A
+call is priced at the tier its own input selects; a reservation at the most expensive
+tier its worst-case input could select.
+
 Input tokens include cache reads and cache writes; each part is charged at its own
-rate (genai-prices does the same), so no token is priced twice.
+rate (a missing cache rate falls back to the input rate, as genai-prices does), so no
+token is priced twice.
 """
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib.metadata import version
 
-from genai_prices import Usage, calc_price
+from genai_prices import data_snapshot
+from genai_prices.types import TieredPrices
 
 log = logging.getLogger(__name__)
 
@@ -17,18 +26,54 @@ MILLION = Decimal(1_000_000)
 # Every per-million rate in the table has at most four decimals, so each call's
 # cost is a whole number of 1e-10 USD; rounding there is exact, not an estimate.
 COST_DECIMALS = 10
+COST_UNITS_PER_USD = 10**COST_DECIMALS
+
+
+def to_units(usd):
+    """USD as a whole number of 1e-10 USD, where sums are exact."""
+    return int((Decimal(str(usd)) * COST_UNITS_PER_USD).to_integral_value())
+
+
+def to_usd(units):
+    return float(Decimal(units) / COST_UNITS_PER_USD)
+
+KINDS = ("input", "cached_input", "cache_write", "output")
+_TABLE_KEYS = {"input": "input_mtok", "cached_input": "cache_read_mtok", "cache_write": "cache_write_mtok",
+               "output": "output_mtok"}
+_OVERRIDE_KEYS = {"input": "inputPer1M", "cached_input": "cachedInputPer1M", "cache_write": "cacheWritePer1M",
+                  "output": "outputPer1M"}
+
+
+@dataclass(frozen=True)
+class Rate:
+    """USD per million tokens of one kind: `base`, then `tiers` ((start, rate), ...) by start."""
+
+    base: Decimal | None
+    tiers: tuple = ()
+
+    def at(self, input_tokens):
+        applied = self.base
+        for start, rate in self.tiers:
+            if input_tokens > start:
+                applied = rate
+        return applied
+
+    def highest_up_to(self, input_tokens):
+        """The dearest rate any call with at most `input_tokens` input tokens can pay."""
+        candidates = [self.base] + [rate for start, rate in self.tiers if input_tokens > start]
+        known = [rate for rate in candidates if rate is not None]
+        return max(known) if known else None
 
 
 @dataclass(frozen=True)
 class Rates:
-    """USD per million tokens, and where they came from."""
+    """The flat rates one call is charged at (one tier), and where they came from."""
 
     input_per_1m: float | None
     cached_input_per_1m: float | None
     cache_write_per_1m: float | None
     output_per_1m: float | None
     source: str
-    context_window: int | None = None
 
     def as_record(self):
         return {
@@ -40,8 +85,64 @@ class Rates:
         }
 
 
+def _float(value):
+    return None if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class PriceSheet:
+    """Everything known about a model's price. `priced` is False for a model nobody prices."""
+
+    rates: dict  # kind -> Rate
+    source: str
+    priced: bool = True
+    context_window: int | None = None
+    tier_starts: tuple = field(default=())
+
+    def _kind_rate(self, kind, input_tokens):
+        rate = self.rates[kind].at(input_tokens)
+        if rate is None and kind in ("cached_input", "cache_write"):
+            rate = self.rates["input"].at(input_tokens)
+        return rate
+
+    def rates_at(self, input_tokens):
+        """The flat rates a call with this many input tokens is charged at."""
+        values = [_float(self._kind_rate(kind, input_tokens)) for kind in KINDS]
+        return Rates(*values, source=self.source)
+
+    def cost(self, usage):
+        """Exact USD of a TokenUsage (Decimal)."""
+        if not self.priced:
+            return Decimal(0)
+        counts = {
+            "input": usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens,
+            "cached_input": usage.cached_input_tokens,
+            "cache_write": usage.cache_write_tokens,
+            "output": usage.output_tokens,
+        }
+        total = sum(count * (self._kind_rate(kind, usage.input_tokens) or 0) for kind, count in counts.items())
+        return Decimal(total) / MILLION
+
+    def worst_cost(self, input_tokens, output_tokens):
+        """The most a call with at most these tokens can cost: every input token at the dearest
+        input-side rate, output at the dearest output rate, of any tier that input can reach."""
+        if not self.priced:
+            return Decimal(0)
+        input_side = [self.rates[kind].highest_up_to(input_tokens) for kind in ("input", "cached_input", "cache_write")]
+        input_rate = max((rate for rate in input_side if rate is not None), default=Decimal(0))
+        output_rate = self.rates["output"].highest_up_to(input_tokens) or Decimal(0)
+        return (input_tokens * input_rate + output_tokens * output_rate) / MILLION
+
+    def tiers(self):
+        """[{aboveInputTokens, inputPer1M, ...}] for token-info: the rates past each threshold."""
+        return [{"aboveInputTokens": start, **{key: value for key, value in self.rates_at(start + 1).as_record().items()
+                                               if key != "source"}} for start in self.tier_starts]
+
+
 @dataclass(frozen=True)
 class Price:
+    """What one call cost and at which rates."""
+
     cost: float
     priced: bool
     rates: Rates
@@ -50,98 +151,60 @@ class Price:
         return self.rates.as_record()
 
 
-def _float(value):
-    return None if value is None else float(value)
+def _table_rate(value):
+    if isinstance(value, TieredPrices):
+        return Rate(value.base, tuple((tier.start, tier.price) for tier in value.tiers))
+    return Rate(value)
 
 
-def _override(overrides, provider_name, model_names):
-    for model in model_names:
-        rates = overrides.get((provider_name, model))
-        if rates is not None:
-            return model, rates
-    return None, None
-
-
-def _override_cost(rates, usage):
-    input_rate = rates["inputPer1M"]
-    cached_rate = rates.get("cachedInputPer1M", input_rate)
-    write_rate = rates.get("cacheWritePer1M", input_rate)
-    uncached = usage.input_tokens - usage.cached_input_tokens - usage.cache_write_tokens
-    total = (
-        uncached * input_rate
-        + usage.cached_input_tokens * cached_rate
-        + usage.cache_write_tokens * write_rate
-        + usage.output_tokens * rates["outputPer1M"]
-    ) / MILLION
-    return float(round(total, COST_DECIMALS))
-
-
-def _override_rates(provider_name, model, rates):
-    return Rates(
-        input_per_1m=_float(rates["inputPer1M"]),
-        cached_input_per_1m=_float(rates.get("cachedInputPer1M", rates["inputPer1M"])),
-        cache_write_per_1m=_float(rates.get("cacheWritePer1M", rates["inputPer1M"])),
-        output_per_1m=_float(rates["outputPer1M"]),
-        source=f"PRICING_FILE: {provider_name}/{model}",
-    )
-
-
-def _table(price_provider, model_names, usage, at):
-    for model in model_names:
+def _table_sheet(price_provider, model_names, at):
+    snapshot = data_snapshot.get_snapshot()
+    for model_name in model_names:
         try:
-            return calc_price(usage, model_ref=model, provider_id=price_provider, genai_request_timestamp=at)
+            provider, model = snapshot.find_provider_model(model_name, None, price_provider, None)
         except LookupError:
             continue
+        prices = model.get_prices(at)
+        rates = {kind: _table_rate(getattr(prices, key, None)) for kind, key in _TABLE_KEYS.items()}
+        starts = sorted({start for rate in rates.values() for start, _ in rate.tiers})
+        return PriceSheet(rates, f"{PRICE_TABLE}: {provider.id}/{model.id}",
+                          context_window=model.context_window, tier_starts=tuple(starts))
     return None
 
 
-def _table_rates(calculation):
-    rates = calculation.model_price
-    input_rate = rates.input_mtok
-    return Rates(
-        input_per_1m=_float(input_rate),
-        cached_input_per_1m=_float(rates.cache_read_mtok if rates.cache_read_mtok is not None else input_rate),
-        cache_write_per_1m=_float(rates.cache_write_mtok if rates.cache_write_mtok is not None else input_rate),
-        output_per_1m=_float(rates.output_mtok),
-        source=f"{PRICE_TABLE}: {calculation.provider.id}/{calculation.model.id}",
-        context_window=calculation.model.context_window,
-    )
+def _override_sheet(overrides, provider_name, model_names):
+    for model_name in model_names:
+        entry = overrides.get((provider_name, model_name))
+        if entry is not None:
+            rates = {kind: Rate(entry.get(key)) for kind, key in _OVERRIDE_KEYS.items()}
+            return PriceSheet(rates, f"PRICING_FILE: {provider_name}/{model_name}")
+    return None
 
 
-def _free(provider):
-    return Rates(0.0, 0.0, 0.0, 0.0, source=provider.free_reason)
+def _free_sheet(provider):
+    return PriceSheet({kind: Rate(Decimal(0)) for kind in KINDS}, provider.free_reason)
 
 
-def model_rates(provider, model, at, overrides):
-    """The rates a call to `model` would be charged at, or None when unknown."""
-    override_model, rates = _override(overrides, provider.name, [model])
-    if rates is not None:
-        return _override_rates(provider.name, override_model, rates)
-    if provider.price_provider is None:
-        return _free(provider)
-    calculation = _table(provider.price_provider, [model], Usage(input_tokens=0, output_tokens=0), at)
-    return _table_rates(calculation) if calculation else None
+UNKNOWN = PriceSheet({kind: Rate(None) for kind in KINDS}, f"{PRICE_TABLE}: model not in table", priced=False)
+
+
+def price_sheet(provider, model_names, at, overrides):
+    """The sheet for the first of `model_names` anyone prices; UNKNOWN when none is."""
+    model_names = list(dict.fromkeys(name for name in model_names if name))
+    sheet = _override_sheet(overrides, provider.name, model_names)
+    if sheet is None and provider.price_provider is None:
+        sheet = _free_sheet(provider)
+    if sheet is None:
+        sheet = _table_sheet(provider.price_provider, model_names, at)
+    return sheet or UNKNOWN
 
 
 def price_call(provider, model_names, usage, at, overrides):
     """Cost of one call; model_names are tried in order (server-reported name, then requested)."""
-    model_names = list(dict.fromkeys(model_names))
-    override_model, rates = _override(overrides, provider.name, model_names)
-    if rates is not None:
-        return Price(_override_cost(rates, usage), True, _override_rates(provider.name, override_model, rates))
-    if provider.price_provider is None:
-        return Price(0.0, False, _free(provider))
-    table_usage = Usage(
-        input_tokens=usage.input_tokens,
-        cache_read_tokens=usage.cached_input_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        output_tokens=usage.output_tokens,
-    )
-    calculation = _table(provider.price_provider, model_names, table_usage, at)
-    if calculation is not None:
-        return Price(float(round(calculation.total_price, COST_DECIMALS)), True, _table_rates(calculation))
-    log.warning(
-        "No price known for %s model %s; recording cost 0 (priced: false). Add it to PRICING_FILE.",
-        provider.name, " / ".join(model_names),
-    )
-    return Price(0.0, False, Rates(None, None, None, None, source=f"{PRICE_TABLE}: model not in table"))
+    sheet = price_sheet(provider, model_names, at, overrides)
+    if not sheet.priced:
+        log.warning("No price known for %s model %s; recording cost 0 (priced: false). Add it to PRICING_FILE.",
+                    provider.name, " / ".join(dict.fromkeys(model_names)))
+        return Price(0.0, False, sheet.rates_at(0))
+    free = provider.price_provider is None and sheet.source == provider.free_reason
+    return Price(float(round(sheet.cost(usage), COST_DECIMALS)), not free, sheet.rates_at(usage.input_tokens))

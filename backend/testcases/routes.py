@@ -3,7 +3,7 @@ from flask_smorest import Blueprint
 
 from backend.db import get_db
 from backend.schemas import envelope, ok, page_of, parse_object_id
-from backend.testcases import services
+from backend.testcases import repository, services
 from backend.testcases.schemas import (
     AIGenerationSchema,
     TestCaseFullSchema,
@@ -12,13 +12,15 @@ from backend.testcases.schemas import (
     TestCasePatchSchema,
     TestCaseSchema,
 )
-from backend.testgen import endpoint
 from backend.testgen import services as generation
+from backend.testgen import transaction
 from backend.testgen.schemas import GenerationRequestSchema
 from backend.testgen.limits import generation_rate_limit
 from backend.usage.capture import tracked
 
 blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")
+# Generation finds similar saved cases through this, so testgen needs no import of testcases.
+blp.record_once(lambda state: state.app.extensions.setdefault("reference_pool", repository.reference_pool))
 BEARER = {"security": [{"bearerAuth": []}]}
 
 
@@ -91,7 +93,7 @@ def delete(case_id):
 
 def _generated(include_usage, save):
     def finish(plan, test_cases, calls):
-        token_usage = generation.token_usage(calls)
+        token_usage = services.token_usage(calls)
         if save:
             test_cases = services.save_generated(get_db(), current_user["_id"], test_cases, token_usage)
         data = {"testCases": test_cases, "references": generation.reference_summary(plan)}
@@ -113,7 +115,7 @@ def _generated(include_usage, save):
 def generate_with_ai(body):
     """Generate test cases and return them with tokenUsage; nothing is saved."""
     finish = _generated(body["include_token_usage"], save=False)
-    return endpoint.run(body, "testcase_generation", finish, AIGenerationSchema)
+    return transaction.run(body, finish, AIGenerationSchema)
 
 
 @blp.post("/generate-and-save-with-ai")
@@ -126,4 +128,4 @@ def generate_with_ai(body):
 def generate_and_save_with_ai(body):
     """Generate test cases, save them (with their tokenUsage) and return them with ids."""
     finish = _generated(body["include_token_usage"], save=True)
-    return endpoint.run(body, "testcase_generation_saved", finish, AIGenerationSchema)
+    return transaction.run(body, finish, AIGenerationSchema)

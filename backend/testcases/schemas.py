@@ -8,6 +8,20 @@ MAX_PAGE_SIZE = 100
 NON_NEGATIVE = validate.Range(min=0)
 
 
+class ShareSchema(Schema):
+    index = fields.Integer()
+    of = fields.Integer()
+
+
+class GenerationTotalsSchema(Schema):
+    """The whole generation a saved case's share was taken from."""
+
+    inputTokens = fields.Integer()
+    outputTokens = fields.Integer()
+    totalTokens = fields.Integer()
+    estimatedCost = fields.Float()
+
+
 class TokenUsageSchema(Schema):
     """Seed 000's tokenUsage object; the optional detail follows the token convention."""
 
@@ -20,6 +34,8 @@ class TokenUsageSchema(Schema):
     provider = fields.String()
     modelName = fields.String()
     callIds = fields.List(fields.String())
+    share = fields.Nested(ShareSchema, dump_only=True)
+    generation = fields.Nested(GenerationTotalsSchema, dump_only=True)
 
     @validates_schema
     def _consistent(self, data, **kwargs):

@@ -2,7 +2,9 @@
 import math
 
 from backend.errors import NotFound
+from backend.pricing.services import to_units, to_usd
 from backend.testcases import repository
+from backend.testgen.services import usage_summary
 
 
 def _document(fields, owner_id, ai_generated, provider=None, model=None, token_usage=None):
@@ -26,11 +28,60 @@ def create_case(db, owner_id, fields):
     return repository.insert_cases(db, [_document(fields, owner_id, False, token_usage=fields.get("tokenUsage"))])[0]
 
 
-def save_generated(db, owner_id, test_cases, token_usage):
-    """Each saved case carries its call's tokenUsage; callIds tie cases of one call together."""
+def token_usage(calls):
+    """Seed 000's tokenUsage object of a generation: {inputTokens, outputTokens, totalTokens,
+    estimatedCost} and the detail."""
+    summary = usage_summary(calls)
+    return {
+        "inputTokens": summary["promptTokens"],
+        "outputTokens": summary["completionTokens"],
+        "totalTokens": summary["totalTokens"],
+        "estimatedCost": summary["cost"],
+        "cachedInputTokens": summary["cachedInputTokens"],
+        "reasoningTokens": summary["reasoningTokens"],
+        "provider": summary["provider"],
+        "modelName": summary["modelName"],
+        "callIds": summary["callIds"],
+    }
+
+
+def split_evenly(total, parts):
+    """`total` as `parts` whole shares that sum to it exactly: equal weights, and the largest
+    remainders (all equal, so the first shares) take one more each."""
+    base, extra = divmod(total, parts)
+    return [base + (1 if index < extra else 0) for index in range(parts)]
+
+
+SPLIT_COUNTS = ("inputTokens", "outputTokens", "cachedInputTokens", "reasoningTokens")
+
+
+def apportion(generation, count):
+    """The tokenUsage of each of `count` cases saved from one generation: shares of every count
+    and of the cost that sum exactly to the generation's, with its totals and callIds."""
+    columns = {name: split_evenly(generation.get(name, 0), count) for name in SPLIT_COUNTS}
+    costs = split_evenly(to_units(generation["estimatedCost"]), count)
+    totals = {name: generation[name] for name in ("inputTokens", "outputTokens", "totalTokens", "estimatedCost")}
+    shares = []
+    for index in range(count):
+        share = {name: columns[name][index] for name in SPLIT_COUNTS}
+        shares.append({
+            **share,
+            "totalTokens": share["inputTokens"] + share["outputTokens"],
+            "estimatedCost": to_usd(costs[index]),
+            "provider": generation["provider"],
+            "modelName": generation["modelName"],
+            "callIds": generation["callIds"],
+            "share": {"index": index + 1, "of": count},
+            "generation": totals,
+        })
+    return shares
+
+
+def save_generated(db, owner_id, test_cases, generation):
+    """Save the cases of one generation; each carries its share of the generation's usage."""
     documents = [
-        _document(case, owner_id, True, token_usage["provider"], token_usage["modelName"], token_usage)
-        for case in test_cases
+        _document(case, owner_id, True, generation["provider"], generation["modelName"], usage)
+        for case, usage in zip(test_cases, apportion(generation, len(test_cases)))
     ]
     return repository.insert_cases(db, documents)
 

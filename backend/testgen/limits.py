@@ -12,3 +12,5 @@ def _generation_limit():
 # One budget of requests shared by every generation endpoint. Applied below @jwt_required,
 # so the key is the verified user id.
 generation_rate_limit = limiter.shared_limit(_generation_limit, scope="generation", key_func=get_jwt_identity)
+# Estimates make no LLM call but count long prompts: limited at the same rate, counted apart.
+estimate_rate_limit = limiter.shared_limit(_generation_limit, scope="estimate", key_func=get_jwt_identity)

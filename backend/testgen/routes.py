@@ -1,10 +1,11 @@
+from flask import current_app
 from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
-from backend.clock import utc_now
+from backend.clock import now
 from backend.llm.registry import get_provider
 from backend.schemas import envelope, ok
-from backend.testgen import endpoint, services
+from backend.testgen import services, transaction
 from backend.testgen.schemas import (
     EstimateSchema,
     GenerationRequestSchema,
@@ -13,7 +14,7 @@ from backend.testgen.schemas import (
     TokenInfoQuerySchema,
     TokenInfoSchema,
 )
-from backend.testgen.limits import generation_rate_limit
+from backend.testgen.limits import estimate_rate_limit, generation_rate_limit
 from backend.usage.capture import tracked
 
 blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation and token tools")
@@ -42,7 +43,7 @@ def generate(body):
 
     With `stream: true` the answer is server-sent events: `delta`, then `done` or `error`.
     """
-    return endpoint.run(body, "test_generation", _answer(body["include_token_usage"]), GenerationSchema)
+    return transaction.run(body, _answer(body["include_token_usage"]), GenerationSchema)
 
 
 @blp.post("/estimate-tokens")
@@ -50,9 +51,11 @@ def generate(body):
 @blp.doc(**BEARER)
 @blp.arguments(PromptSchema)
 @blp.response(200, envelope(EstimateSchema))
+@estimate_rate_limit
 def estimate_tokens(body):
     """Input tokens and cost a generation request would use, before making it (no LLM call)."""
-    data = services.estimate(endpoint.plan(body), endpoint.settings(), utc_now())
+    config = current_app.config
+    data = services.estimate(transaction.plan(body), config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
     return ok(data, "Token estimate computed")
 
 
@@ -65,5 +68,6 @@ def token_info(query):
     """Pricing and limits of a model (default: the configured provider's default model)."""
     provider = get_provider(query["provider"])
     model = query["model"] or provider.default_model
-    data = services.token_info(provider, model, endpoint.settings(), utc_now())
+    config = current_app.config
+    data = services.token_info(provider, model, config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
     return ok(data, f"Token information for {model}")

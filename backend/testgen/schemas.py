@@ -52,6 +52,7 @@ class UsageSummarySchema(Schema):
     cost = fields.Float()
     priced = fields.Boolean()
     usageReported = fields.Boolean()
+    estimated = fields.Boolean()
     callIds = fields.List(fields.String())
 
 
@@ -70,6 +71,8 @@ class GenerationSchema(Schema):
 class EstimateSchema(Schema):
     estimatedInputTokens = fields.Integer()
     estimatedCostUsd = fields.Float(allow_none=True)
+    reservedTokens = fields.Integer()
+    reservedCostUsd = fields.Float()
     modelName = fields.String()
     provider = fields.String()
     method = fields.String()
@@ -82,10 +85,20 @@ class TokenInfoQuerySchema(Schema):
     model = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
 
 
+class TierSchema(Schema):
+    aboveInputTokens = fields.Integer()
+    inputPer1M = fields.Float(allow_none=True)
+    cachedInputPer1M = fields.Float(allow_none=True)
+    cacheWritePer1M = fields.Float(allow_none=True)
+    outputPer1M = fields.Float(allow_none=True)
+
+
 class PricingSchema(Schema):
     inputPer1M = fields.Float(allow_none=True)
     cachedInputPer1M = fields.Float(allow_none=True)
+    cacheWritePer1M = fields.Float(allow_none=True)
     outputPer1M = fields.Float(allow_none=True)
+    tiers = fields.List(fields.Nested(TierSchema))
     currency = fields.String()
     source = fields.String()
 

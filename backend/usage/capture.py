@@ -1,28 +1,34 @@
-"""After-request capture of LLM usage (the seed's automatic tracking).
+"""After-request capture of LLM usage (the seed's automatic tracking), and the one recorder.
 
-A record is written for each LLM call of a request when, and only when:
-1. the view is a tracked generation endpoint (decorated with @tracked),
-2. the response status is 200-399,
-3. the caller is authenticated (a verified JWT with a loaded user),
-4. the provider reported usage for that call.
-The hook never raises into the response: a failure is logged and the response stands.
-Streamed generations are recorded by the stream itself when it ends (record_calls),
-because the hook runs before a streamed body is sent.
+The seed recorded a call only when its request succeeded. A provider bills every call it
+answered, though, so here every such call is recorded exactly once, and how the request
+ended is a field of the record instead of a filter:
+- `outcome`: ok, unreadable (the reply held no test cases), failed_after_call (a later
+  step failed), client_gone (a stream whose client left), timeout, provider_error (a
+  stream the provider broke after it had started);
+- `httpStatus`: the status the request answered with.
+
+JSON answers: the generation transaction `hold`s each answered call for the request; the
+after-request hook records them with the response's status (the seed's design), and a
+teardown hook records whatever a failing response left held. Streams record themselves
+through `record` when they end, because the hook runs before a streamed body is sent.
+Recording never raises: a failure is logged, the records are spooled, and the response stands.
 """
 import logging
 import re
 import uuid
+from dataclasses import dataclass
 from functools import wraps
 
 from flask import current_app, g, request
-from flask_jwt_extended import get_current_user
 
 from backend.db import get_db
 from backend.metrics import metrics
-from backend.usage.recorder import build_record, record_usage
+from backend.usage.recorder import LedgerRecord, record_usage
 
 log = logging.getLogger("backend.usage")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNANSWERED = 500
 
 
 def tracked(operation):
@@ -39,31 +45,42 @@ def tracked(operation):
     return decorator
 
 
-def add_calls(calls):
-    g.setdefault("llm_calls", []).extend(calls)
+def tracked_operation():
+    return g.tracked_operation
 
 
-def record_calls(calls, user, operation, request_id):
-    """Write the calls whose provider reported usage; warn about the others. Never raises."""
+@dataclass
+class Held:
+    call: object
+    user: dict
+    outcome: str | None = None  # None: decided by the response status
+
+
+def hold(call, user, outcome=None):
+    """Keep an answered call for the after-request hook; returns the entry, whose outcome may be set later."""
+    entry = Held(call, user, outcome)
+    g.setdefault("held_calls", []).append(entry)
+    return entry
+
+
+def record(entries, operation, status, request_id):
+    """Write [(call, user, outcome)] to the ledger as one batch. Never raises."""
     try:
-        for call in calls:
-            if not call.usage.reported:
-                log.warning(
-                    "Usage not recorded: %s returned no usage for model %s (callId %s)",
-                    call.provider, call.completion.model, call.call_id,
-                )
-        records = [build_record(call, user, operation, request_id) for call in calls if call.usage.reported]
+        records = [LedgerRecord(call, user["_id"], user["email"], operation, outcome, status, request_id).document()
+                   for call, user, outcome in entries]
         if records:
             record_usage(get_db(), records, current_app.extensions["spool"], metrics())
     except Exception:
-        log.exception("Recording usage failed for callIds %s", ", ".join(c.call_id for c in calls))
+        log.exception("Recording usage failed for callIds %s", ", ".join(call.call_id for call, _, _ in entries))
 
 
-def _authenticated_user():
-    try:
-        return get_current_user()
-    except RuntimeError:
-        return None
+def _record_held(status):
+    held = g.pop("held_calls", [])
+    if not held:
+        return
+    default = "ok" if status < 400 else "failed_after_call"
+    record([(entry.call, entry.user, entry.outcome or default) for entry in held],
+           g.tracked_operation, status, g.request_id)
 
 
 def _assign_request_id():
@@ -73,21 +90,18 @@ def _assign_request_id():
 
 def _capture(response):
     try:
-        operation = g.get("tracked_operation")
-        calls = g.pop("llm_calls", [])
-        if operation is None or not calls:
-            return response
-        if not 200 <= response.status_code < 400:
-            log.info("Usage not recorded: %s answered %d", request.path, response.status_code)
-            return response
-        user = _authenticated_user()
-        if user is None:
-            log.info("Usage not recorded: %s was not authenticated", request.path)
-            return response
-        record_calls(calls, user, operation, g.request_id)
+        _record_held(response.status_code)
     except Exception:
         log.exception("Usage capture failed for %s", request.path)
     return response
+
+
+def _capture_leftovers(exc):
+    """A response that failed before the after-request hooks ran still leaves its calls in the ledger."""
+    try:
+        _record_held(UNANSWERED)
+    except Exception:
+        log.exception("Usage capture failed at teardown")
 
 
 def _echo_request_id(response):
@@ -99,3 +113,4 @@ def init_app(app):
     app.before_request(_assign_request_id)
     app.after_request(_capture)
     app.after_request(_echo_request_id)
+    app.teardown_request(_capture_leftovers)

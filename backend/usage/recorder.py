@@ -1,41 +1,67 @@
 """Turn LLM calls into ledger documents and write them."""
 import logging
+from dataclasses import dataclass
 
+from backend.llm.calls import LLMCall
 from backend.usage import repository, rollups
 
 log = logging.getLogger("backend.usage")
 
 
-def build_record(call, user, operation, request_id):
-    usage = call.usage
-    at = call.at
-    return {
-        "userId": user["_id"],
-        "userEmail": user["email"],
-        "provider": call.provider,
-        "modelName": call.completion.model,
-        "responseModel": call.completion.response_model,
-        "promptTokens": usage.input_tokens,
-        "completionTokens": usage.output_tokens,
-        "cachedInputTokens": usage.cached_input_tokens,
-        "cacheWriteTokens": usage.cache_write_tokens,
-        "reasoningTokens": usage.reasoning_tokens,
-        "usageReported": usage.complete,
-        "totalTokens": usage.total_tokens,
-        "cost": call.price.cost,
-        "priced": call.price.priced,
-        "price": call.price.as_record(),
-        "demo": call.demo,
-        "operation": operation,
-        "timestamp": at,
-        "date": at.strftime("%Y-%m-%d"),
-        "month": at.strftime("%Y-%m"),
-        "year": at.year,
-        "isActive": True,
-        "callId": call.call_id,
-        "requestId": request_id,
-        "latencyMs": round(call.completion.latency_ms, 1),
-    }
+OUTCOMES = ("ok", "unreadable", "failed_after_call", "client_gone", "timeout", "provider_error")
+
+
+@dataclass(frozen=True)
+class LedgerRecord:
+    """One billed LLM call as the ledger keeps it: the only place a ledger document is built.
+
+    `outcome` says how the request that made the call ended (see OUTCOMES); `httpStatus`
+    is the status it answered with. A call is recorded whatever its outcome."""
+
+    call: LLMCall
+    user_id: object
+    user_email: str
+    operation: str
+    outcome: str
+    http_status: int
+    request_id: str
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"unknown outcome {self.outcome!r}")
+
+    def document(self):
+        call, usage, at = self.call, self.call.usage, self.call.at
+        return {
+            "userId": self.user_id,
+            "userEmail": self.user_email,
+            "provider": call.provider,
+            "modelName": call.model,
+            "responseModel": call.response_model,
+            "promptTokens": usage.input_tokens,
+            "completionTokens": usage.output_tokens,
+            "cachedInputTokens": usage.cached_input_tokens,
+            "cacheWriteTokens": usage.cache_write_tokens,
+            "reasoningTokens": usage.reasoning_tokens,
+            "usageReported": call.usage_reported,
+            "estimated": call.estimated,
+            "totalTokens": usage.total_tokens,
+            "cost": call.price.cost,
+            "priced": call.price.priced,
+            "price": call.price.as_record(),
+            "demo": call.demo,
+            "operation": self.operation,
+            "outcome": self.outcome,
+            "httpStatus": self.http_status,
+            "timestamp": at,
+            "date": at.strftime("%Y-%m-%d"),
+            "month": at.strftime("%Y-%m"),
+            "year": at.year,
+            "isActive": True,
+            "callId": call.call_id,
+            "requestId": self.request_id,
+            "latencyMs": round(call.latency_ms, 1),
+        }
 
 
 def write_records(db, records, metrics=None):
@@ -73,10 +99,11 @@ def record_usage(db, records, spool=None, metrics=None):
         return False
     for r in inserted:
         log.info(
-            "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s promptTokens=%d "
-            "completionTokens=%d totalTokens=%d cost=%.10f callId=%s",
-            r["userEmail"], r["provider"], r["modelName"], r["operation"], r["promptTokens"],
-            r["completionTokens"], r["totalTokens"], r["cost"], r["callId"],
+            "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
+            "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
+            r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
+            r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
+            r["callId"],
         )
     return True
 

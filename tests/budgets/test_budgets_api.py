@@ -82,19 +82,23 @@ def test_budget_owner_must_be_a_user_or_default(setup):
     assert client.get("/admin/openai/budgets").status_code == 401
 
 
-def test_over_budget_is_a_429_with_limit_used_window_and_retry_after(setup):
-    _, client, user, admin, headers, calls = setup
-    client.put(f"/admin/openai/budgets/{user['_id']}", json={"tokensPerDay": 100}, headers=admin)
+def test_over_budget_is_a_429_with_limit_used_window_and_retry_after(make_app):
+    transport, calls = provider_reporting(120, 80)
+    # The app's clock is fixed, so Retry-After is exact however loaded the machine is.
+    app = build(make_app, transport, CLOCK=lambda: datetime(2026, 11, 23, 13, 20, 30, tzinfo=timezone.utc))
+    user = create_user(app, "dev@example.com")
+    create_user(app, "root@example.com", role="admin")
+    client = app.test_client()
+    client.put(f"/admin/openai/budgets/{user['_id']}", json={"tokensPerDay": 100},
+               headers=bearer(client, "root@example.com"))
 
-    response = generate(client, headers)
+    response = generate(client, bearer(client, "dev@example.com"))
 
     assert response.status_code == 429 and calls == []
-    resets = next_midnight()
     assert response.json["success"] is False and "Budget exceeded" in response.json["message"]
     assert response.json["data"] == {"limit": 100, "used": 0, "unit": "tokens", "window": "day",
-                                     "resetsAt": resets.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
-    seconds_left = (resets - datetime.now(timezone.utc)).total_seconds()
-    assert seconds_left - 5 <= int(response.headers["Retry-After"]) <= seconds_left + 2
+                                     "resetsAt": "2026-11-24T00:00:00.000Z"}
+    assert response.headers["Retry-After"] == str(10 * 3600 + 39 * 60 + 30)
 
 
 def test_usd_budget_counts_the_worst_case_cost(setup):
@@ -199,4 +203,4 @@ def test_budgets_survive_a_restart_on_the_same_store(make_app):
     assert generate(second, headers).status_code == 200
     assert generate(second, headers).status_code == 429
     with first.app_context():
-        assert get_db()["budget_counters"].count_documents({"owner": str(user["_id"])}) == 1
+        assert get_db()["budget_counters"].count_documents({"owner": str(user["_id"])}) == 2  # its day and month

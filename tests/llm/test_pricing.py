@@ -10,7 +10,7 @@ from backend.llm.demo_provider import DemoProvider
 from backend.llm.gemini_provider import GeminiProvider
 from backend.llm.ollama_provider import OllamaProvider
 from backend.llm.openai_provider import OpenAIProvider
-from backend.pricing.services import model_rates, price_call
+from backend.pricing.services import price_call, price_sheet
 
 NOW = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
@@ -78,10 +78,27 @@ def test_pricing_file_overrides_come_first_and_price_exactly():
     assert local.cost == per_million((1_000, 0.01), (250, 0.02))
 
 
-def test_model_rates_report_the_context_window():
-    rates = model_rates(OpenAIProvider, "gpt-4o-mini", NOW, {})
-    assert (rates.input_per_1m, rates.output_per_1m, rates.context_window) == (0.15, 0.6, 128000)
-    assert model_rates(OpenAIProvider, "nope-model", NOW, {}) is None
+def test_price_sheets_report_the_context_window_and_unknown_models():
+    sheet = price_sheet(OpenAIProvider, ["gpt-4o-mini"], NOW, {})
+    rates = sheet.rates_at(0)
+    assert (rates.input_per_1m, rates.output_per_1m, sheet.context_window) == (0.15, 0.6, 128000)
+    assert price_sheet(OpenAIProvider, ["nope-model"], NOW, {}).priced is False
+
+
+def test_a_tiered_model_is_priced_at_the_tier_its_own_input_selects():
+    # gemini-2.5-pro: $1.25 input / $10 output per million up to 200k input tokens, $2.50 / $15 above.
+    below = price_call(GeminiProvider, ["gemini-2.5-pro"], TokenUsage(input_tokens=200_000, output_tokens=1_000), NOW, {})
+    above = price_call(GeminiProvider, ["gemini-2.5-pro"], TokenUsage(input_tokens=200_001, output_tokens=1_000), NOW, {})
+    assert below.cost == per_million((200_000, 1.25), (1_000, 10))
+    assert above.cost == per_million((200_001, 2.5), (1_000, 15))
+    assert (below.rates.input_per_1m, above.rates.input_per_1m) == (1.25, 2.5)
+
+
+def test_a_reservation_is_priced_at_the_dearest_tier_its_worst_case_reaches():
+    sheet = price_sheet(GeminiProvider, ["gemini-2.5-pro"], NOW, {})
+    assert float(sheet.worst_cost(150_000, 4_096)) == per_million((150_000, 1.25), (4_096, 10))
+    assert float(sheet.worst_cost(250_000, 4_096)) == per_million((250_000, 2.5), (4_096, 15))
+    assert sheet.tiers()[0]["aboveInputTokens"] == 200_000 and sheet.tiers()[0]["inputPer1M"] == 2.5
 
 
 def test_usage_invariants_are_enforced():

@@ -146,7 +146,9 @@ def test_generate_and_save_with_ai_returns_saved_cases_with_ids(openai_app, fake
     assert len(saved) == 3 and all(ObjectId.is_valid(c["id"]) for c in saved)
     full = client.get(f"/api/testcases/{saved[0]['id']}/full", headers=headers).json["data"]
     assert full["aiGenerated"] is True and (full["provider"], full["modelName"]) == ("openai", "gpt-4o-mini")
-    assert full["tokenUsage"]["totalTokens"] == 1200
+    # One call of 900 + 300 tokens split over three cases: shares that sum to the call.
+    assert full["tokenUsage"]["totalTokens"] == 400
+    assert full["tokenUsage"]["generation"]["totalTokens"] == 1200
     db = openai_app.extensions["mongo"].db
     assert full["tokenUsage"]["callIds"] == [db[USAGE].find_one()["callId"]]
     assert [r["operation"] for r in db[USAGE].find()] == ["testcase_generation_saved"]

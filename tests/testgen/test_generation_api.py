@@ -86,7 +86,7 @@ def test_generation_validates_its_body(client, user_headers):
         assert field in response.json["message"]
 
 
-def test_an_unparseable_reply_is_502_and_not_recorded(openai_app, fake_openai):
+def test_an_unparseable_reply_is_502_and_still_recorded_as_unreadable(openai_app, fake_openai):
     client = openai_app.test_client()
     create_user(openai_app, "dev@example.com")
     fake_openai.reply(chat_completion("Sorry, I can't do that.", 40, 8))
@@ -94,7 +94,9 @@ def test_an_unparseable_reply_is_502_and_not_recorded(openai_app, fake_openai):
     assert response.status_code == 502
     assert response.json["message"].startswith("The model's reply could not be read as test cases")
     with openai_app.app_context():
-        assert get_db()[USAGE].count_documents({}) == 0
+        records = list(get_db()[USAGE].find())
+    assert [(r["promptTokens"], r["completionTokens"], r["outcome"], r["httpStatus"]) for r in records] == [
+        (40, 8, "unreadable", 502)]
 
 
 def test_provider_outages_are_gateway_errors_without_internals(openai_app, fake_openai):

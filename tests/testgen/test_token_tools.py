@@ -65,7 +65,8 @@ def test_token_info_comes_from_the_price_table(multi_app):
     headers = bearer(client, "dev@example.com")
     info = client.get("/api/token-info", headers=headers).json["data"]
     assert (info["model"], info["provider"]) == ("gpt-4o-mini", "openai")
-    assert info["pricing"] == {"inputPer1M": 0.15, "cachedInputPer1M": 0.075, "outputPer1M": 0.6, "currency": "USD",
+    assert info["pricing"] == {"inputPer1M": 0.15, "cachedInputPer1M": 0.075, "cacheWritePer1M": 0.15,
+                               "outputPer1M": 0.6, "tiers": [], "currency": "USD",
                                "source": info["pricing"]["source"]}
     assert info["pricing"]["source"].endswith("openai/gpt-4o-mini")
     assert info["limits"] == {"maxInputTokens": 128000, "maxOutputTokens": 4096}
@@ -73,6 +74,10 @@ def test_token_info_comes_from_the_price_table(multi_app):
                         headers=headers).json["data"]
     assert (gemini["pricing"]["inputPer1M"], gemini["pricing"]["cachedInputPer1M"],
             gemini["pricing"]["outputPer1M"]) == (0.1, 0.025, 0.4)
+    tiered = client.get("/api/token-info", query_string={"provider": "gemini", "model": "gemini-2.5-pro"},
+                        headers=headers).json["data"]["pricing"]
+    assert (tiered["inputPer1M"], tiered["outputPer1M"]) == (1.25, 10.0)
+    assert [(t["aboveInputTokens"], t["inputPer1M"], t["outputPer1M"]) for t in tiered["tiers"]] == [(200000, 2.5, 15.0)]
     unknown = client.get("/api/token-info", query_string={"model": "my-finetune"}, headers=headers).json["data"]
     assert unknown["pricing"]["inputPer1M"] is None and unknown["pricing"]["source"] == "not in the price table"
     assert client.get("/api/token-info", query_string={"provider": "cohere"}, headers=headers).status_code == 400

@@ -1,0 +1,279 @@
+"""The generation transaction shared by every generation endpoint, plain and streamed:
+plan -> reserve -> call -> settle -> record.
+
+- plan: the exact messages (with similar saved cases when asked) and the model;
+- reserve: the worst case (input counted conservatively, plus the output cap) on the
+  caller's budget counters, or a 429/422 before anything is spent;
+- call: the provider's answer, or its stream read up to the first token, so a provider
+  that fails before answering gives the usual JSON error (and releases the reservation:
+  nothing was billed);
+- settle: from the moment the provider answered, its usage (reported, or estimated when
+  it reported none) replaces the reservation, whatever happens next;
+- record: exactly one ledger record per answered call, with the request's outcome.
+
+A stream sends `delta` events ({text}) as the model writes, then one `done` event with the
+envelope of the JSON answer, or an `error` event ({success: false, message, status}). When
+the client goes away, a background thread keeps reading the provider's stream to its end
+(at most LLM_TIMEOUT_SECONDS) and records the usage the provider reports.
+"""
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from flask import Response, current_app, g, stream_with_context
+from flask_jwt_extended import current_user
+from pymongo.errors import PyMongoError
+
+from backend.budgets import services as budgets
+from backend.clock import now
+from backend.db import get_db
+from backend.errors import APIError, ProviderError, ProviderTimeout
+from backend.llm.calls import finish_call, new_call_id
+from backend.llm.registry import get_provider
+from backend.metrics import metrics
+from backend.pricing.services import price_sheet
+from backend.schemas import ok
+from backend.testgen import services
+from backend.usage.capture import hold, record, tracked_operation
+
+log = logging.getLogger(__name__)
+STREAM_STATUS = 200
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What generation needs from the app config."""
+
+    max_output_tokens: int
+    price_overrides: dict
+    timeout_seconds: int
+    policy: budgets.Policy
+
+
+def settings():
+    config = current_app.config
+    return Settings(
+        max_output_tokens=config["LLM_MAX_OUTPUT_TOKENS"],
+        price_overrides=config["PRICE_OVERRIDES"],
+        timeout_seconds=config["LLM_TIMEOUT_SECONDS"],
+        policy=budgets.Policy(tuple(config["ALERT_THRESHOLDS"]), config["GLOBAL_DAILY_SPEND_LIMIT_USD"]),
+    )
+
+
+def plan(body):
+    """The request's plan; similar saved cases come from the pool the test-case feature registers."""
+    provider = get_provider(body.get("provider"))
+    owner = current_user["_id"]
+    return services.plan_generation(provider, body, lambda: current_app.extensions["reference_pool"](get_db(), owner))
+
+
+def _reserve(db, generation_plan, config, at):
+    """Reserve the plan's worst case on the caller's counters (429 or 422 when it may not run)."""
+    provider, model = generation_plan.provider, generation_plan.model
+    user = current_user._get_current_object()
+    input_tokens = provider.count_input_tokens(generation_plan.messages, model)
+    sheet = price_sheet(provider, [model], at, config.price_overrides)
+    cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
+    try:
+        return budgets.reserve(db, user, input_tokens + config.max_output_tokens, cost, at, config.policy,
+                               priced=sheet.priced, model=model)
+    except budgets.BudgetExceeded as exc:
+        metrics().budget_rejections.labels(exc.data["window"]).inc()
+        raise
+    except PyMongoError:
+        # A budget store that is down must not take generation down with it.
+        log.exception("Budget reservation skipped: database unavailable")
+        return budgets.Reservation(db, user, config.policy, at)
+
+
+def _settle(reservation, call):
+    try:
+        reservation.settle(call.usage.total_tokens, call.price.cost, now())
+    except PyMongoError:
+        log.exception("Budget settlement failed for call %s; the ledger record still follows", call.call_id)
+
+
+def _release(reservation):
+    try:
+        reservation.release()
+    except PyMongoError:
+        log.exception("Releasing a budget reservation failed")
+
+
+def _failed(provider, exc):
+    metrics().count_call(provider, f"error_{exc.status}" if isinstance(exc, APIError) else "error")
+
+
+def run(body, finish, schema):
+    """`finish(plan, test_cases, calls)` returns (data, message); the answer is its envelope or an SSE stream."""
+    generation_plan = plan(body)
+    config = settings()
+    db = get_db()
+    at = now()
+    reservation = _reserve(db, generation_plan, config, at)
+    if body["stream"]:
+        return _stream(generation_plan, finish, schema, reservation, config, at)
+    provider = generation_plan.provider
+    call_id = new_call_id()
+    started = time.perf_counter()
+    try:
+        completion = provider.complete(generation_plan.messages, generation_plan.model, config.max_output_tokens)
+    except ProviderTimeout as exc:
+        # The provider may have billed a call it did not answer in time: record it as estimated.
+        call = _call(generation_plan, config, call_id, at, text="", reported=None, finished=False,
+                     response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
+        _settle(reservation, call)
+        hold(call, current_user._get_current_object(), "timeout")
+        _failed(provider.name, exc)
+        raise
+    except Exception as exc:
+        _release(reservation)
+        _failed(provider.name, exc)
+        raise
+    call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
+                 finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
+    _settle(reservation, call)
+    held = hold(call, current_user._get_current_object())
+    metrics().count_call(call.provider, "ok", call.latency_ms)
+    try:
+        test_cases = services.read_cases(generation_plan, call)
+    except ProviderError:
+        held.outcome = "unreadable"
+        raise
+    return ok(*finish(generation_plan, test_cases, [call]))
+
+
+def _call(generation_plan, config, call_id, at, **answer):
+    return finish_call(generation_plan.provider, call_id=call_id, messages=generation_plan.messages,
+                       model=generation_plan.model, at=at, price_overrides=config.price_overrides, **answer)
+
+
+def _event(name, payload):
+    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+def _error_event(exc):
+    return _event("error", {"success": False, "message": exc.message, "status": exc.status})
+
+
+class _StreamCall:
+    """A streamed call from its first token to its one settlement and ledger record."""
+
+    def __init__(self, generation_plan, stream, reservation, config, at):
+        self.plan, self.stream, self.reservation, self.config, self.at = generation_plan, stream, reservation, config, at
+        self.call_id = new_call_id()
+        self.app = current_app._get_current_object()
+        self.user, self.request_id, self.operation = current_user._get_current_object(), g.request_id, tracked_operation()
+        self._call = None
+        self._recorded = False
+        self._lock = threading.Lock()
+
+    def call(self):
+        """The LLMCall for what the provider reported so far; settles the reservation once."""
+        with self._lock:
+            if self._call is None:
+                stream = self.stream
+                self._call = _call(self.plan, self.config, self.call_id, self.at, text=stream.text,
+                                   reported=stream.usage, finished=stream.finished,
+                                   response_model=stream.response_model, latency_ms=stream.latency_ms)
+                _settle(self.reservation, self._call)
+            return self._call
+
+    def record(self, outcome):
+        call = self.call()
+        with self._lock:
+            if self._recorded:
+                return
+            self._recorded = True
+        self.stream.close()
+        metrics().count_call(call.provider, outcome, call.latency_ms)
+        record([(call, self.user, outcome)], self.operation, STREAM_STATUS, self.request_id)
+
+    def drain_then_record(self):
+        """The client left: read the provider's stream to its end (bounded) in the background, so the
+        usage it reports is recorded; the reservation stays until then."""
+        def drain():
+            with self.app.app_context():
+                deadline = time.monotonic() + self.config.timeout_seconds
+                try:
+                    while time.monotonic() < deadline and self.stream.read() is not None:
+                        pass
+                except Exception:
+                    log.warning("The provider's stream broke while draining call %s", self.call_id)
+                finally:
+                    self.record("client_gone")
+
+        thread = threading.Thread(target=drain, name=f"drain-{self.call_id}", daemon=True)
+        self.app.extensions.setdefault("stream_drains", []).append(thread)
+        thread.start()
+
+
+def wait_for_drains(app, timeout=10):
+    """Join the background drains of abandoned streams (tests and shutdown)."""
+    for thread in app.extensions.get("stream_drains", []):
+        thread.join(timeout)
+
+
+def _stream(generation_plan, finish, schema, reservation, config, at):
+    provider = generation_plan.provider
+    try:
+        stream = provider.stream(generation_plan.messages, generation_plan.model, config.max_output_tokens)
+    except Exception as exc:
+        _release(reservation)
+        _failed(provider.name, exc)
+        raise
+    streamed = _StreamCall(generation_plan, stream, reservation, config, at)
+    try:
+        first = stream.read()
+    except Exception as exc:
+        if stream.usage is not None and stream.usage.reported:
+            # The provider had started (and reported usage) before it failed: that call is billed.
+            streamed.record("provider_error")
+        else:
+            stream.close()
+            _release(reservation)
+            _failed(provider.name, exc)
+        raise
+
+    def events():
+        outcome, handed_off = "ok", False
+        try:
+            delta = first
+            while delta is not None:
+                yield _event("delta", {"text": delta})
+                delta = stream.read()
+            call = streamed.call()
+            try:
+                test_cases = services.read_cases(generation_plan, call)
+            except APIError as exc:
+                outcome = "unreadable"
+                yield _error_event(exc)
+                return
+            try:
+                data, message = finish(generation_plan, test_cases, [call])
+            except Exception as exc:
+                outcome = "failed_after_call"
+                if not isinstance(exc, APIError):
+                    log.exception("Streamed generation failed after the call")
+                    exc = APIError()
+                yield _error_event(exc)
+                return
+            yield _event("done", {"success": True, "data": schema().dump(data), "message": message})
+        except GeneratorExit:
+            handed_off = True
+            streamed.drain_then_record()
+            raise
+        except APIError as exc:
+            outcome = "provider_error"
+            yield _error_event(exc)
+        finally:
+            if not handed_off:
+                streamed.record(outcome)
+
+    return Response(
+        stream_with_context(events()),
+        mimetype="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
