@@ -42,12 +42,13 @@ def create_app(config=None):
     _init_extensions(app)
     _register_blueprints(app)
 
-    from backend import background, cli
+    from backend import background, cli, input_guard
     from backend.audit import hook as audit
     from backend.errors import register_error_handlers
     from backend.usage import capture
 
     register_error_handlers(app)
+    input_guard.init_app(app)
     capture.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
@@ -60,6 +61,39 @@ def create_app(config=None):
 def _configure_logging(level):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("backend").setLevel(level)
+    _escape_control_characters_in_log_messages()
+
+
+# C0 and C1 control characters, DEL and the Unicode line separators: one of them in a value a
+# client sent (a model name, a path) must not start a forged line in the log.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F, *range(0x80, 0xA0))}
+_CONTROL_ESCAPES.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t",
+                         0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+def escape_control_characters(text):
+    return text.translate(_CONTROL_ESCAPES)
+
+
+def _escape_control_characters_in_log_messages():
+    """Every record's message is formatted once with its control characters escaped, whichever
+    handler (ours, gunicorn's, pytest's) writes it; the record factory is process-wide, so this
+    works for handlers added after start-up too. Tracebacks are left multi-line."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "escapes_control_characters", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed call: leave it for the handler to report as usual
+            return record
+        record.msg, record.args = escape_control_characters(message), None
+        return record
+
+    factory.escapes_control_characters = True
+    logging.setLogRecordFactory(factory)
 
 
 def _init_extensions(app):
@@ -87,12 +121,14 @@ def _register_blueprints(app):
     from backend.auth.routes import blp as auth_blp
     from backend.budgets.routes import blp as budgets_blp
     from backend.budgets.routes import me_blp
+    from backend.reconciliation.routes import blp as reconciliation_blp
     from backend.system.routes import blp as system_blp
     from backend.system.routes import docs_assets
     from backend.testcases.routes import blp as testcases_blp
     from backend.testgen.routes import blp as testgen_blp
 
-    for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, me_blp, admin_blp, budgets_blp, audit_blp):
+    for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, me_blp, admin_blp, budgets_blp, audit_blp,
+                      reconciliation_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets)
     app.register_blueprint(admin_page)
@@ -101,16 +137,22 @@ def _register_blueprints(app):
 def _start_up(app):
     """Indexes and the bootstrap admin; a database that is down is logged, not fatal."""
     from backend.auth.services import ensure_admin
+    from backend.clock import utc_now
     from backend.db import get_db
     from backend.indexes import ensure_indexes
+    from backend.usage.migrations import migrate
 
     db = get_db(app)
     try:
+        migrate(db, utc_now())
         if app.config["AUTO_CREATE_INDEXES"]:
             ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
             user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"])
-            if outcome != "exists":
-                log.warning("Bootstrap admin %s: %s", user["email"], outcome)
+            if outcome == "created":
+                log.warning("Bootstrap admin %s: created", user["email"])
+            elif outcome == "not-admin":
+                log.warning("ADMIN_EMAIL %s belongs to an existing account that is not an active admin; it is "
+                            "left as it is (promote it explicitly with scripts/create_admin.py)", user["email"])
     except PyMongoError as exc:
         log.error("Start-up database tasks skipped, database unreachable: %s", exc)

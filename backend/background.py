@@ -1,35 +1,51 @@
-"""Work kept off the request path: replaying the usage spool and sending alerts.
+"""Work kept off the request path: replaying the usage spool, reconciling yesterday with the
+providers' usage reports, and sending alerts.
 
-Every worker process runs one daemon thread; the spool's file locks and the alerts'
-atomic claims make several of them safe together.
+Every worker process runs one daemon thread; the spool's file locks, the alerts' atomic claims
+and reconciliation results keyed by provider and day make several of them safe together.
 """
 import logging
 import threading
+from datetime import timedelta
 
 from pymongo.errors import PyMongoError
 
+from backend import clock
 from backend.alerts.services import dispatch_due
-from backend.clock import utc_now
 from backend.db import get_db
 from backend.metrics import metrics
+from backend.reconciliation.services import reconcile_due
 from backend.usage.recorder import replay_spool
 
 log = logging.getLogger(__name__)
+# Whether a day is due for reconciliation changes once a day; asking the store every pass is waste.
+RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def run_once(app):
-    """One pass: replay the spool when the database answers, then send due alerts."""
+    """One pass: replay the spool when the database answers, reconcile the settled day when due,
+    then send due alerts (a reconciliation alert goes out in the same pass)."""
     with app.app_context():
         db = get_db()
         spool = app.extensions["spool"]
+        now = clock.now()
         try:
             if spool.pending():
                 db.command("ping")
                 replay_spool(db, spool, metrics())
+            _reconcile_when_due(app, db, now)
             if app.config["ALERT_WEBHOOK_URL"]:
-                dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], utc_now())
+                dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], now)
         except PyMongoError as exc:
             log.warning("Background pass skipped, database unavailable: %s", exc)
+
+
+def _reconcile_when_due(app, db, now):
+    next_check = app.extensions.get("reconcile_next_check")
+    if next_check is not None and now < next_check:
+        return
+    app.extensions["reconcile_next_check"] = now + RECONCILE_CHECK_EVERY
+    reconcile_due(db, app.config, now)
 
 
 def start(app):

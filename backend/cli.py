@@ -1,20 +1,70 @@
-"""`flask` commands; scripts/ call the same functions."""
+"""`flask` commands; scripts/ call the same functions.
+
+Exit codes, for cron and deploy scripts (the same from `flask <command>` and scripts/*.py):
+0 done; 1 differences found or records still spooled; 2 usage error (click's own);
+3 database unreachable; 4 configuration error (including the embedded store where a
+command would change or drain real data).
+"""
+import functools
 from datetime import date, timedelta
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
+from pymongo.errors import ConfigurationError as MongoConfigurationError
+from pymongo.errors import ConnectionFailure
 
-from backend.auth.services import ensure_admin
+from backend.auth.services import create_or_promote_admin
 from backend.clock import utc_now
 from backend.db import get_db, store_is_embedded
 from backend.indexes import ensure_indexes
 from backend.metrics import metrics
+from backend.reconciliation.commands import reconcile_command
 from backend.usage import rollups
 from backend.usage.recorder import replay_spool
 from backend.usage.services import apply_retention
 
 MAX_PROBLEMS_SHOWN = 50
+EXIT_DIFFERENCES = 1
+EXIT_DATABASE_UNREACHABLE = 3
+EXIT_CONFIGURATION = 4
+
+
+class ConfigurationProblem(click.ClickException):
+    exit_code = EXIT_CONFIGURATION
+
+
+class DatabaseUnreachable(click.ClickException):
+    exit_code = EXIT_DATABASE_UNREACHABLE
+
+
+def _first_line(exc):
+    """pymongo's server-selection message ends in a long topology dump; the cause comes first."""
+    return str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0].splitlines()[0]
+
+
+def database_command(command):
+    """A database that cannot be reached is one line and exit 3, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except ConnectionFailure as exc:
+            raise DatabaseUnreachable(f"database unreachable: {_first_line(exc)}") from None
+        except MongoConfigurationError as exc:
+            raise ConfigurationProblem(f"MONGO_URI cannot be used: {_first_line(exc)}") from None
+
+    return wrapper
+
+
+def require_real_database(action):
+    """Commands that change or drain data refuse the embedded store: without MONGO_URI they would
+    act on a throw-away in-memory copy (replay-spool would empty the real spool into it). The
+    tests' apps (TESTING) use the embedded store on purpose."""
+    if store_is_embedded() and not current_app.testing:
+        raise ConfigurationProblem(f"MONGO_URI is not set: refusing to {action} the embedded in-memory store, "
+                                   "which is discarded on exit")
 
 
 def print_index_report(report):
@@ -26,10 +76,10 @@ def print_index_report(report):
 
 @click.command("create-indexes")
 @with_appcontext
+@database_command
 def create_indexes_command():
     """Create every index the service needs, with the ledger TTL of LEDGER_TTL_DAYS (idempotent)."""
-    if store_is_embedded():
-        click.echo("MONGO_URI is not set: indexing the embedded in-memory store, which is discarded on exit.")
+    require_real_database("index")
     print_index_report(ensure_indexes(get_db(), ledger_ttl_days=current_app.config["LEDGER_TTL_DAYS"]))
 
 
@@ -37,11 +87,13 @@ def create_indexes_command():
 @with_appcontext
 @click.option("--email", required=True, help="Account email; an existing account is promoted.")
 @click.password_option("--password", help="Password for a new account (prompted when omitted).")
+@database_command
 def create_admin_command(email, password):
     """Create an admin account, or promote an existing one."""
     if len(password) < 8:
         raise click.BadParameter("must be at least 8 characters", param_hint="--password")
-    user, outcome = ensure_admin(get_db(), email, password)
+    require_real_database("create an admin in")
+    user, outcome = create_or_promote_admin(get_db(), email, password)
     click.echo(f"{outcome}: {user['email']} (id {user['_id']}, role {user['role']})")
 
 
@@ -59,12 +111,16 @@ def ttl_horizon(ttl_days, today):
 @with_appcontext
 @click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day (widened to its month).")
 @click.option("--to", "end", type=click.DateTime(["%Y-%m-%d"]), help="Last day (widened to its month).")
-@click.option("--check", is_flag=True, help="Only compare rollups with the ledger; exit 1 on any difference.")
+@click.option("--check", is_flag=True,
+              help="Only compare rollups with the ledger; exit 1 on any difference, 3 if the database is down.")
+@database_command
 def rebuild_rollups_command(start, end, check):
     """Rebuild the usage rollups from the ledger (idempotent), or check them."""
     start, end = (start.date() if start else None), (end.date() if end else None)
     if start and end and start > end:
         raise click.BadParameter("--from must be on or before --to", param_hint="--from")
+    if not check:
+        require_real_database("rebuild the rollups of")
     horizon = ttl_horizon(current_app.config["LEDGER_TTL_DAYS"], utc_now().date())
     if horizon and (start is None or start < horizon):
         # The TTL removed raw records before the horizon; their totals live on only in the rollups.
@@ -85,7 +141,7 @@ def rebuild_rollups_command(start, end, check):
         if problems:
             shown = min(len(problems), MAX_PROBLEMS_SHOWN)
             click.echo(f"{len(problems)} difference(s) in {span} ({shown} shown); run without --check to repair")
-            raise SystemExit(1)
+            raise SystemExit(EXIT_DIFFERENCES)
         click.echo(f"rollups match the ledger for {span}")
         return
     result = rollups.rebuild(get_db(), start, end)
@@ -99,8 +155,11 @@ def rebuild_rollups_command(start, end, check):
 @click.option("--mode", type=click.Choice(["deactivate", "delete"]), required=True,
               help="deactivate sets isActive false (the seed's soft delete); delete removes the records.")
 @click.option("--dry-run", is_flag=True, help="Count what would change and change nothing.")
+@database_command
 def apply_retention_command(days, mode, dry_run):
     """Deactivate or delete ledger records older than N days; the rollups follow. Idempotent."""
+    if not dry_run:
+        require_real_database(f"{mode} records in")
     result = apply_retention(get_db(), days, mode, dry_run, utc_now().date())
     verb = "would change" if dry_run else "changed"
     click.echo(f"{mode} records dated before {result['cutoff']}: {result['matched']} matched, "
@@ -109,13 +168,15 @@ def apply_retention_command(days, mode, dry_run):
 
 @click.command("replay-spool")
 @with_appcontext
+@database_command
 def replay_spool_command():
-    """Write spooled usage records to the ledger (each exactly once)."""
+    """Write spooled usage records to the ledger (each exactly once); exit 1 while records remain."""
+    require_real_database("replay the spool into")
     spool = current_app.extensions["spool"]
     replayed, left = replay_spool(get_db(), spool, metrics())
     click.echo(f"replayed {replayed} record(s) from {spool.path}; {left} still spooled")
     if left:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_DIFFERENCES)
 
 
 def init_app(app):
@@ -124,3 +185,4 @@ def init_app(app):
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(apply_retention_command)
     app.cli.add_command(replay_spool_command)
+    app.cli.add_command(reconcile_command)

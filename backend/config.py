@@ -4,14 +4,19 @@
 `app.config`. A bad value raises ConfigError with one line saying which
 setting is wrong, so start-up fails clearly instead of with a traceback.
 """
+import importlib.util
 import json
 import os
+import re
 import secrets
 import tempfile
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from urllib.parse import urlparse
+
+from limits import parse_many
+from limits.storage import SCHEMES as STORAGE_SCHEMES
 
 LLM_PROVIDERS = ("openai", "gemini", "anthropic", "ollama", "demo")
 DEFAULT_MODELS = {
@@ -78,6 +83,49 @@ def _http_url(env, name):
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise ConfigError(f"{name} must be an http(s) URL, got {url!r}")
     return url
+
+
+def _rate_limit(env, name, default):
+    """A Flask-Limiter limit string; flask-limiter itself would log a bad one and not limit at all."""
+    value = _text(env, name, default)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(f"{name} must be a rate limit such as '10 per minute' or '100/hour', got {value!r}") from None
+    return value
+
+
+# The client library each Flask-Limiter storage scheme needs (memory:// needs none).
+_STORAGE_LIBRARIES = {"redis": "redis", "rediss": "redis", "valkey": "valkey", "valkeys": "valkey",
+                      "memcached": "pymemcache", "mongodb": "pymongo"}
+
+
+def _ratelimit_storage(env):
+    uri = _text(env, "RATELIMIT_STORAGE_URI", "memory://")
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in STORAGE_SCHEMES or scheme.startswith("async+"):
+        raise ConfigError(f"RATELIMIT_STORAGE_URI must be memory://, redis://, memcached:// or mongodb://..., got {uri!r}")
+    library = _STORAGE_LIBRARIES.get(scheme.split("+")[0])
+    if library and importlib.util.find_spec(library) is None:
+        raise ConfigError(f"RATELIMIT_STORAGE_URI uses {scheme}:// but the {library} package is not installed")
+    return uri
+
+
+def _database_name(env):
+    # MongoDB refuses these characters in database names, and names longer than 63 bytes.
+    name = _text(env, "MONGO_DB_NAME", "tokenledger")
+    if re.search(r'[/\\. "$*<>:|?]', name) or len(name.encode()) > 63:
+        raise ConfigError(f"MONGO_DB_NAME must be at most 63 characters without /\\. \"$*<>:|? or spaces, got {name!r}")
+    return name
+
+
+def _cors_origins(env):
+    origins = [o.strip() for o in _text(env, "CORS_ORIGINS", "").split(",") if o.strip()]
+    for origin in origins:
+        parsed = urlparse(origin)
+        if origin != "*" and (parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.path):
+            raise ConfigError(f"CORS_ORIGINS must list origins such as https://app.example.com, got {origin!r}")
+    return origins
 
 
 def _price_overrides(env):
@@ -224,8 +272,6 @@ def load_config(environ=None):
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
 
-    cors_origins = [o.strip() for o in _text(env, "CORS_ORIGINS", "").split(",") if o.strip()]
-
     # Where tiktoken itself looks for its cache (same precedence as tiktoken.load).
     tiktoken_cache_dir = (
         _text(env, "TIKTOKEN_CACHE_DIR")
@@ -237,7 +283,7 @@ def load_config(environ=None):
         "HOST": _text(env, "HOST", "127.0.0.1"),
         "PORT": _integer(env, "PORT", 5000, 1, 65535),
         "MONGO_URI": mongo_uri,
-        "MONGO_DB_NAME": _text(env, "MONGO_DB_NAME", "tokenledger"),
+        "MONGO_DB_NAME": _database_name(env),
         "MONGO_TIMEOUT_MS": _integer(env, "MONGO_TIMEOUT_MS", 5000, 100, 120_000),
         "AUTO_CREATE_INDEXES": _boolean(env, "AUTO_CREATE_INDEXES", True),
         "JWT_SECRET_KEY": jwt_secret,
@@ -250,7 +296,7 @@ def load_config(environ=None):
         "ADMIN_EMAIL": admin_email.lower() if admin_email else None,
         "ADMIN_PASSWORD": admin_password,
         "ALLOW_REGISTRATION": _boolean(env, "ALLOW_REGISTRATION", True),
-        "CORS_ORIGINS": cors_origins,
+        "CORS_ORIGINS": _cors_origins(env),
         "LOG_LEVEL": log_level,
         "LLM_PROVIDER": provider,
         "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
@@ -277,9 +323,21 @@ def load_config(environ=None):
         "LEDGER_TTL_DAYS": _integer(env, "LEDGER_TTL_DAYS", 0, 0, 36_500),
         "TRUSTED_PROXY_HOPS": _integer(env, "TRUSTED_PROXY_HOPS", 0, 0, 5),
         "RATELIMIT_ENABLED": _boolean(env, "RATELIMIT_ENABLED", True),
-        "RATELIMIT_STORAGE_URI": _text(env, "RATELIMIT_STORAGE_URI", "memory://"),
-        "RATELIMIT_AUTH": _text(env, "RATELIMIT_AUTH", "10 per minute"),
-        "RATELIMIT_GENERATION": _text(env, "RATELIMIT_GENERATION", "30 per minute"),
+        "RATELIMIT_STORAGE_URI": _ratelimit_storage(env),
+        "RATELIMIT_AUTH": _rate_limit(env, "RATELIMIT_AUTH", "10 per minute"),
+        "RATELIMIT_GENERATION": _rate_limit(env, "RATELIMIT_GENERATION", "30 per minute"),
+        # Bodies above this are refused with a 413 before they are read (Flask's own setting name).
+        "MAX_CONTENT_LENGTH": _integer(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
         "TIKTOKEN_CACHE_DIR": tiktoken_cache_dir,
+        # --- Reconciliation with the providers' usage reports (backend/reconciliation/) ---
+        # Admin keys are secrets like the API keys: never logged, never echoed.
+        "OPENAI_ADMIN_KEY": _text(env, "OPENAI_ADMIN_KEY"),
+        "ANTHROPIC_ADMIN_KEY": _text(env, "ANTHROPIC_ADMIN_KEY"),
+        "RECONCILE_OPENAI_PROJECT_ID": _text(env, "RECONCILE_OPENAI_PROJECT_ID"),
+        "RECONCILE_OPENAI_API_KEY_ID": _text(env, "RECONCILE_OPENAI_API_KEY_ID"),
+        "RECONCILE_ANTHROPIC_API_KEY_ID": _text(env, "RECONCILE_ANTHROPIC_API_KEY_ID"),
+        "RECONCILE_TOLERANCE": _integer(env, "RECONCILE_TOLERANCE", 0, 0, 1_000_000_000),
+        "RECONCILE_SETTLE_HOURS": _integer(env, "RECONCILE_SETTLE_HOURS", 6, 0, 72),
+        # --- end of reconciliation settings ---
     }
     return config, warnings

@@ -17,6 +17,8 @@ USAGE_USER_MONTHLY = "openai_token_usage_user_monthly"
 USAGE_DAILY_TOTALS = "openai_token_usage_daily_totals"
 USAGE_USER_OPERATION_MONTHLY = "openai_token_usage_user_operation_monthly"
 TESTCASES = "testcases"
+MIGRATIONS = "migrations"
+RECONCILIATIONS = "reconciliations"
 
 _clients = {}
 _clients_lock = threading.Lock()

@@ -1,7 +1,7 @@
 """One JSON error envelope for every failure: {success: false, message, errors?, data?}."""
 import logging
 
-from flask import jsonify
+from flask import current_app, jsonify
 from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException
 
@@ -43,6 +43,11 @@ class NotFound(APIError):
 class Conflict(APIError):
     status = 409
     default_message = "Conflict"
+
+
+class PayloadTooLarge(APIError):
+    status = 413
+    default_message = "Request body too large"
 
 
 class UnprocessableEntity(APIError):
@@ -124,6 +129,8 @@ def handle_http_exception(exc):
     headers = dict(exc.get_headers()) if exc.code == 405 else {}
     headers.pop("Content-Type", None)
     message = exc.description or exc.name
+    if exc.code == 413:
+        message = f"Request body too large: the limit is {current_app.config['MAX_CONTENT_LENGTH']} bytes"
     if exc.code == 429:
         # Flask-Limiter's description is the limit itself ("10 per 1 minute"); it adds Retry-After.
         message = f"Too many requests: the limit is {message}. Try again later."

@@ -3,8 +3,8 @@ from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import (ALERTS, AUDIT_LOG, BUDGET_COUNTERS, TESTCASES, USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS,
-                        USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY, USERS, is_embedded)
+from backend.db import ALERTS, AUDIT_LOG, BUDGET_COUNTERS, RECONCILIATIONS, TESTCASES, USAGE, USERS, is_embedded
+from backend.usage.rollups import ROLLUPS
 
 
 @dataclass(frozen=True)
@@ -32,22 +32,19 @@ INDEXES = (
     IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
-    # Rollups: the unique keys their $inc upserts target, and the range scans the views make.
-    IndexSpec(USAGE_DAILY, tuple((field, ASCENDING) for field in
-                                 ("date", "userId", "provider", "modelName", "operation")), unique=True),
-    IndexSpec(USAGE_DAILY, (("userId", ASCENDING), ("date", ASCENDING))),
-    IndexSpec(USAGE_USER_MONTHLY, (("userId", ASCENDING), ("month", ASCENDING)), unique=True),
-    IndexSpec(USAGE_USER_MONTHLY, (("month", ASCENDING), ("userId", ASCENDING))),
-    IndexSpec(USAGE_DAILY_TOTALS, tuple((field, ASCENDING) for field in
-                                        ("date", "provider", "modelName", "operation")), unique=True),
-    IndexSpec(USAGE_USER_OPERATION_MONTHLY, tuple((field, ASCENDING) for field in
-                                                  ("userId", "month", "provider", "operation")), unique=True),
-    IndexSpec(USAGE_USER_OPERATION_MONTHLY, (("month", ASCENDING), ("operation", ASCENDING), ("provider", ASCENDING))),
+    # Rollups (from their registry): the unique keys their $inc upserts target, and the range
+    # scans the views make.
+    *(IndexSpec(rollup.collection, tuple((field, ASCENDING) for field in rollup.key), unique=True)
+      for rollup in ROLLUPS),
+    *(IndexSpec(rollup.collection, tuple((field, ASCENDING) for field in scan))
+      for rollup in ROLLUPS for scan in rollup.scans),
     # Budget counters expire two months after their window; alerts are claimed by due time.
     IndexSpec(BUDGET_COUNTERS, (("expiresAt", ASCENDING),), expire_after_seconds=0),
     IndexSpec(ALERTS, (("status", ASCENDING), ("nextAttemptAt", ASCENDING))),
     IndexSpec(AUDIT_LOG, (("time", DESCENDING),)),
     IndexSpec(AUDIT_LOG, (("adminId", ASCENDING), ("time", DESCENDING))),
+    # One reconciliation per (provider, day) is its _id; the admin view lists a date range.
+    IndexSpec(RECONCILIATIONS, (("date", DESCENDING), ("provider", ASCENDING))),
 )
 
 

@@ -3,9 +3,24 @@ from datetime import timezone
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.errors import BadRequest
+
+
+MAX_PAGE_SIZE = 100
+# Rows a page may skip: far inside the signed 64-bit integer MongoDB's skip takes (page=1e30 would
+# overflow BSON); reading further than this is the export's job.
+MAX_OFFSET = 1_000_000
+
+
+def page_field():
+    """`page` (1-based) for lists of at most MAX_PAGE_SIZE rows a page."""
+    return fields.Integer(validate=validate.Range(min=1, max=MAX_OFFSET // MAX_PAGE_SIZE), load_default=1)
+
+
+def offset_field():
+    return fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), load_default=0)
 
 
 class ObjectIdString(fields.Field):

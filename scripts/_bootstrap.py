@@ -1,23 +1,43 @@
-"""Shared start for scripts: import the backend from the repository root and build the app."""
+"""Shared start for scripts: import the backend from the repository root, parse the script's
+arguments, then build the app and run the command in it.
+
+Arguments are parsed before the app is built, so `--help` and usage errors are immediate and
+need no database. Exit codes are backend/cli.py's: 0 done, 1 differences or records left,
+2 usage error, 3 database unreachable, 4 configuration error.
+"""
 import sys
 from pathlib import Path
 
+import click
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend import create_app  # noqa: E402
+from backend.cli import EXIT_CONFIGURATION  # noqa: E402
 from backend.config import ConfigError  # noqa: E402
 
 
 def script_app(overrides=None):
     """The app without start-up index creation, so scripts report what they themselves did."""
+    from backend import create_app
+
     try:
-        return create_app({"AUTO_CREATE_INDEXES": False, **(overrides or {})})
+        return create_app({"AUTO_CREATE_INDEXES": False, "BACKGROUND_TASKS": False, **(overrides or {})})
     except ConfigError as exc:
-        sys.exit(f"Configuration error: {exc}")
+        print(f"Configuration error: {exc}", file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
 
 
 def run_command(command, prog_name):
     """Run one of backend/cli.py's click commands inside the app, with this script's arguments."""
-    app = script_app()
-    with app.app_context():
-        sys.exit(command.main(args=sys.argv[1:], prog_name=prog_name, standalone_mode=True))
+    try:
+        context = command.make_context(prog_name, sys.argv[1:])
+        app = script_app()
+        with app.app_context(), context:
+            command.invoke(context)
+    except click.exceptions.Exit as exc:  # --help
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit("Aborted!")

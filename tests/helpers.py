@@ -243,7 +243,7 @@ def bearer(client, email, password=PASSWORD):
 
 
 def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o-mini",
-                 provider="openai", operation="test_generation", active=True, cached=0, reasoning=0):
+                 provider="openai", operation="test_generation", active=True, cached=0, reasoning=0, outcome="ok"):
     """A ledger document as the recorder writes it, with a chosen timestamp."""
     at = at.astimezone(timezone.utc)
     return {
@@ -259,12 +259,15 @@ def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o
         "cacheWriteTokens": 0,
         "reasoningTokens": reasoning,
         "usageReported": True,
+        "estimated": False,
         "totalTokens": prompt + completion,
         "cost": cost,
         "priced": True,
         "price": {"inputPer1M": 0.15, "cachedInputPer1M": 0.075, "outputPer1M": 0.6, "source": "test"},
         "demo": False,
         "operation": operation,
+        "outcome": outcome,
+        "httpStatus": 200 if outcome == "ok" else 502,
         "timestamp": at,
         "date": at.strftime("%Y-%m-%d"),
         "month": at.strftime("%Y-%m"),

@@ -134,3 +134,44 @@ def test_every_setting_is_documented_in_the_readme_and_env_example():
     example = (ROOT / ".env.example").read_text()
     assert sorted(n for n in names if f"`{n}`" not in readme) == []
     assert sorted(n for n in names if not re.search(rf"^#? ?{n}=", example, re.M)) == []
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"RATELIMIT_AUTH": "10 per minut"},
+     "RATELIMIT_AUTH must be a rate limit such as '10 per minute' or '100/hour', got '10 per minut'"),
+    ({"RATELIMIT_GENERATION": "thirty"},
+     "RATELIMIT_GENERATION must be a rate limit such as '10 per minute' or '100/hour', got 'thirty'"),
+    ({"RATELIMIT_STORAGE_URI": "bogus://x"},
+     "RATELIMIT_STORAGE_URI must be memory://, redis://, memcached:// or mongodb://..., got 'bogus://x'"),
+    ({"RATELIMIT_STORAGE_URI": "localhost:6379"},
+     "RATELIMIT_STORAGE_URI must be memory://, redis://, memcached:// or mongodb://..., got 'localhost:6379'"),
+    ({"MAX_CONTENT_LENGTH": "1MB"}, "MAX_CONTENT_LENGTH must be a whole number, got '1MB'"),
+    ({"MAX_CONTENT_LENGTH": "10"}, "MAX_CONTENT_LENGTH must be between 1024 and 67108864, got 10"),
+    ({"MONGO_DB_NAME": "token.ledger"},
+     "MONGO_DB_NAME must be at most 63 characters without /\\. \"$*<>:|? or spaces, got 'token.ledger'"),
+    ({"CORS_ORIGINS": "http://a.test, localhost:3000"},
+     "CORS_ORIGINS must list origins such as https://app.example.com, got 'localhost:3000'"),
+])
+def test_settings_that_used_to_fail_open_stop_start_up(env, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(env)
+    assert str(raised.value) == message
+
+
+def test_valid_rate_limits_and_storage_are_accepted():
+    config, _ = load_config({"RATELIMIT_AUTH": "5/second;100 per hour", "RATELIMIT_GENERATION": "30 per minute",
+                             "RATELIMIT_STORAGE_URI": "mongodb://db:27017", "MAX_CONTENT_LENGTH": "2097152"})
+    assert config["RATELIMIT_AUTH"] == "5/second;100 per hour"
+    assert config["RATELIMIT_STORAGE_URI"] == "mongodb://db:27017"
+    assert config["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("name, value", [("RATELIMIT_AUTH", "10 per minut"), ("RATELIMIT_STORAGE_URI", "bogus://x")])
+def test_a_bad_rate_limit_setting_is_one_line_at_start_up(name, value):
+    result = subprocess.run(
+        [sys.executable, "wsgi.py"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={"PATH": "/usr/bin:/bin", name: value},
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Configuration error: {name} must be")
+    assert "Traceback" not in result.stderr

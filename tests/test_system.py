@@ -77,9 +77,9 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
         ("testcases", (("createdBy", 1), ("createdAt", -1)))]
     assert [(s.collection, [field for field, _ in s.keys]) for s in INDEXES if s.unique] == [
         ("openai_token_usage", ["callId"]), ("users", ["email"]),
-        ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation"]),
+        ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation", "outcome"]),
+        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation", "outcome"]),
         ("openai_token_usage_user_monthly", ["userId", "month"]),
-        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation"]),
         ("openai_token_usage_user_operation_monthly", ["userId", "month", "provider", "operation"])]
 
 

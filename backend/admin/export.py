@@ -22,6 +22,23 @@ def _row(record):
     return row
 
 
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell: booleans as true/false, None empty, and text a spreadsheet would evaluate
+    (a registered email `=1+1@example.com`, a model name `@SUM(...)`) quoted with a leading '.
+    Numbers are written as numbers, so a negative one stays a number."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_lines(records):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -36,8 +53,7 @@ def csv_lines(records):
     yield line(COLUMNS)
     for record in records:
         row = _row(record)
-        yield line(["true" if v is True else "false" if v is False else "" if v is None else v
-                    for v in (row[c] for c in COLUMNS)])
+        yield line([_cell(row[column]) for column in COLUMNS])
 
 
 def ndjson_lines(records):

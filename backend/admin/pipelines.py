@@ -6,14 +6,13 @@ Five sources answer the same questions:
 - TOTALS: the (date, provider, modelName, operation) rollup, for questions not about users;
 - USER_MONTHLY: the (userId, month) rollup with per-day sums, and USER_OPERATION_MONTHLY,
   the same per (userId, month, provider, operation) for views filtered by operation or
-  provider. They are read with a plain query projecting only the days in range
-  (user_month_query) and summed per user in the service: mongomock's $unwind deep-copies
+  provider. They are read with a plain query for the months in range (user_month_query)
+  and the days in range are summed per user in the service: mongomock's $unwind deep-copies
   the whole document for every element, and on MongoDB the indexed find is as cheap as a
   pipeline.
 Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC days
 and need no date operators mongomock lacks.
 """
-from datetime import timedelta
 RAW, DAILY, TOTALS = "raw", "daily", "daily_totals"
 USER_MONTHLY, USER_OPERATION_MONTHLY = "user_monthly", "user_operation_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
@@ -41,23 +40,16 @@ def match(source, start=None, end=None, filters=None):
 
 def user_month_query(start=None, end=None, user_id=None, filters=None):
     """(filter, projection) reading USER_MONTHLY (or, with operation/provider filters,
-    USER_OPERATION_MONTHLY) for the range: the months it touches and, when both ends are
-    known, only the days inside it."""
+    USER_OPERATION_MONTHLY) for the months the range touches. Whole months are read and the
+    caller keeps the days inside the range: a projection naming each day would grow with the
+    range (0001-01-01..9999-12-31 is 3.65M keys), while whole months cost what the data holds."""
     query = {}
     if start or end:
         query["month"] = {key: value[:7] for key, value in _date_range(start, end).items()}
     if user_id is not None:
         query["userId"] = user_id
     query.update(filters or {})
-    projection = {"_id": 0, "userId": 1, "userEmail": 1}
-    if start and end:
-        day = start
-        while day <= end:
-            projection[f"days.{day.isoformat()}"] = 1
-            day += timedelta(days=1)
-    else:
-        projection["days"] = 1
-    return query, projection
+    return query, {"_id": 0, "userId": 1, "userEmail": 1, "days": 1}
 
 
 def _sums(source):

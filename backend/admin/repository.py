@@ -1,5 +1,5 @@
 """Reads of the usage ledger and its rollups for the admin views."""
-from datetime import date, timedelta
+from datetime import date
 
 from pymongo import ASCENDING, DESCENDING
 
@@ -9,6 +9,7 @@ from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHL
 COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, TOTALS: USAGE_DAILY_TOTALS, USER_MONTHLY: USAGE_USER_MONTHLY,
                USER_OPERATION_MONTHLY: USAGE_USER_OPERATION_MONTHLY}
 EXPORT_BATCH = 1000
+WALKED_DAYS = 366
 
 
 def aggregate(db, source, pipeline):
@@ -36,6 +37,12 @@ def ledger_page(db, filters, skip, limit, start=None, end=None):
     return list(cursor), total
 
 
+def each_day(first, last):
+    """Every date from first to last inclusive; by ordinal, so 9999-12-31 ends it without overflow."""
+    for ordinal in range(first.toordinal(), last.toordinal() + 1):
+        yield date.fromordinal(ordinal)
+
+
 def _edge_date(db, query, direction):
     edge = db[USAGE].find_one(query, {"date": 1, "_id": 0}, sort=[("date", direction)])
     return date.fromisoformat(edge["date"]) if edge else None
@@ -43,15 +50,15 @@ def _edge_date(db, query, direction):
 
 def export_records(db, filters, start=None, end=None):
     """Active ledger records in date order, read one UTC day at a time in batches, so the
-    memory used stays that of one day's batch however many rows the range holds."""
+    memory used stays that of one day's batch however many rows the range holds. A range longer
+    than WALKED_DAYS (or open) is first narrowed to the days of the first and last matching
+    records, so 0001-01-01..9999-12-31 is not 3.65M lookups; a shorter one is walked as given."""
     query = match(RAW, start, end, filters)["$match"]
-    first = start or _edge_date(db, query, ASCENDING)
-    last = end or _edge_date(db, query, DESCENDING)
-    if first is None or last is None:
-        return
-    day = first
-    while day <= last:
-        day_query = {**query, "date": day.isoformat()}
-        cursor = db[USAGE].find(day_query).sort("_id", ASCENDING).batch_size(EXPORT_BATCH)
+    first, last = start, end
+    if first is None or last is None or (last - first).days >= WALKED_DAYS:
+        first, last = _edge_date(db, query, ASCENDING), _edge_date(db, query, DESCENDING)
+        if first is None:
+            return
+    for day in each_day(first, last):
+        cursor = db[USAGE].find({**query, "date": day.isoformat()}).sort("_id", ASCENDING).batch_size(EXPORT_BATCH)
         yield from cursor
-        day += timedelta(days=1)

@@ -1,8 +1,7 @@
 from marshmallow import Schema, fields, validate
 
-from backend.schemas import DateRangeSchema, ObjectIdString, UTCDateTime
+from backend.schemas import MAX_PAGE_SIZE, DateRangeSchema, ObjectIdString, UTCDateTime, offset_field, page_field
 
-MAX_PAGE_SIZE = 100
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
                        metadata={"description": "rollup (default) or raw: the ledger itself, for verification"})
 
@@ -24,7 +23,7 @@ class TopUsersQuerySchema(SourcedRangeSchema):
 class HistoryQuerySchema(DateRangeSchema):
     operation = OPERATION
     provider = PROVIDER
-    page = fields.Integer(validate=validate.Range(min=1), load_default=1)
+    page = page_field()
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
 
 
@@ -51,7 +50,7 @@ class LedgerFilterSchema(DateRangeSchema):
 
 class UsageQuerySchema(LedgerFilterSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
-    offset = fields.Integer(validate=validate.Range(min=0), load_default=0)
+    offset = offset_field()
 
 
 class ExportQuerySchema(LedgerFilterSchema):

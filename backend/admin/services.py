@@ -112,7 +112,7 @@ def _period(day, bucket):
     if bucket == "week":
         return (day - timedelta(days=day.weekday())).isoformat()
     if bucket == "month":
-        return day.strftime("%Y-%m")
+        return f"{day.year:04d}-{day.month:02d}"  # strftime writes year 1 as "1"
     return day.isoformat()
 
 
@@ -120,21 +120,21 @@ def series_range(start, end, today):
     """Defaults: the 30 days up to today, or 30 days from/to the one bound given."""
     if start is None and end is None:
         end = today
+    # Ordinals, clamped to the calendar: near 0001-01-01 or 9999-12-31 the default 30 days are cut
+    # short rather than overflowing.
     if start is None:
-        start = end - timedelta(days=DEFAULT_SERIES_DAYS - 1)
+        start = date.fromordinal(max(1, end.toordinal() - DEFAULT_SERIES_DAYS + 1))
     if end is None:
-        end = start + timedelta(days=DEFAULT_SERIES_DAYS - 1)
+        end = date.fromordinal(min(date.max.toordinal(), start.toordinal() + DEFAULT_SERIES_DAYS - 1))
     return start, end
 
 
 def periods_between(start, end, bucket):
     periods = []
-    day = start
-    while day <= end:
+    for day in repository.each_day(start, end):
         period = _period(day, bucket)
         if not periods or periods[-1] != period:
             periods.append(period)
-        day += timedelta(days=1)
     return periods
 
 

@@ -1,18 +1,29 @@
 from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
+from backend.audit.hook import flush
 from backend.audit.repository import entries_page
 from backend.auth.guards import admin_required
 from backend.db import get_db
-from backend.schemas import DateRangeSchema, ObjectIdString, UTCDateTime, envelope, ok, page_of
+from backend.schemas import (
+    MAX_PAGE_SIZE,
+    DateRangeSchema,
+    ObjectIdString,
+    UTCDateTime,
+    envelope,
+    ok,
+    page_field,
+    page_of,
+)
 
+AUDIT_FLUSH_SECONDS = 2
 blp = Blueprint("audit", __name__, url_prefix="/admin/openai", description="Admin audit log (role admin)")
 
 
 class AuditQuerySchema(DateRangeSchema):
     admin_id = ObjectIdString(data_key="adminId", load_default=None)
-    page = fields.Integer(validate=validate.Range(min=1), load_default=1)
-    limit = fields.Integer(validate=validate.Range(min=1, max=100), load_default=50)
+    page = page_field()
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
 
 
 class AuditEntrySchema(Schema):
@@ -22,6 +33,8 @@ class AuditEntrySchema(Schema):
     method = fields.String()
     path = fields.String()
     query = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    truncated = fields.Boolean(dump_default=False,
+                               metadata={"description": "the query or path was longer than the log keeps"})
     status = fields.Integer()
     ip = fields.String(allow_none=True)
     time = UTCDateTime()
@@ -34,6 +47,8 @@ class AuditEntrySchema(Schema):
 @blp.response(200, envelope(page_of(AuditEntrySchema)))
 def audit_log(query):
     """Requests to admin endpoints, newest first; filter by admin and inclusive UTC dates."""
+    # Entries are written in the background; what was answered before this read is in it.
+    flush(timeout=AUDIT_FLUSH_SECONDS)
     data = entries_page(get_db(), query["admin_id"], query.get("start_date"), query.get("end_date"),
                         query["page"], query["limit"])
     return ok(data, "Audit log retrieved successfully")

@@ -43,10 +43,28 @@ def refresh_access_token(user):
 
 
 def ensure_admin(db, email, password):
-    """Create the admin, or promote an existing account; returns (user, "created" | "promoted" | "exists")."""
+    """The bootstrap admin (ADMIN_EMAIL): created once however many workers start at the same time.
+
+    Returns (user, "created" | "exists" | "not-admin"). An existing account that is not an
+    active admin is left exactly as it is: promoting someone is create-admin's explicit job,
+    never a side effect of a setting.
+    """
     user = repository.find_by_email(db, email)
     if user is None:
-        return register_user(db, email, password, name="Administrator", role=ROLE_ADMIN), "created"
+        try:
+            return repository.insert_user(db, email, generate_password_hash(password), "Administrator",
+                                          ROLE_ADMIN), "created"
+        except repository.EmailTaken:
+            # Another worker starting at the same moment inserted it first (unique index on email).
+            user = repository.find_by_email(db, email)
     if user["role"] == ROLE_ADMIN and user.get("isActive", True):
         return user, "exists"
-    return repository.set_role(db, user["_id"], ROLE_ADMIN), "promoted"
+    return user, "not-admin"
+
+
+def create_or_promote_admin(db, email, password):
+    """create-admin: create the admin, or promote an existing account; returns (user, "created" | "promoted" | "exists")."""
+    user, outcome = ensure_admin(db, email, password)
+    if outcome == "not-admin":
+        return repository.set_role(db, user["_id"], ROLE_ADMIN), "promoted"
+    return user, outcome

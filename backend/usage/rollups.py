@@ -1,11 +1,11 @@
 """Rollups of the usage ledger, kept by $inc as records are written and rebuilt from it on demand.
 
 Each rollup sums tokens, cost and requests of the active records sharing its key:
-- daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation).
-  Views about one user (userId filter, groupBy=user) read it.
+- daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation,
+  outcome). Views about one user (userId filter, groupBy=user) or one outcome read it.
 - daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName,
-  operation), no user. Breakdowns, time series and usage stats read it: its size is
-  bounded by days x models x operations.
+  operation, outcome), no user. Breakdowns, time series and usage stats read it: its size
+  is bounded by days x models x operations x outcomes.
 - user_monthly (openai_token_usage_user_monthly): per (userId, month), the sums kept
   per day in `days.<YYYY-MM-DD>`. The dashboard, top users and user stats read it: its
   size is bounded by users x months, whatever the number of calls.
@@ -14,7 +14,8 @@ Each rollup sums tokens, cost and requests of the active records sharing its key
   provider; bounded by users x months x providers x operations.
 
 A rollup write that fails after its ledger write is logged; `check` finds the drift and
-`rebuild` removes it (scripts/rebuild_rollups.py).
+`rebuild` removes it (scripts/rebuild_rollups.py). ROLLUPS is the one registry of them: the
+writer below, the admin readers and indexes.py all read it.
 """
 import logging
 import math
@@ -28,22 +29,27 @@ log = logging.getLogger("backend.usage")
 SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
         "totalTokens", "cost")
 COUNTED = (*SUMS, "requests")
-DAILY_KEY = ("date", "userId", "provider", "modelName", "operation")
+DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome")
+# Records written before outcomes existed were all successful requests.
+KEY_DEFAULTS = {"outcome": "ok"}
 COST_TOLERANCE = 1e-9
 
 # per_day: the sums sit under days.<date> (one document a month) rather than at the top.
-Rollup = namedtuple("Rollup", "name collection key per_day")
+# scans: the other indexes the views that read the rollup need (the key is always a unique index).
+Rollup = namedtuple("Rollup", "name collection key per_day scans")
 ROLLUPS = (
-    Rollup("daily", USAGE_DAILY, DAILY_KEY, False),
-    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation"), False),
-    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month"), True),
-    Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY, ("userId", "month", "provider", "operation"), True),
+    Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
+    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome"), False, ()),
+    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month"), True, (("month", "userId"),)),
+    Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY, ("userId", "month", "provider", "operation"), True,
+           (("month", "operation", "provider"),)),
 )
 
 
 def _key_of(rollup, fields):
     """The rollup's key values from a record or a DAILY_KEY row (month derived from date)."""
-    return tuple(fields["date"][:7] if name == "month" else fields[name] for name in rollup.key)
+    return tuple(fields["date"][:7] if name == "month" else fields.get(name) or KEY_DEFAULTS.get(name)
+                 for name in rollup.key)
 
 
 def _document_fields(rollup, key, email):

@@ -1,5 +1,8 @@
 """Every request to an admin endpoint lands in admin_audit_log; the log is paginated and filterable."""
 import logging
+import time
+
+import bson
 
 from backend.audit import hook
 from backend.db import AUDIT_LOG, get_db
@@ -7,6 +10,7 @@ from tests.helpers import bearer, create_user, utc
 
 
 def entries(app):
+    assert hook.flush(app)
     with app.app_context():
         return list(get_db()[AUDIT_LOG].find().sort("time", 1))
 
@@ -86,6 +90,7 @@ def test_a_failing_audit_write_never_breaks_the_admin_request(client, admin_head
     monkeypatch.setattr(hook, "insert_entry", broken)
     with caplog.at_level(logging.ERROR, logger="backend.audit.hook"):
         response = client.get("/admin/openai/dashboard", headers=admin_headers)
+        assert hook.flush(client.application)
     assert response.status_code == 200
     assert "Audit log write failed for GET /admin/openai/dashboard" in caplog.text
 
@@ -96,3 +101,34 @@ def test_the_admin_page_files_are_not_audited_but_its_api_calls_are(app, client,
     assert entries(app) == []
     client.get("/admin/openai/dashboard", headers=admin_headers)
     assert [e["path"] for e in entries(app)] == ["/admin/openai/dashboard"]
+
+
+def test_an_unauthenticated_flood_of_query_parameters_writes_a_bounded_entry(app, client):
+    query = "&".join(f"param{n:02d}{'k' * 200}={'v' * 2000}" for n in range(60))
+    assert client.get(f"/admin/openai/dashboard?{query}").status_code == 401
+    [entry] = entries(app)
+    assert entry["truncated"] is True
+    assert len(entry["query"]) == hook.MAX_QUERY_KEYS
+    assert all(len(key) <= hook.MAX_KEY_LENGTH for key in entry["query"])
+    assert all(len(value) <= hook.MAX_VALUE_LENGTH for values in entry["query"].values() for value in values)
+    assert len(bson.encode(entry)) < 8 * 1024
+
+
+def test_an_ordinary_query_is_kept_whole_and_not_marked(app, client, admin_headers):
+    client.get("/admin/openai/dashboard?startDate=2026-01-01&operation=a.b&operation=$x", headers=admin_headers)
+    [entry] = entries(app)
+    assert "truncated" not in entry
+    assert entry["query"]["startDate"] == ["2026-01-01"]
+    page = client.get("/admin/openai/audit-log", headers=admin_headers).json["data"]["data"]
+    assert page[-1]["truncated"] is False
+
+
+def test_audit_writes_never_delay_the_answer_when_the_database_is_down(make_app):
+    # Nothing listens on port 9: every database call waits MONGO_TIMEOUT_MS for a server.
+    app = make_app(MONGO_URI="mongodb://127.0.0.1:9/?directConnection=true", MONGO_TIMEOUT_MS=3000,
+                   AUTO_CREATE_INDEXES=False)
+    client = app.test_client()
+    started = time.perf_counter()
+    response = client.get("/admin/openai/dashboard", headers={"Authorization": "Bearer not-a-token"})
+    assert response.status_code == 401
+    assert time.perf_counter() - started < 1.5

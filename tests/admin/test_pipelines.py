@@ -15,12 +15,13 @@ def test_match_filters_the_date_string_and_only_raw_needs_is_active():
     assert pipelines.match(RAW, end=date(2024, 2, 1)) == {"$match": {"isActive": True, "date": {"$lte": "2024-02-01"}}}
 
 
-def test_user_month_query_reads_the_months_touched_and_only_the_days_in_range():
+def test_user_month_query_reads_whole_months_touched_so_its_size_never_follows_the_range():
     user = ObjectId()
     query, projection = pipelines.user_month_query(date(2024, 1, 30), date(2024, 2, 2), user)
     assert query == {"month": {"$gte": "2024-01", "$lte": "2024-02"}, "userId": user}
-    assert projection == {"_id": 0, "userId": 1, "userEmail": 1, "days.2024-01-30": 1, "days.2024-01-31": 1,
-                          "days.2024-02-01": 1, "days.2024-02-02": 1}
+    assert projection == {"_id": 0, "userId": 1, "userEmail": 1, "days": 1}
+    _, widest = pipelines.user_month_query(date(1, 1, 1), date(9999, 12, 31))
+    assert widest == projection
     open_query, open_projection = pipelines.user_month_query(start=date(2024, 1, 30))
     assert open_query == {"month": {"$gte": "2024-01"}}
     assert open_projection == {"_id": 0, "userId": 1, "userEmail": 1, "days": 1}

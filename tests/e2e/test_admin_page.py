@@ -18,7 +18,10 @@ import pytest
 from werkzeug.serving import make_server
 
 from backend import create_app
+from backend.db import get_db
+from backend.reconciliation import services as reconciliation
 from tests.helpers import PASSWORD, SETTINGS, TEST_SECRET, bearer, create_user, insert_records, usage_record
+from tests.reconciliation.fakes import UsageReportServer, openai_page, openai_result
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -67,7 +70,9 @@ def seeded_records(users, today):
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    """The real app served on a loopback port in a thread, with seeded users and usage."""
+    """The real app served on a loopback port in a thread, with seeded users and usage; OpenAI's
+    usage report is a fake at the transport (`openai_report`) for the reconciliation tab."""
+    openai_report = UsageReportServer()
     with pytest.MonkeyPatch.context() as patch:
         for name in SETTINGS:
             patch.delenv(name, raising=False)
@@ -75,6 +80,7 @@ def site(tmp_path_factory):
             "TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo", "LLM_PROVIDERS": ["demo"],
             "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
             "SPOOL_PATH": str(tmp_path_factory.mktemp("spool") / "spool.jsonl"),
+            "OPENAI_ADMIN_KEY": "sk-admin-e2e", "RECONCILE_TRANSPORTS": {"openai": openai_report.transport},
         })
     create_user(app, "admin@example.com", role="admin")
     create_user(app, "viewer@example.com")
@@ -87,7 +93,7 @@ def site(tmp_path_factory):
     thread.start()
     client = app.test_client()
     yield {"url": f"http://127.0.0.1:{server.server_port}", "records": records, "users": users, "today": today,
-           "api": client, "headers": bearer(client, "admin@example.com")}
+           "api": client, "headers": bearer(client, "admin@example.com"), "app": app, "openai_report": openai_report}
     server.shutdown()
     thread.join(5)
 
@@ -339,6 +345,92 @@ def test_api_errors_and_an_expired_session_are_explained(site, browser):
     page.locator("#login-view").wait_for(state="visible")
     assert tab.text("#alert") == "Your session has expired. Please sign in again."
     assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
+    tab.close()
+
+
+def reconcile_openai_day(site, day, extra_call=None):
+    """Reconcile `day` against a report built here from the seeded openai records of that day (plus
+    an `extra_call` (model, input, output) the ledger never recorded)."""
+    sums = {}
+    for record in site["records"]:
+        if record["provider"] == "openai" and record["date"] == day.isoformat():
+            model = sums.setdefault(record["modelName"], [0, 0, 0])
+            model[0] += 1
+            model[1] += record["promptTokens"]
+            model[2] += record["completionTokens"]
+    if extra_call:
+        model = sums.setdefault(extra_call[0], [0, 0, 0])
+        model[0], model[1], model[2] = model[0] + 1, model[1] + extra_call[1], model[2] + extra_call[2]
+    start = int(datetime.combine(day, datetime.min.time(), tzinfo=timezone.utc).timestamp())
+    site["openai_report"].pages = [openai_page(start, [openai_result(name, prompt, output, 0, requests)])
+                                   for name, (requests, prompt, output) in sorted(sums.items())]
+    now = datetime.combine(site["today"], datetime.min.time(), tzinfo=timezone.utc)
+    with site["app"].app_context():
+        reconciliation.reconcile_day(get_db(site["app"]), site["app"].config, day, now)
+    return sums
+
+
+def test_reconciliation_tab_lists_mismatches_first_with_a_model_drill_down(site, browser):
+    short_day, match_day = site["today"] - timedelta(days=1), site["today"] - timedelta(days=2)
+    short_sums = reconcile_openai_day(site, short_day, extra_call=("gpt-4o-mini", 1000, 100))
+    reconcile_openai_day(site, match_day)
+
+    tab = Page(browser, site, 1280, 900)
+    page = tab.page
+    tab.login("admin@example.com")
+    tab.settle()
+    page.click('.view-tab[data-view="reconciliation"]')
+    tab.settle("#reconciliation-view")
+    assert page.locator("#cards").is_hidden() and page.locator("#export-csv").is_hidden()
+
+    rows = page.locator("#reconciliation-table > tbody > tr:not(.drill)")
+    shown = [(rows.nth(i).get_attribute("data-date"), rows.nth(i).get_attribute("data-provider"),
+              rows.nth(i).locator(".verdict").inner_text()) for i in range(rows.count())]
+    # Mismatches first; then matches; then not supported, newest day first, then by provider
+    # (demo is the enabled provider; bob's gemini records fall on match_day, two days back).
+    assert shown == [(short_day.isoformat(), "openai", "ledger short"), (match_day.isoformat(), "openai", "match"),
+                     (short_day.isoformat(), "demo", "not supported"), (match_day.isoformat(), "demo", "not supported"),
+                     (match_day.isoformat(), "gemini", "not supported")]
+    assert tab.text("#reconciliation-summary") == "1 mismatch, 0 unavailable, 1 matched, 3 not supported."
+    cells = [rows.nth(0).locator("td").nth(i).inner_text() for i in range(3, 8)]
+    assert cells == ["+1", "+1,000", "0", "0", "+100"]
+
+    # The drill-down: the model with the lost call is short, the others match.
+    toggle = rows.nth(0).locator("button")
+    assert toggle.inner_text() == f"Models ({len(short_sums)})"
+    toggle.click()
+    assert toggle.get_attribute("aria-expanded") == "true"
+    model_rows = page.locator("#reconciliation-table tr.drill:visible table.models tbody tr")
+    verdicts = {model_rows.nth(i).locator("td").first.inner_text(): model_rows.nth(i).locator(".verdict").inner_text()
+                for i in range(model_rows.count())}
+    assert verdicts == {name: "ledger short" if name == "gpt-4o-mini" else "match" for name in short_sums}
+    requests, prompt, output = short_sums["gpt-4o-mini"]
+    mini = [row for row in (model_rows.nth(i) for i in range(model_rows.count()))
+            if row.locator("td").first.inner_text() == "gpt-4o-mini"][0]
+    assert mini.locator("td").nth(2).inner_text() == f"{requests - 1:,} / {requests:,} (+1)"
+    assert mini.locator("td").nth(3).inner_text() == f"{prompt - 1000:,} / {prompt:,} (+1,000)"
+
+    # The provider filter applies to the tab; back to Usage shows the dashboard again.
+    page.select_option("#provider-filter", "openai")
+    tab.settle("#reconciliation-view")
+    assert page.locator("#reconciliation-table > tbody > tr:not(.drill)").count() == 2
+    page.select_option("#provider-filter", "")
+    tab.settle("#reconciliation-view")
+    page.click('.view-tab[data-view="usage"]')
+    tab.settle()
+    assert page.locator("#cards").is_visible() and page.locator("#reconciliation-view").is_hidden()
+    assert tab.cards() == expected_cards(chosen(site, 30))
+    tab.close()
+
+
+def test_reconciliation_tab_fits_a_narrow_screen(site, browser):
+    tab = Page(browser, site, 390, 844)
+    page = tab.page
+    tab.login("admin@example.com")
+    tab.settle()
+    page.click('.view-tab[data-view="reconciliation"]')
+    tab.settle("#reconciliation-view")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     tab.close()
 
 

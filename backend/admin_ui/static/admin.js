@@ -15,7 +15,7 @@ const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", tim
 
 const state = {
   preset: "30d", start: null, end: null, operation: "", provider: "",
-  metric: "totalTokens", stack: "model", user: null, historyPage: 1, loads: 0,
+  metric: "totalTokens", stack: "model", user: null, historyPage: 1, loads: 0, view: "usage",
 };
 
 const $ = (id) => document.getElementById(id);
@@ -134,6 +134,7 @@ function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(EMAIL_KEY);
   state.user = null;
+  setView("usage");
   $("dashboard-view").hidden = true;
   $("session").hidden = true;
   $("user-panel").hidden = true;
@@ -267,6 +268,7 @@ function setBusy(busy) {
 }
 
 async function refresh() {
+  if (state.view === "reconciliation") return loadReconciliation();
   const load = ++state.loads;
   setBusy(true);
   $("range-label").textContent = state.start === state.end
@@ -509,6 +511,150 @@ function renderHistory(history) {
   $("history-next").disabled = history.page >= pages;
 }
 
+// ---- reconciliation ----------------------------------------------------------------------
+
+// The counts compared, in column order; Anthropic reports no request count (null: not compared).
+const RECONCILED_COUNTS = ["requests", "uncachedInputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens"];
+const MISMATCHES = ["ledger_short", "ledger_over"];
+
+function setView(view) {
+  state.view = view;
+  for (const button of document.querySelectorAll(".view-tab")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === view));
+  }
+  const reconciling = view === "reconciliation";
+  $("usage-view").hidden = reconciling;
+  $("reconciliation-view").hidden = !reconciling;
+  // Operations and the CSV export are about the ledger alone; dates and provider apply to both views.
+  $("operation-tabs").hidden = reconciling;
+  $("export-csv").hidden = reconciling;
+}
+
+function signed(value) {
+  if (value === null || value === undefined) return "—";
+  return value > 0 ? `+${formatNumber(value)}` : formatNumber(value);
+}
+
+function verdictBadge(verdict) {
+  const badge = document.createElement("span");
+  badge.className = `verdict verdict-${verdict || "none"}`;
+  badge.textContent = verdict ? verdict.replaceAll("_", " ") : "not compared";
+  return badge;
+}
+
+async function loadReconciliation() {
+  const load = ++state.loads;
+  const view = $("reconciliation-view");
+  view.setAttribute("aria-busy", "true");
+  view.dataset.state = "loading";
+  $("range-label").textContent = state.start === state.end
+    ? `${state.start} (UTC day)` : `${state.start} to ${state.end} (whole UTC days)`;
+  const params = rangeParams();
+  if (state.provider) params.provider = state.provider;
+  try {
+    const data = await getData("/admin/openai/reconciliation", params);
+    if (load !== state.loads) return;
+    const seen = [...$("provider-filter").options].map((option) => option.value).filter(Boolean);
+    renderProviderOptions([...new Set([...seen, ...data.results.map((row) => row.provider)])]);
+    renderReconciliation(data.results);
+    showAlert("");
+  } catch (failure) {
+    if (load === state.loads) report(failure);
+  } finally {
+    if (load === state.loads) {
+      view.setAttribute("aria-busy", "false");
+      view.dataset.state = "ready";
+    }
+  }
+}
+
+function renderReconciliation(results) {
+  const counts = {};
+  for (const row of results) counts[row.verdict] = (counts[row.verdict] || 0) + 1;
+  const mismatches = (counts.ledger_short || 0) + (counts.ledger_over || 0);
+  $("reconciliation-summary").textContent = results.length
+    ? `${mismatches} mismatch${mismatches === 1 ? "" : "es"}, ${counts.unavailable || 0} unavailable, ` +
+      `${counts.match || 0} matched, ${counts.not_supported || 0} not supported.`
+    : "";
+  const tbody = $("reconciliation-table").tBodies[0];
+  tbody.replaceChildren();
+  if (!results.length) {
+    return emptyRow(tbody, 9, "No reconciliation results for this range and provider. Each day is reconciled " +
+      "once it has settled; run scripts/reconcile.py --date YYYY-MM-DD for another day.");
+  }
+  results.forEach((result, index) => {
+    const row = tbody.insertRow();
+    row.dataset.provider = result.provider;
+    row.dataset.date = result.date;
+    if (MISMATCHES.includes(result.verdict)) row.className = "mismatch";
+    cell(row, result.date);
+    cell(row, result.provider);
+    row.insertCell().append(verdictBadge(result.verdict));
+    for (const count of RECONCILED_COUNTS) {
+      const td = cell(row, signed(result.difference && result.difference[count]), true);
+      td.title = `ledger ${formatNumber(result.ledger[count])} · provider ` +
+        (result.reported && result.reported[count] !== null ? formatNumber(result.reported[count]) : "—");
+    }
+    const details = row.insertCell();
+    details.className = "details";
+    if (result.reason) {
+      const reason = document.createElement("span");
+      reason.className = "reason";
+      reason.textContent = result.reason;
+      details.append(reason);
+    }
+    if (result.models.length) {
+      const toggle = document.createElement("button");
+      toggle.type = "button";
+      toggle.className = "link";
+      toggle.textContent = `Models (${result.models.length})`;
+      toggle.setAttribute("aria-expanded", "false");
+      toggle.setAttribute("aria-controls", `reconciliation-models-${index}`);
+      const drill = tbody.insertRow();
+      drill.id = `reconciliation-models-${index}`;
+      drill.className = "drill";
+      drill.hidden = true;
+      const holder = drill.insertCell();
+      holder.colSpan = 9;
+      holder.append(modelTable(result));
+      toggle.addEventListener("click", () => {
+        drill.hidden = !drill.hidden;
+        toggle.setAttribute("aria-expanded", String(!drill.hidden));
+      });
+      details.append(toggle);
+    }
+  });
+}
+
+// One row per model: ledger / provider (difference) for each count.
+function modelTable(result) {
+  const table = document.createElement("table");
+  table.className = "models";
+  const head = table.createTHead().insertRow();
+  for (const title of ["Model", "Verdict", "Requests", "Uncached input", "Cached input", "Cache writes", "Output"]) {
+    const th = document.createElement("th");
+    th.scope = "col";
+    th.textContent = title;
+    head.append(th);
+  }
+  const body = table.createTBody();
+  for (const model of result.models) {
+    const row = body.insertRow();
+    cell(row, model.model);
+    row.insertCell().append(verdictBadge(model.verdict));
+    for (const count of RECONCILED_COUNTS) {
+      const reported = model.reported ? model.reported[count] : null;
+      const text = `${formatNumber(model.ledger[count])} / ${reported === null ? "—" : formatNumber(reported)}`;
+      const difference = model.difference ? model.difference[count] : null;
+      cell(row, difference ? `${text} (${signed(difference)})` : text, true);
+    }
+  }
+  const note = table.createCaption();
+  note.textContent = "ledger / provider (provider minus ledger)" +
+    (result.requestsCompared ? "" : "; requests are not reported by this provider and not compared");
+  return table;
+}
+
 // ---- export ------------------------------------------------------------------------------
 
 async function exportCsv() {
@@ -567,6 +713,12 @@ function init() {
     refresh();
   });
   $("export-csv").addEventListener("click", exportCsv);
+  for (const button of document.querySelectorAll(".view-tab")) {
+    button.addEventListener("click", () => {
+      setView(button.dataset.view);
+      refresh();
+    });
+  }
   $("user-close").addEventListener("click", () => {
     state.user = null;
     $("user-panel").hidden = true;

@@ -1,0 +1,69 @@
+"""The ledger's side of a reconciliation, and the `reconciliations` collection.
+
+A reconciliation document (one per provider and UTC day, `_id` "<provider>|<YYYY-MM-DD>", so a
+second run replaces the first):
+    {provider, date, verdict, reason, checkedAt, tolerance, requestsCompared, filters,
+     ledger: counts, reported: counts | None, difference: counts | None,
+     models: [{model, verdict, ledger, reported, difference}]}
+where counts are {requests, uncachedInputTokens, cachedInputTokens, cacheWriteTokens, outputTokens}
+(the ledger's also carry estimatedRequests) and difference = reported - ledger.
+"""
+from pymongo import ASCENDING, DESCENDING
+from pymongo.errors import DuplicateKeyError
+
+from backend.db import RECONCILIATIONS, USAGE
+
+
+def ledger_pipeline(day):
+    """Active records of one UTC day summed per provider and model. The model is the one the
+    server reported (responseModel), which is the name the providers' reports use; records
+    without it fall back to the requested modelName. Every outcome is a billed call and counts."""
+    return [
+        {"$match": {"date": day.isoformat(), "isActive": True}},
+        {"$group": {
+            "_id": {"provider": "$provider", "model": {"$ifNull": ["$responseModel", "$modelName"]}},
+            "requests": {"$sum": 1},
+            "promptTokens": {"$sum": "$promptTokens"},
+            "cachedInputTokens": {"$sum": "$cachedInputTokens"},
+            "cacheWriteTokens": {"$sum": "$cacheWriteTokens"},
+            "outputTokens": {"$sum": "$completionTokens"},
+            "estimatedRequests": {"$sum": {"$cond": [{"$eq": ["$estimated", True]}, 1, 0]}},
+        }},
+    ]
+
+
+def ledger_counts(db, day):
+    """{provider: {model: counts}} for one UTC day, uncached input split off the prompt tokens."""
+    ledger = {}
+    for row in db[USAGE].aggregate(ledger_pipeline(day)):
+        ledger.setdefault(row["_id"]["provider"], {})[row["_id"]["model"]] = {
+            "requests": row["requests"],
+            "uncachedInputTokens": row["promptTokens"] - row["cachedInputTokens"] - row["cacheWriteTokens"],
+            "cachedInputTokens": row["cachedInputTokens"],
+            "cacheWriteTokens": row["cacheWriteTokens"],
+            "outputTokens": row["outputTokens"],
+            "estimatedRequests": row["estimatedRequests"],
+        }
+    return ledger
+
+
+def save(db, result):
+    """Store a result in place of any earlier one for the same provider and day."""
+    document = {"_id": f"{result['provider']}|{result['date']}", **result}
+    try:
+        db[RECONCILIATIONS].replace_one({"_id": document["_id"]}, document, upsert=True)
+    except DuplicateKeyError:
+        # Two workers upserted the same new day at once; the loser replaces the winner's copy.
+        db[RECONCILIATIONS].replace_one({"_id": document["_id"]}, document)
+
+
+def for_day(db, day):
+    """{provider: stored result} for one UTC day."""
+    return {doc["provider"]: doc for doc in db[RECONCILIATIONS].find({"date": day.isoformat()})}
+
+
+def in_range(db, start, end, provider=None):
+    query = {"date": {"$gte": start.isoformat(), "$lte": end.isoformat()}}
+    if provider:
+        query["provider"] = provider
+    return list(db[RECONCILIATIONS].find(query).sort([("date", DESCENDING), ("provider", ASCENDING)]))

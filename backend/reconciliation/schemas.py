@@ -1,0 +1,55 @@
+from marshmallow import Schema, fields, validate
+
+from backend.config import LLM_PROVIDERS
+from backend.reconciliation.services import VERDICT_ORDER
+from backend.schemas import DateRangeSchema, UTCDateTime
+
+
+class ReconciliationQuerySchema(DateRangeSchema):
+    provider = fields.String(validate=validate.OneOf(LLM_PROVIDERS), metadata={"description": "only this provider"})
+
+
+class CountsSchema(Schema):
+    requests = fields.Integer(allow_none=True, metadata={"description": "null where not reported (Anthropic)"})
+    uncachedInputTokens = fields.Integer()
+    cachedInputTokens = fields.Integer()
+    cacheWriteTokens = fields.Integer()
+    outputTokens = fields.Integer()
+
+
+class LedgerCountsSchema(CountsSchema):
+    estimatedRequests = fields.Integer(metadata={"description": "calls whose tokens the ledger estimated"})
+
+
+class ModelReconciliationSchema(Schema):
+    model = fields.String()
+    verdict = fields.String(allow_none=True, metadata={"description": "null when the report was not read"})
+    ledger = fields.Nested(LedgerCountsSchema)
+    reported = fields.Nested(CountsSchema, allow_none=True)
+    difference = fields.Nested(CountsSchema, allow_none=True, metadata={"description": "reported minus ledger"})
+
+
+class FiltersSchema(Schema):
+    projectId = fields.String(allow_none=True)
+    apiKeyId = fields.String(allow_none=True)
+
+
+class ReconciliationSchema(Schema):
+    provider = fields.String()
+    date = fields.String(metadata={"description": "UTC day, YYYY-MM-DD"})
+    verdict = fields.String(validate=validate.OneOf(tuple(VERDICT_ORDER)))
+    reason = fields.String(allow_none=True, metadata={"description": "why the day is unavailable or not_supported"})
+    checkedAt = UTCDateTime()
+    tolerance = fields.Integer()
+    requestsCompared = fields.Boolean()
+    filters = fields.Nested(FiltersSchema)
+    ledger = fields.Nested(LedgerCountsSchema)
+    reported = fields.Nested(CountsSchema, allow_none=True)
+    difference = fields.Nested(CountsSchema, allow_none=True, metadata={"description": "reported minus ledger"})
+    models = fields.List(fields.Nested(ModelReconciliationSchema))
+
+
+class ReconciliationListSchema(Schema):
+    startDate = fields.Date(format="%Y-%m-%d")
+    endDate = fields.Date(format="%Y-%m-%d")
+    results = fields.List(fields.Nested(ReconciliationSchema))

@@ -1,0 +1,181 @@
+"""Reconciliation: does the ledger hold what the provider billed, per provider, model and UTC day?
+
+For each provider the ledger's counts (requests, uncached input, cached input, cache writes,
+output) are compared with the provider's own usage report, model by model. The difference is
+always reported minus ledger, so a positive number is something the provider billed that the
+ledger lacks. Verdicts:
+  match          every count of every model within RECONCILE_TOLERANCE
+  ledger_short   the provider reports more of some count: calls the ledger lost
+  ledger_over    the ledger holds more and the provider more of nothing: calls it never billed
+  unavailable    the report could not be read (no admin key, an HTTP error); the reason is kept
+  not_supported  the provider publishes no usage report (gemini, ollama, demo)
+"""
+import logging
+from datetime import timedelta
+
+from backend.alerts import repository as alerts
+from backend.config import LLM_PROVIDERS
+from backend.errors import UnprocessableEntity
+from backend.reconciliation import repository
+from backend.reconciliation.clients import COUNTS, REPORTS, ReportUnavailable, zero_counts
+
+log = logging.getLogger(__name__)
+
+MATCH, LEDGER_SHORT, LEDGER_OVER = "match", "ledger_short", "ledger_over"
+UNAVAILABLE, NOT_SUPPORTED = "unavailable", "not_supported"
+MISMATCHES = (LEDGER_SHORT, LEDGER_OVER)
+# Mismatches first, then what could not be checked, then the rest.
+VERDICT_ORDER = {LEDGER_SHORT: 0, LEDGER_OVER: 1, UNAVAILABLE: 2, MATCH: 3, NOT_SUPPORTED: 4}
+# The background run tries an unavailable report again this long after the last try.
+RETRY_UNAVAILABLE = timedelta(hours=1)
+DEFAULT_RANGE_DAYS = 30
+MAX_RANGE_DAYS = 366
+LEDGER_COUNTS = (*COUNTS, "estimatedRequests")
+COUNT_LABELS = {"requests": "requests", "uncachedInputTokens": "uncached input tokens",
+                "cachedInputTokens": "cached input tokens", "cacheWriteTokens": "cache-write tokens",
+                "outputTokens": "output tokens"}
+
+
+def _sum(rows, fields):
+    total = dict.fromkeys(fields, 0)
+    for row in rows:
+        for field in fields:
+            total[field] = None if total[field] is None or row[field] is None else total[field] + row[field]
+    return total
+
+
+def _difference(reported, ledger):
+    return {field: None if reported[field] is None else reported[field] - ledger[field] for field in COUNTS}
+
+
+def verdict_of(difference, tolerance):
+    """ledger_short wins over ledger_over: a count the provider billed and the ledger lacks is the
+    costlier failure (a cached/uncached split that differs shows as both; the counts say which)."""
+    values = [value for value in difference.values() if value is not None]
+    if any(value > tolerance for value in values):
+        return LEDGER_SHORT
+    if any(value < -tolerance for value in values):
+        return LEDGER_OVER
+    return MATCH
+
+
+def compare(ledger_models, reported_models, tolerance, requests_compared):
+    """Per-model rows, day totals and the day's verdict for one provider. Pure."""
+    nothing_reported = {**zero_counts(), "requests": 0 if requests_compared else None}
+    models = []
+    for model in sorted(set(ledger_models) | set(reported_models)):
+        ledger = {**dict.fromkeys(LEDGER_COUNTS, 0), **ledger_models.get(model, {})}
+        reported = reported_models.get(model) or dict(nothing_reported)
+        difference = _difference(reported, ledger)
+        models.append({"model": model, "verdict": verdict_of(difference, tolerance), "ledger": ledger,
+                       "reported": reported, "difference": difference})
+    verdicts = {row["verdict"] for row in models}
+    ledger = _sum([row["ledger"] for row in models], LEDGER_COUNTS)
+    reported = _sum([row["reported"] for row in models], COUNTS) if models else nothing_reported
+    return {
+        "verdict": next((v for v in MISMATCHES if v in verdicts), MATCH),
+        "ledger": ledger, "reported": reported, "difference": _difference(reported, ledger), "models": models,
+    }
+
+
+def _unchecked(ledger_models):
+    """The ledger's side alone, for a provider whose report was not read."""
+    models = [{"model": model, "verdict": None, "ledger": counts, "reported": None, "difference": None}
+              for model, counts in sorted(ledger_models.items())]
+    return {"ledger": _sum([row["ledger"] for row in models], LEDGER_COUNTS), "reported": None,
+            "difference": None, "models": models}
+
+
+def reconcile_provider(provider, day, ledger_models, config, now):
+    """One provider's result for one UTC day (not stored)."""
+    report_class = REPORTS.get(provider)
+    base = {"provider": provider, "date": day.isoformat(), "checkedAt": now,
+            "tolerance": config["RECONCILE_TOLERANCE"], "reason": None,
+            "requestsCompared": bool(report_class and report_class.counts_requests),
+            "filters": report_class.filters_from(config) if report_class else {}}
+    if report_class is None:
+        return {**base, **_unchecked(ledger_models), "verdict": NOT_SUPPORTED,
+                "reason": f"{provider} publishes no usage report to compare with"}
+    try:
+        reported_models = report_class.from_config(config).fetch(day)
+    except ReportUnavailable as exc:
+        log.warning("Reconciliation of %s for %s unavailable: %s", provider, day, exc)
+        return {**base, **_unchecked(ledger_models), "verdict": UNAVAILABLE, "reason": str(exc)}
+    return {**base, **compare(ledger_models, reported_models, config["RECONCILE_TOLERANCE"],
+                              report_class.counts_requests)}
+
+
+def providers_to_check(config, ledger):
+    """The enabled providers, those with ledger records that day, and those with an admin key."""
+    return [name for name in LLM_PROVIDERS
+            if name in config["LLM_PROVIDERS"] or name in ledger
+            or (name in REPORTS and config.get(REPORTS[name].admin_key_setting))]
+
+
+def _reconcile(db, config, day, now, ledger, providers):
+    results = []
+    for provider in providers:
+        result = reconcile_provider(provider, day, ledger.get(provider, {}), config, now)
+        repository.save(db, result)
+        if result["verdict"] in MISMATCHES:
+            queue_alert(db, result, now)
+        results.append(result)
+    return results
+
+
+def reconcile_day(db, config, day, now):
+    """Reconcile every provider to check for one UTC day, store each result (replacing an earlier
+    one) and queue an alert for each mismatch. Returns the results."""
+    ledger = repository.ledger_counts(db, day)
+    return _reconcile(db, config, day, now, ledger, providers_to_check(config, ledger))
+
+
+def due_day(now, settle_hours):
+    """The latest UTC day that ended at least `settle_hours` ago (the provider's data has settled)."""
+    return (now - timedelta(hours=settle_hours)).date() - timedelta(days=1)
+
+
+def reconcile_due(db, config, now):
+    """The background run: reconcile the due day for the providers not yet done, and retry an
+    unavailable report an hour after the last try. Returns the new results."""
+    day = due_day(now, config["RECONCILE_SETTLE_HOURS"])
+    stored = repository.for_day(db, day)
+    ledger = repository.ledger_counts(db, day)
+    pending = [name for name in providers_to_check(config, ledger)
+               if name not in stored or (stored[name]["verdict"] == UNAVAILABLE
+                                         and stored[name]["checkedAt"] <= now - RETRY_UNAVAILABLE)]
+    return _reconcile(db, config, day, now, ledger, pending)
+
+
+def describe(difference):
+    """'requests +1, uncached input tokens +1,200' for the counts that differ."""
+    parts = [f"{COUNT_LABELS[field]} {value:+,}" for field, value in difference.items() if value]
+    return ", ".join(parts) or "no difference"
+
+
+def queue_alert(db, result, now):
+    """One alert per provider, day and verdict, however often the day is reconciled."""
+    provider, day, verdict = result["provider"], result["date"], result["verdict"]
+    models = [row["model"] for row in result["models"] if row["verdict"] in MISMATCHES]
+    meaning = ("the provider billed more than the ledger holds (lost calls)" if verdict == LEDGER_SHORT
+               else "the ledger holds calls the provider did not bill")
+    payload = {
+        "text": (f"TokenLedger reconciliation: {provider} {day} is {verdict}: {meaning}. "
+                 f"Provider minus ledger: {describe(result['difference'])} (models: {', '.join(models)})."),
+        "reconciliation": {"provider": provider, "date": day, "verdict": verdict, "models": models,
+                           "difference": result["difference"]},
+    }
+    return alerts.queue(db, f"reconciliation|{provider}|{day}|{verdict}", payload, now)
+
+
+def list_results(db, start, end, provider, today):
+    """Stored results for an inclusive UTC range (default: the last 30 days), mismatches first,
+    then newest day first."""
+    end = end or today
+    start = start or end - timedelta(days=DEFAULT_RANGE_DAYS - 1)
+    if (end - start).days + 1 > MAX_RANGE_DAYS:
+        raise UnprocessableEntity(f"The range is too long: at most {MAX_RANGE_DAYS} days",
+                                  errors={"endDate": ["Too far."]})
+    rows = repository.in_range(db, start, end, provider)
+    rows.sort(key=lambda row: VERDICT_ORDER[row["verdict"]])
+    return {"startDate": start, "endDate": end, "results": rows}

@@ -1,0 +1,63 @@
+"""The providers' usage report endpoints at the httpx2 transport, with their documented shapes.
+
+OpenAI: GET /v1/organization/usage/completions -> {"object": "page", "data": [bucket], "has_more", "next_page"},
+each bucket {"object": "bucket", "start_time", "end_time", "results": [organization.usage.completions.result]}.
+Anthropic: GET /v1/organizations/usage_report/messages -> {"data": [{"starting_at", "ending_at", "results"}],
+"has_more", "next_page"}. Each page after the first is asked for with ?page=<next_page>.
+"""
+import httpx2
+
+
+class UsageReportServer:
+    """Serves `pages` (page bodies without paging fields) in order, or a reply to raise/return."""
+
+    def __init__(self, pages=(), token_prefix="page_"):
+        self.pages = list(pages)
+        self.token_prefix = token_prefix
+        self.failure = None
+        self.requests = []
+
+    def fail_with(self, failure):
+        """An httpx2.Response to answer with, or an exception to raise."""
+        self.failure = failure
+
+    def handler(self, request):
+        self.requests.append(request)
+        if isinstance(self.failure, Exception):
+            raise self.failure
+        if self.failure is not None:
+            return self.failure
+        token = request.url.params.get("page")
+        number = int(token.removeprefix(self.token_prefix)) if token else 0
+        more = number + 1 < len(self.pages)
+        body = {**self.pages[number], "has_more": more,
+                "next_page": f"{self.token_prefix}{number + 1}" if more else None}
+        return httpx2.Response(200, json=body)
+
+    @property
+    def transport(self):
+        return httpx2.MockTransport(self.handler)
+
+
+def openai_result(model, input_tokens, output_tokens, cached, requests):
+    return {"object": "organization.usage.completions.result", "input_tokens": input_tokens,
+            "output_tokens": output_tokens, "input_cached_tokens": cached, "input_audio_tokens": 0,
+            "output_audio_tokens": 0, "num_model_requests": requests, "project_id": None, "user_id": None,
+            "api_key_id": None, "model": model, "batch": None}
+
+
+def openai_page(start_time, results):
+    return {"object": "page", "data": [{"object": "bucket", "start_time": start_time,
+                                        "end_time": start_time + 86400, "results": results}]}
+
+
+def anthropic_result(model, uncached, output, cache_read=0, cache_5m=0, cache_1h=0):
+    return {"uncached_input_tokens": uncached,
+            "cache_creation": {"ephemeral_1h_input_tokens": cache_1h, "ephemeral_5m_input_tokens": cache_5m},
+            "cache_read_input_tokens": cache_read, "output_tokens": output,
+            "server_tool_use": {"web_search_requests": 0}, "api_key_id": None, "workspace_id": None,
+            "model": model, "service_tier": "standard", "context_window": "0-200k"}
+
+
+def anthropic_page(starting_at, ending_at, results):
+    return {"data": [{"starting_at": starting_at, "ending_at": ending_at, "results": results}]}

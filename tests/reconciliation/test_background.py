@@ -1,0 +1,52 @@
+"""The background thread reconciles yesterday once the provider's data has settled."""
+from datetime import datetime, timedelta, timezone
+
+import httpx2
+
+from backend import background
+from backend.db import RECONCILIATIONS, get_db
+from backend.reconciliation import services
+from tests.reconciliation.fakes import openai_page, openai_result
+from tests.reconciliation.support import DAY_START, NOW
+
+
+def stored(app):
+    return sorted((doc["provider"], doc["date"], doc["verdict"]) for doc in get_db(app)[RECONCILIATIONS].find())
+
+
+def test_a_pass_reconciles_the_settled_day_once(recon_app, openai_report):
+    clock = {"now": datetime(2026, 11, 23, 5, 59, tzinfo=timezone.utc)}
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None, CLOCK=lambda: clock["now"])
+    openai_report.pages = [openai_page(DAY_START, [])]
+
+    # Before 06:00 (6 settle hours) the 22nd has not settled: the 21st is the day due.
+    background.run_once(app)
+    assert stored(app) == [("demo", "2026-11-21", "not_supported"), ("openai", "2026-11-21", "match")]
+
+    # Passes within ten minutes do not look again; the first one after does, and takes the 22nd.
+    clock["now"] = datetime(2026, 11, 23, 6, 5, tzinfo=timezone.utc)
+    background.run_once(app)
+    assert len(stored(app)) == 2
+    clock["now"] = datetime(2026, 11, 23, 6, 10, tzinfo=timezone.utc)
+    background.run_once(app)
+    assert stored(app)[-2:] == [("openai", "2026-11-21", "match"), ("openai", "2026-11-22", "match")]
+    assert len(openai_report.requests) == 2
+
+    # Nothing more to do for the 22nd: later passes fetch nothing.
+    clock["now"] = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
+    background.run_once(app)
+    assert len(openai_report.requests) == 2
+
+
+def test_an_unavailable_report_is_tried_again_an_hour_later(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    openai_report.fail_with(httpx2.Response(500, content=b"down"))
+    db = get_db(app)
+    with app.app_context():
+        assert [r["verdict"] for r in services.reconcile_due(db, app.config, NOW)] == ["unavailable", "not_supported"]
+        assert services.reconcile_due(db, app.config, NOW + timedelta(minutes=59)) == []
+        openai_report.fail_with(None)
+        openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 10, 1, 0, 1)])]
+        retried = services.reconcile_due(db, app.config, NOW + timedelta(hours=1))
+    assert [(r["provider"], r["verdict"]) for r in retried] == [("openai", "ledger_short")]
+    assert ("openai", "2026-11-22", "ledger_short") in stored(app)

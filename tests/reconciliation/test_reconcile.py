@@ -1,0 +1,306 @@
+"""One day reconciled against fakes of both usage reports. Every expected number below is
+worked out by hand from the seeded records and the fake report pages."""
+import httpx2
+import pytest
+
+from backend.alerts import repository as alerts_repository
+from backend.db import ALERTS, RECONCILIATIONS, get_db
+from backend.reconciliation import services
+from tests.reconciliation.fakes import (anthropic_page, anthropic_result, openai_page, openai_result)
+from tests.reconciliation.support import (ANTHROPIC_ADMIN_KEY, DAY, DAY_END, DAY_START, NOW, OPENAI_ADMIN_KEY,
+                                          by_provider, insert, ledger_record)
+
+MINI, MINI_SNAPSHOT = "gpt-4o-mini", "gpt-4o-mini-2024-07-18"
+GPT41, GPT41_SNAPSHOT = "gpt-4.1", "gpt-4.1-2025-04-14"
+HAIKU, HAIKU_SNAPSHOT = "claude-3-5-haiku", "claude-3-5-haiku-20241022"
+ZERO = {"requests": 0, "uncachedInputTokens": 0, "cachedInputTokens": 0, "cacheWriteTokens": 0, "outputTokens": 0}
+
+
+def openai_ledger():
+    """Three gpt-4o-mini calls and one gpt-4.1 call on DAY, plus records that must not count."""
+    return [
+        ledger_record("openai", MINI, MINI_SNAPSHOT, 1000, 50, cached=200),
+        ledger_record("openai", MINI, MINI_SNAPSHOT, 500, 60),
+        ledger_record("openai", MINI, MINI_SNAPSHOT, 300, 70, cached=100, estimated=True),
+        ledger_record("openai", GPT41, GPT41_SNAPSHOT, 400, 40),
+        ledger_record("openai", MINI, MINI_SNAPSHOT, 9000, 900, active=False),  # soft-deleted
+        ledger_record("openai", MINI, MINI_SNAPSHOT, 7000, 700, day=DAY.replace(day=21)),  # another day
+    ]
+
+
+# gpt-4o-mini on DAY: 3 requests, input 1000+500+300 = 1800 of which 300 cached, output 50+60+70 = 180.
+MINI_LEDGER = {"requests": 3, "uncachedInputTokens": 1500, "cachedInputTokens": 300, "cacheWriteTokens": 0,
+               "outputTokens": 180, "estimatedRequests": 1}
+GPT41_LEDGER = {"requests": 1, "uncachedInputTokens": 400, "cachedInputTokens": 0, "cacheWriteTokens": 0,
+                "outputTokens": 40, "estimatedRequests": 0}
+
+
+def serve_openai(report, mini=(3, 1800, 300, 180), gpt41=(1, 400, 0, 40)):
+    """Two pages: gpt-4o-mini on the first, gpt-4.1 on the second. Tuples: requests, input, cached, output."""
+    report.pages = [
+        openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, mini[1], mini[3], mini[2], mini[0])]),
+        openai_page(DAY_START, [openai_result(GPT41_SNAPSHOT, gpt41[1], gpt41[3], gpt41[2], gpt41[0])]),
+    ]
+
+
+def reconcile(app):
+    with app.app_context():
+        return by_provider(services.reconcile_day(get_db(app), app.config, DAY, NOW))
+
+
+def test_an_exact_match_reads_every_page(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    serve_openai(openai_report)
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "match" and result["reason"] is None
+    assert result["ledger"] == {"requests": 4, "uncachedInputTokens": 1900, "cachedInputTokens": 300,
+                                "cacheWriteTokens": 0, "outputTokens": 220, "estimatedRequests": 1}
+    assert result["reported"] == {"requests": 4, "uncachedInputTokens": 1900, "cachedInputTokens": 300,
+                                  "cacheWriteTokens": 0, "outputTokens": 220}
+    assert result["difference"] == ZERO
+    assert [(row["model"], row["verdict"], row["ledger"]) for row in result["models"]] == [
+        (GPT41_SNAPSHOT, "match", GPT41_LEDGER), (MINI_SNAPSHOT, "match", MINI_LEDGER)]
+    first, second = openai_report.requests
+    assert str(first.url).startswith("https://api.openai.com/v1/organization/usage/completions?")
+    assert dict(first.url.params) == {"start_time": str(DAY_START), "end_time": str(DAY_END),
+                                      "bucket_width": "1d", "group_by": "model"}
+    assert second.url.params["page"] == "page_AAAAAGdGxdEiJdKO1"
+    assert first.headers["Authorization"] == f"Bearer {OPENAI_ADMIN_KEY}"
+    assert get_db(app)[ALERTS].count_documents({}) == 0
+
+
+def test_a_lost_call_is_ledger_short_with_the_missing_tokens_and_alerts_once(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    # OpenAI billed a fourth gpt-4o-mini call the ledger never recorded: 800 input, 75 output.
+    serve_openai(openai_report, mini=(4, 2600, 300, 255))
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "ledger_short"
+    assert result["difference"] == {"requests": 1, "uncachedInputTokens": 800, "cachedInputTokens": 0,
+                                    "cacheWriteTokens": 0, "outputTokens": 75}
+    rows = {row["model"]: row for row in result["models"]}
+    assert rows[MINI_SNAPSHOT]["verdict"] == "ledger_short"
+    assert rows[GPT41_SNAPSHOT]["verdict"] == "match"
+    alert = get_db(app)[ALERTS].find_one()
+    assert alert["_id"] == "reconciliation|openai|2026-11-22|ledger_short"
+    assert alert["payload"]["text"] == (
+        "TokenLedger reconciliation: openai 2026-11-22 is ledger_short: the provider billed more than the "
+        "ledger holds (lost calls). Provider minus ledger: requests +1, uncached input tokens +800, "
+        "output tokens +75 (models: gpt-4o-mini-2024-07-18).")
+    assert alert["payload"]["reconciliation"] == {
+        "provider": "openai", "date": "2026-11-22", "verdict": "ledger_short", "models": [MINI_SNAPSHOT],
+        "difference": {"requests": 1, "uncachedInputTokens": 800, "cachedInputTokens": 0, "cacheWriteTokens": 0,
+                       "outputTokens": 75}}
+
+    # A second run of the same day replaces its result and queues no second alert.
+    serve_openai(openai_report, mini=(4, 2600, 300, 255))
+    assert reconcile(app)["openai"]["verdict"] == "ledger_short"
+    assert get_db(app)[RECONCILIATIONS].count_documents({"provider": "openai", "date": "2026-11-22"}) == 1
+    assert get_db(app)[ALERTS].count_documents({}) == 1
+
+
+def test_calls_the_provider_never_billed_are_ledger_over(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    serve_openai(openai_report, gpt41=(0, 0, 0, 0))
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "ledger_over"
+    assert result["difference"] == {"requests": -1, "uncachedInputTokens": -400, "cachedInputTokens": 0,
+                                    "cacheWriteTokens": 0, "outputTokens": -40}
+    assert get_db(app)[ALERTS].find_one()["_id"] == "reconciliation|openai|2026-11-22|ledger_over"
+
+
+def test_a_model_only_the_provider_reports_is_counted_against_an_empty_ledger(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    openai_report.pages = [openai_page(DAY_START, [openai_result("o3-2025-04-16", 120, 30, 0, 1)])]
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "ledger_short"
+    assert result["models"] == [{
+        "model": "o3-2025-04-16", "verdict": "ledger_short",
+        "ledger": {**ZERO, "estimatedRequests": 0},
+        "reported": {"requests": 1, "uncachedInputTokens": 120, "cachedInputTokens": 0, "cacheWriteTokens": 0,
+                     "outputTokens": 30},
+        "difference": {"requests": 1, "uncachedInputTokens": 120, "cachedInputTokens": 0, "cacheWriteTokens": 0,
+                       "outputTokens": 30}}]
+
+
+def test_differences_within_the_tolerance_match(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None, RECONCILE_TOLERANCE=5)
+    insert(app, openai_ledger())
+    serve_openai(openai_report, mini=(3, 1805, 300, 175))
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "match" and result["tolerance"] == 5
+    assert result["difference"]["uncachedInputTokens"] == 5 and result["difference"]["outputTokens"] == -5
+
+
+def test_anthropic_cache_reads_and_writes_compare_and_requests_are_not_compared(recon_app, anthropic_report):
+    app = recon_app(OPENAI_ADMIN_KEY=None, RECONCILE_ANTHROPIC_API_KEY_ID="apikey_01Rj2N8SVvo6BePZj99NhmiT")
+    # promptTokens include cache reads and writes: uncached 1500-200-300 = 1000 and 800-0-0 = 800.
+    insert(app, [ledger_record("anthropic", HAIKU, HAIKU_SNAPSHOT, 1500, 100, cached=200, cache_write=300),
+                 ledger_record("anthropic", HAIKU, HAIKU_SNAPSHOT, 800, 60)])
+    anthropic_report.pages = [
+        anthropic_page("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z",
+                       [anthropic_result(HAIKU_SNAPSHOT, 1000, 100, cache_read=200, cache_5m=100, cache_1h=200)]),
+        anthropic_page("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", [anthropic_result(HAIKU_SNAPSHOT, 800, 60)]),
+    ]
+
+    result = reconcile(app)["anthropic"]
+
+    assert result["verdict"] == "match" and result["requestsCompared"] is False
+    assert result["reported"] == {"requests": None, "uncachedInputTokens": 1800, "cachedInputTokens": 200,
+                                  "cacheWriteTokens": 300, "outputTokens": 160}
+    assert result["ledger"]["requests"] == 2
+    assert result["difference"] == {"requests": None, "uncachedInputTokens": 0, "cachedInputTokens": 0,
+                                    "cacheWriteTokens": 0, "outputTokens": 0}
+    assert result["filters"] == {"apiKeyId": "apikey_01Rj2N8SVvo6BePZj99NhmiT"}
+    first, second = anthropic_report.requests
+    assert str(first.url).startswith("https://api.anthropic.com/v1/organizations/usage_report/messages?")
+    assert first.url.params["starting_at"] == "2026-11-22T00:00:00Z"
+    assert first.url.params["ending_at"] == "2026-11-23T00:00:00Z"
+    assert first.url.params["bucket_width"] == "1d"
+    assert first.url.params.get_list("group_by[]") == ["model"]
+    assert first.url.params.get_list("api_key_ids[]") == ["apikey_01Rj2N8SVvo6BePZj99NhmiT"]
+    assert first.headers["x-api-key"] == ANTHROPIC_ADMIN_KEY
+    assert first.headers["anthropic-version"] == "2023-06-01"
+    assert second.url.params["page"] == "page_MjAyNS0wNS0xNFQ1"
+
+
+def test_anthropic_cache_writes_the_ledger_lacks_are_ledger_short(recon_app, anthropic_report):
+    app = recon_app(OPENAI_ADMIN_KEY=None)
+    insert(app, [ledger_record("anthropic", HAIKU, HAIKU_SNAPSHOT, 1000, 100)])
+    anthropic_report.pages = [anthropic_page("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z",
+                                             [anthropic_result(HAIKU_SNAPSHOT, 1000, 100, cache_1h=2048)])]
+
+    result = reconcile(app)["anthropic"]
+
+    assert result["verdict"] == "ledger_short"
+    assert result["difference"] == {"requests": None, "uncachedInputTokens": 0, "cachedInputTokens": 0,
+                                    "cacheWriteTokens": 2048, "outputTokens": 0}
+
+
+def test_the_openai_filters_and_base_url_follow_the_settings(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None, OPENAI_BASE_URL="https://gateway.example.com/v1/",
+                    RECONCILE_OPENAI_PROJECT_ID="proj_abc123", RECONCILE_OPENAI_API_KEY_ID="key_xyz789")
+    openai_report.pages = [openai_page(DAY_START, [])]
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "match"
+    assert result["filters"] == {"projectId": "proj_abc123", "apiKeyId": "key_xyz789"}
+    (request,) = openai_report.requests
+    assert str(request.url).startswith("https://gateway.example.com/v1/organization/usage/completions?")
+    assert request.url.params.get_list("project_ids") == ["proj_abc123"]
+    assert request.url.params.get_list("api_key_ids") == ["key_xyz789"]
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (httpx2.Response(500, content=b'{"error": {"message": "The server had an error",\n "type": "server_error"}}'),
+     'OpenAI usage report answered 500: {"error": {"message": "The server had an error", "type": "server_error"}}'),
+    (httpx2.ConnectError("[Errno 111] Connection refused"),
+     "OpenAI usage report unreachable: [Errno 111] Connection refused"),
+    (httpx2.Response(200, text="<html>gateway</html>"),
+     "OpenAI usage report answered with something other than JSON"),
+])
+def test_a_provider_outage_is_unavailable_with_the_reason_kept(recon_app, openai_report, failure, reason):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    openai_report.fail_with(failure)
+
+    result = reconcile(app)["openai"]
+
+    assert result["verdict"] == "unavailable"
+    assert result["reason"] == reason
+    # The ledger's side is still shown, per model.
+    assert result["ledger"]["requests"] == 4 and result["reported"] is None and result["difference"] is None
+    assert [row["model"] for row in result["models"]] == [GPT41_SNAPSHOT, MINI_SNAPSHOT]
+    assert get_db(app)[ALERTS].count_documents({}) == 0
+
+
+def test_an_error_that_quotes_the_admin_key_never_stores_it(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    openai_report.fail_with(httpx2.Response(401, content=f"Incorrect API key provided: {OPENAI_ADMIN_KEY}".encode()))
+
+    result = reconcile(app)["openai"]
+
+    assert result["reason"] == "OpenAI usage report answered 401: Incorrect API key provided: [admin key]"
+    assert OPENAI_ADMIN_KEY not in str(get_db(app)[RECONCILIATIONS].find_one({"provider": "openai"}))
+
+
+def test_no_admin_key_is_unavailable_without_calling_the_provider(recon_app, openai_report, anthropic_report):
+    app = recon_app(OPENAI_ADMIN_KEY=None, ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger() + [ledger_record("anthropic", HAIKU, HAIKU_SNAPSHOT, 100, 10)])
+
+    results = reconcile(app)
+
+    assert (results["openai"]["verdict"], results["openai"]["reason"]) == (
+        "unavailable", "OPENAI_ADMIN_KEY is not set")
+    assert (results["anthropic"]["verdict"], results["anthropic"]["reason"]) == (
+        "unavailable", "ANTHROPIC_ADMIN_KEY is not set")
+    assert openai_report.requests == [] and anthropic_report.requests == []
+
+
+def test_providers_without_a_usage_report_are_not_supported(recon_app):
+    app = recon_app(OPENAI_ADMIN_KEY=None, ANTHROPIC_ADMIN_KEY=None)
+    insert(app, [ledger_record("gemini", "gemini-2.5-flash", "gemini-2.5-flash", 700, 70),
+                 ledger_record("ollama", "llama3.2", "llama3.2", 50, 5)])
+
+    results = reconcile(app)
+
+    # demo is the enabled provider; gemini and ollama have records that day.
+    assert list(results) == ["gemini", "ollama", "demo"]
+    for name in ("gemini", "ollama", "demo"):
+        assert results[name]["verdict"] == "not_supported"
+        assert results[name]["reason"] == f"{name} publishes no usage report to compare with"
+    assert results["gemini"]["ledger"] == {"requests": 1, "uncachedInputTokens": 700, "cachedInputTokens": 0,
+                                           "cacheWriteTokens": 0, "outputTokens": 70, "estimatedRequests": 0}
+    assert get_db(app)[RECONCILIATIONS].count_documents({"verdict": "not_supported"}) == 3
+
+
+def test_a_second_run_replaces_the_first(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    openai_report.fail_with(httpx2.Response(503, text="overloaded"))
+    assert reconcile(app)["openai"]["verdict"] == "unavailable"
+
+    openai_report.fail_with(None)
+    serve_openai(openai_report)
+    assert reconcile(app)["openai"]["verdict"] == "match"
+
+    stored = list(get_db(app)[RECONCILIATIONS].find({"provider": "openai"}))
+    assert [(doc["_id"], doc["date"], doc["verdict"], doc["reason"]) for doc in stored] == [
+        ("openai|2026-11-22", "2026-11-22", "match", None)]
+
+
+def test_an_alert_is_queued_once_per_provider_day_and_verdict(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    for mini in ((4, 2600, 300, 255), (4, 2600, 300, 255), (2, 1000, 0, 100)):
+        serve_openai(openai_report, mini=mini)
+        reconcile(app)
+    ids = sorted(doc["_id"] for doc in get_db(app)[ALERTS].find())
+    assert ids == ["reconciliation|openai|2026-11-22|ledger_over", "reconciliation|openai|2026-11-22|ledger_short"]
+    with app.app_context():
+        # Delivered by the existing dispatcher like any other alert.
+        assert alerts_repository.claim_due(get_db(app), NOW)["payload"]["text"].startswith(
+            "TokenLedger reconciliation: openai 2026-11-22 is ledger_")
+
+
+def test_the_verdict_rule_as_data():
+    assert services.verdict_of({"requests": 0, "outputTokens": 0}, 0) == "match"
+    assert services.verdict_of({"requests": None, "outputTokens": -3}, 0) == "ledger_over"
+    assert services.verdict_of({"requests": None, "outputTokens": -3}, 3) == "match"
+    # A split that differs (provider: more uncached, fewer cached) is short: the provider billed more of one count.
+    assert services.verdict_of({"uncachedInputTokens": 100, "cachedInputTokens": -100}, 0) == "ledger_short"
+    assert services.due_day(NOW, 6) == DAY
+    assert services.due_day(NOW, 10).isoformat() == "2026-11-21"

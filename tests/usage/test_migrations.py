@@ -1,0 +1,27 @@
+"""The ledger-outcome migration: old records and rollups gain outcome "ok", the old unique index goes, once."""
+from datetime import datetime, timezone
+
+from backend.db import MIGRATIONS, USAGE, USAGE_DAILY, get_db
+from backend.usage.migrations import OUTCOMES, migrate
+from tests.helpers import create_user, insert_records, usage_record, utc
+
+NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
+
+
+def test_records_from_before_outcomes_are_marked_ok_once(app):
+    user = create_user(app, "old@example.com")
+    with app.app_context():
+        db = get_db()
+        old = usage_record(user, utc(2026, 11, 2, 10))
+        del old["outcome"]
+        insert_records(app, [old])
+        db[USAGE_DAILY].update_many({}, {"$unset": {"outcome": ""}})
+        db[USAGE_DAILY].create_index([(name, 1) for name in ("date", "userId", "provider", "modelName", "operation")],
+                                     unique=True)
+        db[MIGRATIONS].delete_many({})
+
+        assert migrate(db, NOW) == [OUTCOMES]
+        assert db[USAGE].find_one()["outcome"] == "ok" and db[USAGE_DAILY].find_one()["outcome"] == "ok"
+        assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
+        assert migrate(db, NOW) == []
+        assert db[MIGRATIONS].count_documents({}) == 1
