@@ -208,6 +208,25 @@ def _thresholds(env):
     return percents
 
 
+# What a model name may look like: letters, digits and . _ : / @ + - (no spaces or control characters).
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
+
+
+def _model_list(env, name):
+    """A provider's allowlist: None (unset: the models the price table or PRICING_FILE prices for
+    it, and its configured model), "*" (any well-formed name) or a frozenset of names."""
+    value = _text(env, name)
+    if value is None:
+        return None
+    if value == "*":
+        return "*"
+    models = [model.strip() for model in value.split(",") if model.strip()]
+    bad = [model for model in models if not MODEL_NAME.match(model)]
+    if not models or bad:
+        raise ConfigError(f"{name} must be * or a comma-separated list of model names, got {value!r}")
+    return frozenset(models)
+
+
 def load_config(environ=None):
     """Read and validate every setting; returns (config dict, start-up warnings)."""
     env = os.environ if environ is None else environ
@@ -301,6 +320,13 @@ def load_config(environ=None):
         "LLM_PROVIDER": provider,
         "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
         "LLM_MODELS": models,
+        "LLM_ALLOWED_MODELS": {
+            "openai": _model_list(env, "OPENAI_ALLOWED_MODELS"),
+            "gemini": _model_list(env, "GEMINI_ALLOWED_MODELS"),
+            "anthropic": _model_list(env, "ANTHROPIC_ALLOWED_MODELS"),
+            "ollama": _model_list(env, "OLLAMA_ALLOWED_MODELS"),
+            "demo": None,
+        },
         "LLM_TIMEOUT_SECONDS": _integer(env, "LLM_TIMEOUT_SECONDS", 60, 1, 600),
         "LLM_MAX_RETRIES": _integer(env, "LLM_MAX_RETRIES", 2, 0, 10),
         "LLM_MAX_OUTPUT_TOKENS": _integer(env, "LLM_MAX_OUTPUT_TOKENS", 4096, 64, 200_000),

@@ -1,12 +1,14 @@
 """Providers by name; config picks the default and which ones a request may choose."""
 from flask import current_app
 
-from backend.errors import BadRequest
+from backend.clock import now
+from backend.errors import BadRequest, UnprocessableEntity
 from backend.llm.anthropic_provider import AnthropicProvider
 from backend.llm.demo_provider import DemoProvider
 from backend.llm.gemini_provider import GeminiProvider
 from backend.llm.ollama_provider import OllamaProvider
 from backend.llm.openai_provider import OpenAIProvider
+from backend.pricing.services import price_sheet
 
 PROVIDERS = {cls.name: cls for cls in (OpenAIProvider, GeminiProvider, AnthropicProvider, OllamaProvider, DemoProvider)}
 
@@ -25,3 +27,30 @@ def get_provider(name=None, app=None):
     if name not in instances:
         instances[name] = PROVIDERS[name].from_config(app.config)
     return instances[name]
+
+
+def _allowed(provider, model, config):
+    allowed = config["LLM_ALLOWED_MODELS"].get(provider.name)
+    if model == provider.default_model or allowed == "*":
+        return True
+    if allowed is not None:
+        return model in allowed
+    if (provider.name, model) in config["PRICE_OVERRIDES"]:
+        return True
+    # By default a priced provider allows what the price table prices; a free one only its own model.
+    return provider.price_provider is not None and price_sheet(provider, [model], now(), {}).priced
+
+
+def resolve_model(provider, requested, app=None):
+    """The model a request uses: the one it names, when this server allows it for the provider
+    (<PROVIDER>_ALLOWED_MODELS), else a 422; the provider's default when it names none."""
+    config = (app or current_app).config
+    model = requested or provider.default_model
+    if not _allowed(provider, model, config):
+        setting = f"{provider.name.upper()}_ALLOWED_MODELS"
+        raise UnprocessableEntity(
+            f"Model {model!r} is not available for {provider.name} on this server (allowed: its default "
+            f"{provider.default_model!r}, models the price table or PRICING_FILE prices, or {setting})",
+            errors={"model": [f"Not allowed for {provider.name}."]},
+        )
+    return model

@@ -5,6 +5,9 @@ from backend.testgen.prompts import PRIORITIES, TYPES
 from backend.testgen.schemas import ReferenceSchema
 
 MAX_PAGE_SIZE = 100
+# A saved case is bounded (it may later be sent to a model as a reference).
+MAX_ITEMS = 50
+MAX_ITEM_CHARS = 2_000
 NON_NEGATIVE = validate.Range(min=0)
 
 
@@ -31,9 +34,9 @@ class TokenUsageSchema(Schema):
     estimatedCost = fields.Float(validate=NON_NEGATIVE, load_default=0.0)
     cachedInputTokens = fields.Integer(validate=NON_NEGATIVE)
     reasoningTokens = fields.Integer(validate=NON_NEGATIVE)
-    provider = fields.String()
-    modelName = fields.String()
-    callIds = fields.List(fields.String())
+    provider = fields.String(validate=validate.Length(max=40))
+    modelName = fields.String(validate=validate.Length(max=128))
+    callIds = fields.List(fields.String(validate=validate.Length(max=64)), validate=validate.Length(max=20))
     share = fields.Nested(ShareSchema, dump_only=True)
     generation = fields.Nested(GenerationTotalsSchema, dump_only=True)
 
@@ -55,8 +58,10 @@ class TokenUsageSchema(Schema):
 class TestCaseInputSchema(Schema):
     title = fields.String(required=True, validate=validate.Length(min=1, max=300))
     description = fields.String(validate=validate.Length(max=10_000), load_default="")
-    preconditions = fields.List(fields.String(validate=validate.Length(max=2_000)), load_default=list)
-    steps = fields.List(fields.String(validate=validate.Length(max=2_000)), load_default=list)
+    preconditions = fields.List(fields.String(validate=validate.Length(max=MAX_ITEM_CHARS)), load_default=list,
+                                validate=validate.Length(max=MAX_ITEMS))
+    steps = fields.List(fields.String(validate=validate.Length(max=MAX_ITEM_CHARS)), load_default=list,
+                        validate=validate.Length(max=MAX_ITEMS))
     expectedResult = fields.String(validate=validate.Length(max=10_000), load_default="")
     priority = fields.String(validate=validate.OneOf(PRIORITIES), load_default="medium")
     type = fields.String(validate=validate.OneOf(TYPES), load_default="functional")

@@ -7,6 +7,8 @@ from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, vali
 from backend.errors import ProviderError
 from backend.testgen.prompts import PRIORITIES, TYPES
 
+# A generated case is cut to what a saved case may hold (backend/testcases/schemas.py).
+MAX_TITLE_CHARS, MAX_TEXT_CHARS, MAX_ITEMS, MAX_ITEM_CHARS = 300, 10_000, 50, 2_000
 _FENCE = re.compile(r"```(?:json|JSON)?\s*\n?(.*?)```", re.DOTALL)
 _LIST_KEYS = ("testCases", "test_cases", "tests", "cases")
 
@@ -15,7 +17,7 @@ class GeneratedCaseSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    title = fields.String(required=True, validate=validate.Length(min=1, max=300))
+    title = fields.String(required=True, validate=validate.Length(min=1, max=MAX_TITLE_CHARS))
     description = fields.String(load_default="")
     preconditions = fields.List(fields.String(), load_default=list)
     steps = fields.List(fields.String(), load_default=list)
@@ -33,17 +35,22 @@ class GeneratedCaseSchema(Schema):
         for key in ("preconditions", "steps"):
             if isinstance(data.get(key), str):
                 data[key] = [data[key]]
-            elif isinstance(data.get(key), list):
-                data[key] = [str(item) for item in data[key]]
+            if isinstance(data.get(key), list):
+                data[key] = [str(item)[:MAX_ITEM_CHARS] for item in data[key][:MAX_ITEMS]]
         for key, allowed, default in (("priority", PRIORITIES, "medium"), ("type", TYPES, "functional")):
             value = str(data.get(key) or default).strip().lower()
             data[key] = value if value in allowed else default
         for key in ("description", "expectedResult"):
             if data.get(key) is None:
                 data.pop(key, None)
-            elif not isinstance(data[key], str):
-                data[key] = str(data[key])
+            else:
+                data[key] = str(data[key])[:MAX_TEXT_CHARS]
+        if isinstance(data.get("title"), str):
+            data["title"] = data["title"][:MAX_TITLE_CHARS]
         return data
+
+
+_CASE = GeneratedCaseSchema()
 
 
 def _json_candidates(text):
@@ -86,7 +93,7 @@ def parse_test_cases(text, count):
         parsed = []
         for case in cases:
             try:
-                parsed.append(GeneratedCaseSchema().load(case))
+                parsed.append(_CASE.load(case))
             except ValidationError:
                 continue
         if parsed:

@@ -10,8 +10,14 @@ Reply with one JSON object and nothing else, in this shape:
 "expectedResult": "...", "priority": "{'|'.join(PRIORITIES)}", "type": "{'|'.join(TYPES)}"}}]}}"""
 
 
+# A saved case used as a style example is cut to this many characters, so references can
+# never carry a prompt past its caps (at most MAX_REFERENCES of them are sent).
+MAX_EXAMPLE_CHARS = 2_000
+
+
 def _example(case):
-    return json.dumps({key: case.get(key) for key in ("title", "steps", "expectedResult")}, ensure_ascii=False)
+    text = json.dumps({key: case.get(key) for key in ("title", "steps", "expectedResult")}, ensure_ascii=False)
+    return text[:MAX_EXAMPLE_CHARS]
 
 
 def build_messages(prompt, count, file_content=None, context=None, references=()):

@@ -9,12 +9,15 @@ import re
 from collections import Counter
 
 _WORD = re.compile(r"[a-z0-9]{2,}")
+# Similarity reads this much of each saved case, so ranking the pool stays fast however large cases are.
+MAX_CASE_CHARS = 5_000
 
 
 def case_text(case):
-    return " ".join(
+    text = " ".join(
         [case.get("title", ""), case.get("description", ""), *case.get("steps", []), case.get("expectedResult", "")]
     )
+    return text[:MAX_CASE_CHARS]
 
 
 def _vector(counts, idf):

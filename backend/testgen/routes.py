@@ -3,7 +3,7 @@ from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
 from backend.clock import now
-from backend.llm.registry import get_provider
+from backend.llm.registry import get_provider, resolve_model
 from backend.schemas import envelope, ok
 from backend.testgen import services, transaction
 from backend.testgen.schemas import (
@@ -67,7 +67,7 @@ def estimate_tokens(body):
 def token_info(query):
     """Pricing and limits of a model (default: the configured provider's default model)."""
     provider = get_provider(query["provider"])
-    model = query["model"] or provider.default_model
+    model = resolve_model(provider, query["model"])
     config = current_app.config
     data = services.token_info(provider, model, config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
     return ok(data, f"Token information for {model}")

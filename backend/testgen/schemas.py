@@ -1,5 +1,6 @@
 from marshmallow import Schema, fields, validate
 
+from backend.config import MODEL_NAME
 from backend.testgen.prompts import PRIORITIES, TYPES
 
 MAX_TEST_CASES = 20
@@ -16,7 +17,7 @@ class PromptSchema(Schema):
     file_content = fields.String(data_key="fileContent", validate=validate.Length(max=MAX_FILE_CHARS), load_default=None)
     count = fields.Integer(validate=validate.Range(min=1, max=MAX_TEST_CASES), load_default=5)
     provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
-    model = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
+    model = fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name."), load_default=None)
     use_rag = fields.Boolean(data_key="useRAG", load_default=False)
     rag_similarity_threshold = fields.Float(
         data_key="ragSimilarityThreshold", validate=validate.Range(min=0, max=1), load_default=0.7
@@ -82,7 +83,7 @@ class EstimateSchema(Schema):
 
 class TokenInfoQuerySchema(Schema):
     provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
-    model = fields.String(validate=validate.Length(min=1, max=200), load_default=None)
+    model = fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name."), load_default=None)
 
 
 class TierSchema(Schema):

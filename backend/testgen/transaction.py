@@ -31,7 +31,7 @@ from backend.clock import now
 from backend.db import get_db
 from backend.errors import APIError, ProviderError, ProviderTimeout
 from backend.llm.calls import finish_call, new_call_id
-from backend.llm.registry import get_provider
+from backend.llm.registry import get_provider, resolve_model
 from backend.metrics import metrics
 from backend.pricing.services import price_sheet
 from backend.schemas import ok
@@ -66,7 +66,9 @@ def plan(body):
     """The request's plan; similar saved cases come from the pool the test-case feature registers."""
     provider = get_provider(body.get("provider"))
     owner = current_user["_id"]
-    return services.plan_generation(provider, body, lambda: current_app.extensions["reference_pool"](get_db(), owner))
+    request = {**body, "model": resolve_model(provider, body.get("model"))}
+    return services.plan_generation(provider, request,
+                                    lambda: current_app.extensions["reference_pool"](get_db(), owner))
 
 
 def _reserve(db, generation_plan, config, at):

@@ -1,7 +1,7 @@
 import math
 
 from backend.testgen.references import rank
-from tests.helpers import bearer, create_user
+from tests.helpers import bearer, cases_json, chat_completion, create_user
 
 
 def test_tfidf_cosine_by_hand():
@@ -49,3 +49,22 @@ def test_references_come_only_from_the_callers_own_cases(app, client):
     body = {"prompt": "Password reset email", "useRAG": True, "ragSimilarityThreshold": 0.1}
     assert client.post("/api/estimate-tokens", json=body, headers=ben).json["data"]["references"] == []
     assert len(client.post("/api/estimate-tokens", json=body, headers=ann).json["data"]["references"]) == 1
+
+
+def test_huge_saved_cases_cannot_carry_a_prompt_past_its_caps(openai_app, fake_openai):
+    client = openai_app.test_client()
+    create_user(openai_app, "big@example.com")
+    headers = bearer(client, "big@example.com")
+    big = {"title": "Checkout " * 30, "description": "checkout " * 1_100, "steps": ["checkout payment " * 110] * 50,
+           "expectedResult": "paid " * 2_000}
+    assert client.post("/api/testcases", json={**big, "steps": ["x"] * 51}, headers=headers).status_code == 422
+    for _ in range(10):
+        assert client.post("/api/testcases", json=big, headers=headers).status_code == 201
+    fake_openai.reply(chat_completion(cases_json(1), 10, 10))
+    response = client.post("/api/test-generation", headers=headers, json={
+        "prompt": "checkout payment", "count": 1, "useRAG": True, "maxRAGReferences": 10,
+        "ragSimilarityThreshold": 0})
+    assert response.status_code == 200 and len(response.json["data"]["references"]) == 10
+    sent = fake_openai.requests[0]["json"]["messages"][-1]["content"]
+    # Ten references of at most 2,000 characters each, plus the instructions around them.
+    assert len(sent) <= 10 * 2_000 + 10 * 1 + 300

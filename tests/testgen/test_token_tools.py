@@ -78,6 +78,9 @@ def test_token_info_comes_from_the_price_table(multi_app):
                         headers=headers).json["data"]["pricing"]
     assert (tiered["inputPer1M"], tiered["outputPer1M"]) == (1.25, 10.0)
     assert [(t["aboveInputTokens"], t["inputPer1M"], t["outputPer1M"]) for t in tiered["tiers"]] == [(200000, 2.5, 15.0)]
+    refused = client.get("/api/token-info", query_string={"model": "my-finetune"}, headers=headers)
+    assert refused.status_code == 422 and "OPENAI_ALLOWED_MODELS" in refused.json["message"]
+    multi_app.config["LLM_ALLOWED_MODELS"] = {**multi_app.config["LLM_ALLOWED_MODELS"], "openai": "*"}
     unknown = client.get("/api/token-info", query_string={"model": "my-finetune"}, headers=headers).json["data"]
     assert unknown["pricing"]["inputPer1M"] is None and unknown["pricing"]["source"] == "not in the price table"
     assert client.get("/api/token-info", query_string={"provider": "cohere"}, headers=headers).status_code == 400

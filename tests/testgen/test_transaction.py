@@ -151,6 +151,7 @@ def test_a_budget_set_while_requests_are_in_flight_still_counts_them(make_app, c
 
 def test_a_usd_budget_refuses_a_model_without_a_price(multi_app, fakes, caller):
     client, user, headers, admin = caller
+    multi_app.config["LLM_ALLOWED_MODELS"] = {**multi_app.config["LLM_ALLOWED_MODELS"], "openai": "*"}
     client.put(f"/admin/openai/budgets/{user['_id']}", json={"usdPerDay": 5}, headers=admin)
     response = client.post("/api/test-generation", json={"prompt": "x", "model": "my-finetune"}, headers=headers)
     assert response.status_code == 422
@@ -218,3 +219,16 @@ def test_settled_records_and_counters_share_the_call_time(make_app):
     [record] = ledger(app)
     assert (record["date"], record["month"]) == ("2026-11-30", "2026-11")
     assert_counters_equal_ledger(app, user)
+
+
+def test_a_model_the_server_does_not_allow_is_refused_before_any_call(multi_app, fakes, caller):
+    client, _, headers, _ = caller
+    for body in ({"prompt": "x", "model": "gpt-4o-mini-but-pricier"}, {"prompt": "x", "model": "llama3.2-70b",
+                                                                       "provider": "ollama"}):
+        for path in ("/api/test-generation", "/api/estimate-tokens", "/api/testcases/generate-and-save-with-ai"):
+            response = client.post(path, json=body, headers=headers)
+            assert response.status_code == 422 and response.json["errors"]["model"], (path, body)
+    forged = client.post("/api/test-generation", json={"prompt": "x", "model": "gpt-4o\nINFO forged"},
+                         headers=headers)
+    assert forged.status_code == 422 and forged.json["errors"]["model"] == ["Not a valid model name."]
+    assert all(fake.requests == [] for fake in fakes.values()) and ledger(multi_app) == []
