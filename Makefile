@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: run test browser
+.PHONY: run test browser fuzz
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,9 @@ test: $(VENV)/.dev-installed browser
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status
+
+# Schemathesis over every operation of the served OpenAPI document, in-process (no network),
+# all checks; FUZZ_EXAMPLES per operation (the test suite runs a short pass over a few).
+FUZZ_EXAMPLES ?= 50
+fuzz: $(VENV)/.dev-installed
+	FUZZ_ALL=1 FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -n 0 tests/security/test_fuzz.py

@@ -99,12 +99,15 @@ def _escape_control_characters_in_log_messages():
 def _init_extensions(app):
     from backend.llm.tokenizer import install_offline_encodings
     from backend.metrics import Metrics
+    from backend.system.openapi import ErrorEnvelopeSchema, ErrorStatusesPlugin
     from backend.usage.spool import Spool
 
     mongo.init_app(app)
     jwt.init_app(app)
     limiter.init_app(app)
-    api.init_app(app)
+    # The documented error schema is the envelope the app really answers with.
+    api.ERROR_SCHEMA = ErrorEnvelopeSchema
+    api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
     app.extensions["metrics"] = Metrics()
     app.extensions["spool"] = Spool(app.config["SPOOL_PATH"])
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})

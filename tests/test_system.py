@@ -1,5 +1,3 @@
-import subprocess
-import sys
 from pathlib import Path
 
 from backend.indexes import INDEXES, ensure_indexes
@@ -44,6 +42,34 @@ def test_openapi_document_describes_every_endpoint(client):
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
     params = {p["name"] for p in spec["paths"]["/admin/openai/top-users"]["get"]["parameters"]}
     assert {"limit", "startDate", "endDate"} <= params
+
+
+def test_openapi_documents_the_real_error_envelope_statuses_and_content_types(client):
+    spec = client.get("/docs/openapi.json").json
+    responses = spec["components"]["responses"]
+    envelope = spec["components"]["schemas"]["ErrorEnvelope"]
+    assert set(envelope["properties"]) == {"success", "message", "errors", "data"}
+    assert set(envelope["required"]) == {"success", "message"}
+    assert responses["DEFAULT_ERROR"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorEnvelope")
+    assert "ErrorSchema" not in spec["components"]["schemas"]
+
+    def statuses(path, method):
+        return set(spec["paths"][path][method]["responses"])
+
+    assert {"201", "400", "403", "409", "413", "422", "429", "503"} <= statuses("/auth/register", "post")
+    assert {"200", "400", "401", "403", "404", "422", "503"} <= statuses("/admin/openai/user/{user_id}/history", "get")
+    generation = statuses("/api/test-generation", "post")
+    assert {"400", "401", "413", "422", "429", "502", "503", "504"} <= generation
+    assert "403" not in generation and "404" not in generation
+
+    def content_types(path, method, status="200"):
+        return set(spec["paths"][path][method]["responses"][status]["content"])
+
+    assert content_types("/admin/openai/export", "get") == {"text/csv", "application/x-ndjson"}
+    assert content_types("/metrics", "get") == {"text/plain"}
+    assert content_types("/api/test-generation", "post") == {"application/json", "text/event-stream"}
+    assert content_types("/api/testcases/generate-and-save-with-ai", "post", "201") == {"application/json"}
+    assert content_types("/api/testcases/generate-and-save-with-ai", "post", "200") == {"text/event-stream"}
 
 
 def test_docs_page_loads_its_assets_from_this_server(client):
@@ -94,11 +120,11 @@ def test_ensure_indexes_is_idempotent(db):
     assert info["callId_1"]["unique"] is True
 
 
-def test_create_indexes_script_reports_what_it_did():
-    result = subprocess.run([sys.executable, "scripts/create_indexes.py"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin"})
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
+def test_create_indexes_command_reports_what_it_did(make_app):
+    # The script itself refuses the embedded store (tests/ops); the tests' app uses it on purpose.
+    result = make_app(AUTO_CREATE_INDEXES=False).test_cli_runner().invoke(args=["create-indexes"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.strip().splitlines()
     assert lines[-1] == f"{len(INDEXES)} created, 0 already present"
     assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
 

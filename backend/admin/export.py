@@ -8,7 +8,8 @@ from backend.schemas import UTCDateTime
 COLUMNS = (
     "timestamp", "date", "userId", "userEmail", "provider", "modelName", "responseModel", "operation",
     "promptTokens", "cachedInputTokens", "cacheWriteTokens", "completionTokens", "reasoningTokens",
-    "totalTokens", "cost", "priced", "usageReported", "demo", "callId", "requestId", "latencyMs",
+    "totalTokens", "cost", "priced", "usageReported", "estimated", "outcome", "httpStatus", "demo", "callId",
+    "requestId", "latencyMs",
 )
 _TIMESTAMP = UTCDateTime()
 
@@ -18,6 +19,8 @@ def _row(record):
     row["timestamp"] = _TIMESTAMP._serialize(record["timestamp"], None, None)
     row["userId"] = str(record["userId"])
     row["usageReported"] = record.get("usageReported", True)
+    row["estimated"] = record.get("estimated", False)
+    row["outcome"] = record.get("outcome", "ok")
     row["cacheWriteTokens"] = record.get("cacheWriteTokens", 0)
     return row
 

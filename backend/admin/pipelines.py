@@ -3,7 +3,7 @@
 Five sources answer the same questions:
 - RAW: the ledger itself (active records only; each record is one request);
 - DAILY: the (date, userId, provider, modelName, operation) rollup;
-- TOTALS: the (date, provider, modelName, operation) rollup, for questions not about users;
+- TOTALS: the (date, provider, modelName, operation, outcome) rollup, for questions not about users;
 - USER_MONTHLY: the (userId, month) rollup with per-day sums, and USER_OPERATION_MONTHLY,
   the same per (userId, month, provider, operation) for views filtered by operation or
   provider. They are read with a plain query for the months in range (user_month_query)
@@ -17,7 +17,8 @@ RAW, DAILY, TOTALS = "raw", "daily", "daily_totals"
 USER_MONTHLY, USER_OPERATION_MONTHLY = "user_monthly", "user_operation_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
-GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId"}
+GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId",
+                "outcome": "outcome"}
 
 
 def _date_range(start, end):
@@ -64,33 +65,33 @@ def _sums_of_groups():
     return {field: {"$sum": f"${field}"} for field in (*SUMMED_FIELDS, "totalCost", "totalRequests")}
 
 
-def dashboard_pipeline(start=None, end=None, filters=None):
-    """RAW totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
+def dashboard_pipeline(start=None, end=None, filters=None, source=RAW):
+    """RAW (or DAILY) totals over the range; grouping by user first makes uniqueUsers a count, not a set."""
     return [
-        match(RAW, start, end, filters),
-        {"$group": {"_id": "$userId", **_sums(RAW)}},
+        match(source, start, end, filters),
+        {"$group": {"_id": "$userId", **_sums(source)}},
         {"$group": {"_id": None, **_sums_of_groups(), "uniqueUsers": {"$sum": 1}}},
     ]
 
 
-def top_users_pipeline(limit, start=None, end=None, filters=None):
+def top_users_pipeline(limit, start=None, end=None, filters=None, source=RAW):
     return [
-        match(RAW, start, end, filters),
-        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(RAW)}},
+        match(source, start, end, filters),
+        {"$group": {"_id": "$userId", "userEmail": {"$max": "$userEmail"}, **_sums(source)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
         {"$limit": limit},
     ]
 
 
-def user_stats_pipeline(user_id, start=None, end=None, filters=None):
+def user_stats_pipeline(user_id, start=None, end=None, filters=None, source=RAW):
     return [
-        match(RAW, start, end, {**(filters or {}), "userId": user_id}),
-        {"$group": {"_id": None, **_sums(RAW)}},
+        match(source, start, end, {**(filters or {}), "userId": user_id}),
+        {"$group": {"_id": None, **_sums(source)}},
     ]
 
 
 def breakdown_pipeline(source, by, start=None, end=None, filters=None):
-    """Totals per model (with its provider), provider or operation, largest first."""
+    """Totals per model (with its provider), provider, operation or outcome, largest first."""
     key = {"provider": "$provider", "modelName": "$modelName"} if by == "model" else {by: f"${GROUP_FIELDS[by]}"}
     return [
         match(source, start, end, filters),

@@ -3,11 +3,12 @@ from datetime import date
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import DAILY, RAW, TOTALS, USER_MONTHLY, USER_OPERATION_MONTHLY, match, user_month_query
-from backend.db import USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY
+from backend.admin.pipelines import RAW, USER_MONTHLY, USER_OPERATION_MONTHLY, match, user_month_query
+from backend.db import USAGE
+from backend.usage.rollups import ROLLUPS
 
-COLLECTIONS = {RAW: USAGE, DAILY: USAGE_DAILY, TOTALS: USAGE_DAILY_TOTALS, USER_MONTHLY: USAGE_USER_MONTHLY,
-               USER_OPERATION_MONTHLY: USAGE_USER_OPERATION_MONTHLY}
+# The views' sources: the ledger and every rollup of the registry, by name.
+COLLECTIONS = {RAW: USAGE, **{rollup.name: rollup.collection for rollup in ROLLUPS}}
 EXPORT_BATCH = 1000
 WALKED_DAYS = 366
 
@@ -24,7 +25,7 @@ def user_months(db, start=None, end=None, user_id=None, filters=None):
 
 
 def user_has_records(db, user_id):
-    return any(db[name].find_one({"userId": user_id}, {"_id": 1}) for name in (USAGE_USER_MONTHLY, USAGE))
+    return any(db[name].find_one({"userId": user_id}, {"_id": 1}) for name in (COLLECTIONS[USER_MONTHLY], USAGE))
 
 
 def ledger_page(db, filters, skip, limit, start=None, end=None):

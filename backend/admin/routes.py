@@ -28,12 +28,20 @@ blp = Blueprint(
     description="Usage analytics for admins (role admin required)",
 )
 ADMIN_DOC = {"security": [{"bearerAuth": []}]}
+EXPORT_RESPONSE = {
+    "description": "CSV (header row first) or NDJSON, streamed, one ledger record per row",
+    "content": {
+        "text/csv": {"schema": {"type": "string", "description": "format=csv (default); text cells starting with "
+                                                                 "=, +, -, @, tab or CR get a leading '"}},
+        "application/x-ndjson": {"schema": {"type": "string", "description": "format=ndjson: one object a line"}},
+    },
+}
 
 
 def _filters(query):
     """The equality filters a query carries; absent ones are None and ignored."""
     return {"operation": query.get("operation"), "provider": query.get("provider"),
-            "modelName": query.get("model"), "userId": query.get("user_id")}
+            "modelName": query.get("model"), "userId": query.get("user_id"), "outcome": query.get("outcome")}
 
 
 @blp.get("/dashboard")
@@ -132,7 +140,8 @@ def usage_logs(query):
 @admin_required
 @blp.doc(**ADMIN_DOC)
 @blp.arguments(ExportQuerySchema, location="query")
-@blp.response(200, description="CSV (header row first) or NDJSON, streamed, one ledger record per row")
+@blp.response(200)
+@blp.doc(responses={"200": EXPORT_RESPONSE})
 def export_usage(query):
     """Every active ledger record matching the filters, in date order, streamed as CSV or NDJSON."""
     start, end, fmt = query.get("start_date"), query.get("end_date"), query["format"]

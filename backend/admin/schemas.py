@@ -1,11 +1,15 @@
 from marshmallow import Schema, fields, validate
 
+from backend.usage.recorder import OUTCOMES
+
 from backend.schemas import MAX_PAGE_SIZE, DateRangeSchema, ObjectIdString, UTCDateTime, offset_field, page_field
 
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
                        metadata={"description": "rollup (default) or raw: the ledger itself, for verification"})
 
 
+OUTCOME = fields.String(validate=validate.OneOf(OUTCOMES),
+                        metadata={"description": "only calls of requests that ended so (default: every billed call)"})
 OPERATION = fields.String(validate=validate.Length(min=1, max=100), metadata={"description": "only this operation"})
 PROVIDER = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "only this provider"})
 
@@ -14,6 +18,7 @@ class SourcedRangeSchema(DateRangeSchema):
     source = SOURCE
     operation = OPERATION
     provider = PROVIDER
+    outcome = OUTCOME
 
 
 class TopUsersQuerySchema(SourcedRangeSchema):
@@ -23,19 +28,20 @@ class TopUsersQuerySchema(SourcedRangeSchema):
 class HistoryQuerySchema(DateRangeSchema):
     operation = OPERATION
     provider = PROVIDER
+    outcome = OUTCOME
     page = page_field()
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
 
 
 class BreakdownQuerySchema(SourcedRangeSchema):
-    by = fields.String(required=True, validate=validate.OneOf(("model", "provider", "operation")))
+    by = fields.String(required=True, validate=validate.OneOf(("model", "provider", "operation", "outcome")))
     user_id = ObjectIdString(data_key="userId", load_default=None)
 
 
 class TimeseriesQuerySchema(SourcedRangeSchema):
     bucket = fields.String(validate=validate.OneOf(("day", "week", "month")), load_default="day")
     group_by = fields.String(data_key="groupBy", load_default="none",
-                             validate=validate.OneOf(("none", "model", "provider", "operation", "user")))
+                             validate=validate.OneOf(("none", "model", "provider", "operation", "user", "outcome")))
     user_id = ObjectIdString(data_key="userId", load_default=None)
     limit = fields.Integer(validate=validate.Range(min=1, max=50), load_default=10,
                            metadata={"description": "series kept with a groupBy; the rest are summed as 'other'"})
@@ -44,6 +50,7 @@ class TimeseriesQuerySchema(SourcedRangeSchema):
 class LedgerFilterSchema(DateRangeSchema):
     operation = OPERATION
     provider = PROVIDER
+    outcome = OUTCOME
     model = fields.String(validate=validate.Length(min=1, max=200))
     user_id = ObjectIdString(data_key="userId")
 
@@ -68,8 +75,15 @@ class TotalsSchema(Schema):
     totalRequests = fields.Integer()
 
 
+class OutcomeTotalsSchema(TotalsSchema):
+    outcome = fields.String()
+
+
 class DashboardSchema(TotalsSchema):
     uniqueUsers = fields.Integer()
+    failedCost = fields.Float(metadata={"description": "what the calls of requests that did not end ok cost"})
+    failedRequests = fields.Integer()
+    byOutcome = fields.List(fields.Nested(OutcomeTotalsSchema))
 
 
 class TopUserSchema(TotalsSchema):
@@ -127,6 +141,9 @@ class UsageRecordSchema(Schema):
     cost = fields.Float()
     priced = fields.Boolean()
     usageReported = fields.Boolean()
+    estimated = fields.Boolean()
+    outcome = fields.String()
+    httpStatus = fields.Integer()
     price = fields.Nested(PriceSchema)
     demo = fields.Boolean()
     operation = fields.String()

@@ -53,20 +53,49 @@ def per_user_totals(db, start=None, end=None, user_id=None, filters=None):
     return {user: totals for user, totals in users.items() if totals.get("totalRequests")}
 
 
-def dashboard(db, start=None, end=None, source="rollup", filters=None):
+def _per_user_source(source, filters):
+    """RAW when asked; DAILY when an outcome narrows the question (the user-month rollups have no
+    outcome); None: the user-month rollups."""
     if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.dashboard_pipeline(start, end, filters))
-        return {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS, "uniqueUsers": 0}
+        return pipelines.RAW
+    if (filters or {}).get("outcome") is not None:
+        return pipelines.DAILY
+    return None
+
+
+def by_outcome(db, start=None, end=None, source="rollup", filters=None):
+    """What the calls of each outcome cost: failed calls are billed too (ok first, then by cost)."""
+    kind = _keyed_source(source, filters)
+    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, "outcome", start, end, filters))
+    items = [{"outcome": row["_id"]["outcome"], **_totals(row)} for row in rows]
+    return sorted(items, key=lambda item: (item["outcome"] != "ok", -item["totalCost"], item["outcome"]))
+
+
+def dashboard(db, start=None, end=None, source="rollup", filters=None):
+    """Totals and unique users, with what the calls of each outcome cost (`byOutcome`) and what
+    the calls of failed requests cost (`failedCost`, `failedRequests`)."""
+    outcomes = by_outcome(db, start, end, source, filters)
+    failed = [item for item in outcomes if item["outcome"] != "ok"]
+    extra = {"byOutcome": outcomes,
+             "failedCost": round(sum(item["totalCost"] for item in failed), COST_DECIMALS),
+             "failedRequests": sum(item["totalRequests"] for item in failed)}
+    kind = _per_user_source(source, filters)
+    if kind is not None:
+        rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(start, end, filters, kind))
+        totals = {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS,
+                                                                                         "uniqueUsers": 0}
+        return {**totals, **extra}
     users = per_user_totals(db, start, end, filters=filters)
     overall = {}
     for totals in users.values():
         _add(overall, totals)
-    return {**_totals(overall), "uniqueUsers": len(users)}
+    return {**_totals(overall), "uniqueUsers": len(users), **extra}
 
 
 def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
-    if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.top_users_pipeline(limit, start, end, filters))
+    kind = _per_user_source(source, filters)
+    if kind is not None:
+        rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(limit, start, end, filters, kind))
         return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
     users = per_user_totals(db, start, end, filters=filters)
     ranked = sorted(users.items(), key=lambda item: (-item[1]["totalTokens"], str(item[0])))[:limit]
@@ -80,8 +109,9 @@ def require_known_user(db, user_id):
 
 def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None):
     require_known_user(db, user_id)
-    if source == "raw":
-        rows = repository.aggregate(db, pipelines.RAW, pipelines.user_stats_pipeline(user_id, start, end, filters))
+    kind = _per_user_source(source, filters)
+    if kind is not None:
+        rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(user_id, start, end, filters, kind))
         return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
     return _totals(per_user_totals(db, start, end, user_id, filters).get(user_id, {}))
 
@@ -94,7 +124,8 @@ def user_history(db, user_id, page, limit, start=None, end=None, filters=None):
 
 
 def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
-    """Totals per model, provider or operation; `filters` narrows by userId, operation, provider."""
+    """Totals per model, provider, operation or outcome; `filters` narrows by userId, operation,
+    provider, outcome."""
     kind = _keyed_source(source, filters)
     rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
     grand_total = sum(row["totalTokens"] for row in rows)

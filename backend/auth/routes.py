@@ -8,6 +8,7 @@ from backend.db import get_db
 from backend.errors import Forbidden
 from backend.extensions import limiter
 from backend.schemas import envelope, ok
+from backend.system.openapi import status_ref
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and JWT tokens")
 BEARER = [{"bearerAuth": []}]
@@ -21,6 +22,8 @@ def _auth_limit():
 @limiter.limit(_auth_limit)
 @blp.arguments(RegisterSchema)
 @blp.response(201, envelope(UserSchema))
+@blp.alt_response(403, response=status_ref(403), description="Registration is closed (ALLOW_REGISTRATION=false)")
+@blp.alt_response(409, response=status_ref(409), description="An account with this email already exists")
 def register(body):
     """Create a user account (role user)."""
     if not current_app.config["ALLOW_REGISTRATION"]:
@@ -33,6 +36,7 @@ def register(body):
 @limiter.limit(_auth_limit)
 @blp.arguments(LoginSchema)
 @blp.response(200, envelope(TokensSchema))
+@blp.alt_response(401, response=status_ref(401), description="Invalid email or password")
 def login(body):
     """Exchange email and password for an access and a refresh token."""
     user = services.authenticate(get_db(), body["email"], body["password"])

@@ -13,6 +13,7 @@ from backend.db import get_db, store_is_embedded
 from backend.errors import ServiceUnavailable, Unauthorized
 from backend.metrics import metrics
 from backend.schemas import envelope, ok
+from backend.system.openapi import status_ref
 
 blp = Blueprint("system", __name__, description="Service health")
 # Swagger UI served from the swagger-ui-bundle package, so /docs works without a CDN.
@@ -40,7 +41,10 @@ def health():
 
 
 @blp.get("/metrics")
-@blp.response(200, description="Prometheus text exposition format")
+@blp.response(200)
+@blp.alt_response(401, response=status_ref(401), description="METRICS_TOKEN is set and was not sent")
+@blp.doc(responses={"200": {"description": "Prometheus text exposition format", "content": {"text/plain": {"schema": {
+    "type": "string", "description": f"Prometheus text format ({CONTENT_TYPE_LATEST})"}}}}})
 def prometheus_metrics():
     """Prometheus metrics of this process; with METRICS_TOKEN set, send it as a bearer token."""
     token = current_app.config["METRICS_TOKEN"]

@@ -54,7 +54,11 @@ def test_dashboard_matches_sums_over_the_inclusive_range(client, admin_headers, 
     assert response.status_code == 200
     assert response.json["message"] == "OpenAI usage statistics retrieved successfully"
     totals, chosen = expected_totals(ledger["records"], start, end)
-    assert response.json["data"] == {**totals, "uniqueUsers": len({r["userId"] for r in chosen})}
+    data = response.json["data"]
+    assert {k: v for k, v in data.items() if k not in ("byOutcome", "failedCost", "failedRequests")} == {
+        **totals, "uniqueUsers": len({r["userId"] for r in chosen})}
+    assert (data["failedCost"], data["failedRequests"]) == (0.0, 0)
+    assert [item["outcome"] for item in data["byOutcome"]] == (["ok"] if chosen else [])
 
 
 def test_day_edges_are_inclusive_utc_days(client, admin_headers, ledger):

@@ -12,6 +12,8 @@ from tests.helpers import bearer, create_user, insert_records, usage_record, utc
 MODELS = [("openai", "gpt-4o-mini"), ("openai", "gpt-4.1"), ("gemini", "gemini-2.0-flash"),
           ("anthropic", "claude-haiku-4-5"), ("ollama", "llama3.2")]
 OPERATIONS = ["test_generation", "testcase_generation", "testcase_generation_saved"]
+# Mostly successful requests, and every kind of failed one that was still billed.
+OUTCOMES = ["ok"] * 5 + ["unreadable", "failed_after_call", "client_gone", "timeout", "provider_error"]
 FIRST_DAY = date(2024, 1, 27)
 DAYS = 40
 FIELDS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens", "totalTokens")
@@ -30,6 +32,7 @@ def random_ledger(rng, users):
             rng.choice(users), utc(day.year, day.month, day.day, *moment), prompt, rng.randint(0, 2000),
             round(rng.randint(0, 10**6) * 1e-10, 10), model=model, provider=provider,
             operation=rng.choice(OPERATIONS), active=rng.random() > 0.15, cached=rng.randint(0, prompt),
+            outcome=rng.choice(OUTCOMES),
         )
         record["reasoningTokens"] = rng.randint(0, record["completionTokens"])
         records.append(record)
@@ -82,16 +85,24 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
     start = (FIRST_DAY + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
     end = (date.fromisoformat(start) + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
     operation, (provider, _) = rng.choice(OPERATIONS), rng.choice(MODELS)
+    outcome = rng.choice(OUTCOMES[5:])
     ranged = {"startDate": start, "endDate": end}
     for window in ({}, ranged, {"startDate": end}, {"endDate": start},
                    {**ranged, "operation": operation}, {"provider": provider},
-                   {"operation": operation, "provider": provider}):
-        equal = {field: window[field] for field in ("operation", "provider") if field in window}
+                   {"operation": operation, "provider": provider}, {"outcome": outcome},
+                   {**ranged, "outcome": "ok", "provider": provider}):
+        equal = {field: window[field] for field in ("operation", "provider", "outcome") if field in window}
         chosen = active(records, window.get("startDate"), window.get("endDate"), **equal)
 
         dashboard = get("dashboard", **window)
-        assert_same({k: v for k, v in dashboard.items() if k != "uniqueUsers"}, totals(chosen))
+        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests")
+        assert_same({k: v for k, v in dashboard.items() if k not in summary}, totals(chosen))
         assert dashboard["uniqueUsers"] == len({r["userId"] for r in chosen})
+        failed = [r for r in chosen if r["outcome"] != "ok"]
+        assert dashboard["failedRequests"] == len(failed)
+        assert dashboard["failedCost"] == pytest.approx(totals(failed)["totalCost"], abs=1e-9)
+        assert {item["outcome"]: item["totalRequests"] for item in dashboard["byOutcome"]} == {
+            o: len([r for r in chosen if r["outcome"] == o]) for o in {r["outcome"] for r in chosen}}
 
         by_user = defaultdict(list)
         for r in chosen:
@@ -111,7 +122,8 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
         assert history["total"] == len(mine)
         assert [r["callId"] for r in history["data"]] == [r["callId"] for r in mine]
 
-        for by, field in (("model", "modelName"), ("provider", "provider"), ("operation", "operation")):
+        for by, field in (("model", "modelName"), ("provider", "provider"), ("operation", "operation"),
+                          ("outcome", "outcome")):
             rows = get("breakdown", by=by, **window)
             groups = defaultdict(list)
             for r in chosen:

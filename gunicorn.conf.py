@@ -1,0 +1,32 @@
+"""gunicorn settings read from the repository root (`gunicorn wsgi:app`).
+
+Checks the configuration once in the master before any worker starts, so a bad setting is one
+line instead of a traceback per worker, and refuses several workers without MONGO_URI: each
+worker would get its own in-memory store and its own random JWT key (accounts and tokens
+would differ from one request to the next).
+"""
+import os
+import sys
+
+from backend.config import ConfigError, load_config
+
+EXIT_CONFIGURATION = 4
+
+
+def refusal(workers, environ):
+    """Why gunicorn must not start with these settings, or None."""
+    try:
+        config, _ = load_config(environ)
+    except ConfigError as exc:
+        return f"Configuration error: {exc}"
+    if workers > 1 and config["MONGO_URI"] is None:
+        return (f"Configuration error: {workers} workers need MONGO_URI: without it each worker has its own "
+                "in-memory store and random JWT key; set MONGO_URI and JWT_SECRET_KEY, or run one worker")
+    return None
+
+
+def on_starting(server):
+    reason = refusal(server.cfg.workers, os.environ)
+    if reason:
+        print(reason, file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
