@@ -1,4 +1,5 @@
 """WSGI entry point: `gunicorn wsgi:app`, or `python wsgi.py` for the development server."""
+import gc
 import sys
 
 from backend import create_app
@@ -8,6 +9,11 @@ try:
     app = create_app()
 except ConfigError as exc:
     sys.exit(f"Configuration error: {exc}")
+
+# Start-up leaves a few hundred thousand long-lived objects (SDKs, schemas, the price table);
+# frozen, a full garbage collection no longer walks them, which removes its pauses of ~0.5 s.
+gc.collect()
+gc.freeze()
 
 if __name__ == "__main__":
     app.run(host=app.config["HOST"], port=app.config["PORT"])

@@ -13,6 +13,8 @@ class IndexSpec:
     keys: tuple
     unique: bool = False
     expire_after_seconds: int | None = None
+    # The embedded store checks a unique index by scanning the whole collection on every insert.
+    embedded: bool = True
 
     @property
     def name(self):
@@ -29,7 +31,9 @@ INDEXES = (
     IndexSpec(USAGE, (("year", ASCENDING), ("userId", ASCENDING))),
     IndexSpec(USAGE, (("operation", ASCENDING), ("timestamp", DESCENDING))),
     IndexSpec(USAGE, (("isActive", ASCENDING), ("timestamp", DESCENDING))),
-    IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
+    # New records also carry _id = ObjectId(callId), which every store keeps unique at no cost;
+    # this index guards the records written before that. The embedded store has none of those.
+    IndexSpec(USAGE, (("callId", ASCENDING),), unique=True, embedded=False),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
     # Rollups (from their registry): the unique keys their $inc upserts target, and the range
@@ -55,12 +59,16 @@ def ledger_ttl(days):
 
 def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
     """Create what is missing and bring TTLs to their setting; returns
-    [(collection, index name, "created" | "exists" | "updated" | "dropped")].
+    [(collection, index name, "created" | "exists" | "updated" | "dropped" | "skipped")].
     With ledger_ttl_days 0 a ledger TTL left from an earlier setting is dropped: records stop expiring."""
     ttl = ledger_ttl(ledger_ttl_days or 1)
     specs = (*specs, ttl) if ledger_ttl_days else specs
     report = []
+    embedded = is_embedded(db)
     for spec in specs:
+        if embedded and not spec.embedded:
+            report.append((spec.collection, spec.name, "skipped"))
+            continue
         collection = db[spec.collection]
         existing = collection.index_information().get(spec.name)
         options = {"name": spec.name, "unique": spec.unique}

@@ -7,9 +7,10 @@ with the provider's counter (or what the provider had already reported), output 
 the text received. Such a call is flagged `estimated`; it is never dropped.
 """
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
+
+from bson import ObjectId
 
 from backend.llm.base import TokenUsage
 from backend.pricing.services import Price, price_call
@@ -38,7 +39,8 @@ class LLMCall:
 
 
 def new_call_id():
-    return uuid.uuid4().hex
+    """An ObjectId's hex: the ledger record's _id is made from it, so a record is stored once."""
+    return str(ObjectId())
 
 
 def settled_usage(provider, messages, model, text, reported, finished):

@@ -1,16 +1,28 @@
-"""Providers by name; config picks the default and which ones a request may choose."""
+"""Providers by name; config picks the default and which ones a request may choose.
+
+Each provider's module (and so its SDK, the heaviest imports of the service) is imported
+the first time that provider is used, so a process loads only the SDKs it needs.
+"""
+from importlib import import_module
+
 from flask import current_app
 
 from backend.clock import now
 from backend.errors import BadRequest, UnprocessableEntity
-from backend.llm.anthropic_provider import AnthropicProvider
-from backend.llm.demo_provider import DemoProvider
-from backend.llm.gemini_provider import GeminiProvider
-from backend.llm.ollama_provider import OllamaProvider
-from backend.llm.openai_provider import OpenAIProvider
 from backend.pricing.services import price_sheet
 
-PROVIDERS = {cls.name: cls for cls in (OpenAIProvider, GeminiProvider, AnthropicProvider, OllamaProvider, DemoProvider)}
+PROVIDERS = {
+    "openai": "backend.llm.openai_provider:OpenAIProvider",
+    "gemini": "backend.llm.gemini_provider:GeminiProvider",
+    "anthropic": "backend.llm.anthropic_provider:AnthropicProvider",
+    "ollama": "backend.llm.ollama_provider:OllamaProvider",
+    "demo": "backend.llm.demo_provider:DemoProvider",
+}
+
+
+def provider_class(name):
+    module, _, cls = PROVIDERS[name].partition(":")
+    return getattr(import_module(module), cls)
 
 
 def get_provider(name=None, app=None):
@@ -25,7 +37,7 @@ def get_provider(name=None, app=None):
         )
     instances = app.extensions.setdefault("llm_providers", {})
     if name not in instances:
-        instances[name] = PROVIDERS[name].from_config(app.config)
+        instances[name] = provider_class(name).from_config(app.config)
     return instances[name]
 
 

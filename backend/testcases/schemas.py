@@ -1,10 +1,9 @@
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
-from backend.schemas import ObjectIdString, UTCDateTime
+from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 from backend.testgen.prompts import PRIORITIES, TYPES
 from backend.testgen.schemas import ReferenceSchema
 
-MAX_PAGE_SIZE = 100
 # A saved case is bounded (it may later be sent to a model as a reference).
 MAX_ITEMS = 50
 MAX_ITEM_CHARS = 2_000
@@ -42,6 +41,10 @@ class TokenUsageSchema(Schema):
 
     @validates_schema
     def _consistent(self, data, **kwargs):
+        # A PATCH loads partially, nested objects too; a tokenUsage is still replaced whole.
+        missing = [name for name in ("inputTokens", "outputTokens") if name not in data]
+        if missing:
+            raise ValidationError("Missing data for required field.", missing[0])
         total = data.get("totalTokens")
         if total is not None and total != data["inputTokens"] + data["outputTokens"]:
             raise ValidationError("totalTokens must equal inputTokens + outputTokens.", "totalTokens")
@@ -94,7 +97,7 @@ class TestCaseFullSchema(TestCaseSchema):
 
 
 class TestCaseListQuerySchema(Schema):
-    page = fields.Integer(validate=validate.Range(min=1), load_default=1)
+    page = page_field()
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=20)
     priority = fields.String(validate=validate.OneOf(PRIORITIES))
     type = fields.String(validate=validate.OneOf(TYPES))

@@ -2,6 +2,8 @@
 import logging
 from dataclasses import dataclass
 
+from bson import ObjectId
+
 from backend.llm.calls import LLMCall
 from backend.usage import repository, rollups
 
@@ -33,6 +35,7 @@ class LedgerRecord:
     def document(self):
         call, usage, at = self.call, self.call.usage, self.call.at
         return {
+            "_id": ObjectId(call.call_id),
             "userId": self.user_id,
             "userEmail": self.user_email,
             "provider": call.provider,

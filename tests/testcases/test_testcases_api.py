@@ -97,6 +97,9 @@ def test_patch_changes_only_what_is_sent(client, two_users):
     assert updated["updatedAt"] >= case["updatedAt"]
     cleared = client.patch(f"/api/testcases/{case['id']}", json={"tokenUsage": None}, headers=ann).json["data"]
     assert cleared["tokenUsage"] is None
+    partial = client.patch(f"/api/testcases/{case['id']}", json={"tokenUsage": {"outputTokens": 3}}, headers=ann)
+    assert partial.status_code == 422 and partial.json["errors"]["tokenUsage"] == {
+        "inputTokens": ["Missing data for required field."]}
     bad = client.patch(f"/api/testcases/{case['id']}", json={"type": "weird"}, headers=ann)
     assert bad.status_code == 422
 
