@@ -101,6 +101,7 @@ def _init_extensions(app):
     from backend.metrics import Metrics
     from backend.system.openapi import ErrorEnvelopeSchema, ErrorStatusesPlugin
     from backend.usage.spool import Spool
+    from backend.usage.writer import LedgerWriter
 
     mongo.init_app(app)
     jwt.init_app(app)
@@ -110,6 +111,7 @@ def _init_extensions(app):
     api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
     app.extensions["metrics"] = Metrics()
     app.extensions["spool"] = Spool(app.config["SPOOL_PATH"])
+    app.extensions["ledger_writer"] = LedgerWriter(app)
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     if app.config["CORS_ORIGINS"]:
         cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])

@@ -208,6 +208,13 @@ def _thresholds(env):
     return percents
 
 
+def _choice(env, name, default, choices):
+    value = (_text(env, name, default)).lower()
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 # What a model name may look like: letters, digits and . _ : / @ + - (no spaces or control characters).
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")
 
@@ -320,6 +327,8 @@ def load_config(environ=None):
         "LLM_PROVIDER": provider,
         "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
         "LLM_MODELS": models,
+        "LEDGER_WRITES": _choice(env, "LEDGER_WRITES", "async", ("async", "sync")),
+        "LEDGER_WRITE_INTERVAL_MS": _integer(env, "LEDGER_WRITE_INTERVAL_MS", 200, 0, 60_000),
         "LLM_ALLOWED_MODELS": {
             "openai": _model_list(env, "OPENAI_ALLOWED_MODELS"),
             "gemini": _model_list(env, "GEMINI_ALLOWED_MODELS"),

@@ -53,6 +53,9 @@ def make_app(tmp_path, test_mongo):
     def factory(**overrides):
         config = {"TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo",
                   "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
+                  # Records reach the ledger before the response, so tests read it at once
+                  # (tests/usage/test_writer.py covers the asynchronous writer).
+                  "LEDGER_WRITES": "sync",
                   "SPOOL_PATH": str(tmp_path / "spool.jsonl")}
         if test_mongo is not None:
             # A new database per app, like a new embedded store per app; an app given another's

@@ -2,8 +2,9 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from backend.schemas import UTCDateTime
 
-POSITIVE_TOKENS = validate.Range(min=1)
-POSITIVE_USD = validate.Range(min=0, min_inclusive=False)
+# Counters keep cost in 1e-10 USD in an int64: limits stay well inside it.
+POSITIVE_TOKENS = validate.Range(min=1, max=10**15)
+POSITIVE_USD = validate.Range(min=0, min_inclusive=False, max=10**8)
 
 
 class BudgetInputSchema(Schema):

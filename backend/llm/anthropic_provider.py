@@ -5,7 +5,8 @@ import anthropic
 import httpx2
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage, split_system
+from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
+                              failure, reported_usage, split_system)
 
 OVERLOADED = 529
 
@@ -14,14 +15,15 @@ class AnthropicProvider(Provider):
     name = "anthropic"
     price_provider = "anthropic"
 
-    def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
+    def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model
         self.timeout = timeout
         self.client = anthropic.Anthropic(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
-            max_retries=max_retries,
+            # Retries happen in the generation transaction, only where they cannot bill twice.
+            max_retries=0,
             http_client=httpx2.Client(transport=transport) if transport is not None else None,
         )
 
@@ -36,26 +38,29 @@ class AnthropicProvider(Provider):
         started = time.perf_counter()
         try:
             message = self.client.messages.create(**self._request(messages, model, max_output_tokens))
-        except anthropic.APIError as exc:
+            text = "".join(block.text for block in message.content if block.type == "text")
+            usage, response_model = usage_from_anthropic(message.usage), message.model
+        except Exception as exc:
             raise self._translate(exc) from exc
         return Completion(
-            text="".join(block.text for block in message.content if block.type == "text"),
-            usage=usage_from_anthropic(message.usage),
+            text=text,
+            usage=usage,
             model=model,
-            response_model=message.model or model,
+            response_model=response_model or model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
     def stream(self, messages, model, max_output_tokens):
         try:
             events = self.client.messages.create(stream=True, **self._request(messages, model, max_output_tokens))
-        except anthropic.APIError as exc:
+        except Exception as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
             started_usage = None
             try:
                 for event in events:
+                    stream.started = True
                     if event.type == "message_start":
                         stream.response_model = event.message.model or stream.response_model
                         started_usage = event.message.usage
@@ -65,23 +70,27 @@ class AnthropicProvider(Provider):
                     elif event.type == "message_delta" and event.usage is not None:
                         # message_delta carries the cumulative output count (and may restate input).
                         stream.usage = usage_from_anthropic(started_usage, event.usage)
-            except (anthropic.APIError, httpx2.HTTPError) as exc:
+            except Exception as exc:
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=events.close)
 
     def _translate(self, exc):
         if isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException)):
-            return ProviderTimeout(f"Anthropic did not answer within {self.timeout} seconds")
+            return failure(ProviderTimeout(f"Anthropic did not answer within {self.timeout} seconds"),
+                           maybe_billed=True)
         if isinstance(exc, (anthropic.APIConnectionError, httpx2.HTTPError)):
-            return ProviderUnavailable("Could not connect to the Anthropic API, or the connection broke")
+            return broken_connection(
+                ProviderUnavailable("Could not connect to the Anthropic API, or the connection broke"), exc)
         if isinstance(exc, anthropic.RateLimitError):
-            return ProviderUnavailable("Anthropic rate limit reached; try again later")
+            return failure(ProviderUnavailable("Anthropic rate limit reached; try again later"), retryable=True)
         if isinstance(exc, anthropic.APIStatusError):
             if exc.status_code == OVERLOADED:
-                return ProviderUnavailable("Anthropic is overloaded; try again later")
-            return ProviderError(f"Anthropic returned HTTP {exc.status_code}: {_short(exc)}")
-        return ProviderError(f"Anthropic request failed: {_short(exc)}")
+                return failure(ProviderUnavailable("Anthropic is overloaded; try again later"), retryable=True)
+            return failure(ProviderError(f"Anthropic returned HTTP {exc.status_code}: {_short(exc)}"),
+                           retryable=exc.status_code >= 500)
+        # A 200 whose body the SDK could not read, or an error event in a started stream: the call ran.
+        return failure(UnreadableReply(f"Anthropic's reply could not be read: {_short(exc)}"), maybe_billed=True)
 
 
 def usage_from_anthropic(usage, delta=None):
@@ -96,14 +105,12 @@ def usage_from_anthropic(usage, delta=None):
                 return value
         return 0
 
-    cache_read = count("cache_read_input_tokens")
-    cache_write = count("cache_creation_input_tokens")
-    return TokenUsage(
-        input_tokens=count("input_tokens") + cache_read + cache_write,
-        cached_input_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        output_tokens=count("output_tokens"),
-    )
+    parts = [count(name) for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
+    if not all(isinstance(part, int) and not isinstance(part, bool) and part >= 0 for part in parts):
+        return reported_usage(None, None)
+    uncached, cache_read, cache_write = parts
+    return reported_usage(uncached + cache_read + cache_write, count("output_tokens"),
+                          cached_input_tokens=cache_read, cache_write_tokens=cache_write)
 
 
 def _short(exc):

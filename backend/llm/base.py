@@ -4,9 +4,20 @@ inputTokens counts every prompt token (cached reads and cache writes included),
 outputTokens every generated token (reasoning included),
 totalTokens = inputTokens + outputTokens.
 """
+import logging
 import time
 from dataclasses import dataclass
 from typing import ClassVar
+
+import httpx
+import httpx2
+
+from backend.errors import ProviderError
+
+log = logging.getLogger("backend.llm")
+# No single call reports more tokens than this; a larger (or negative, or fractional) count is
+# a provider bug, treated as no usage reported rather than written to the ledger.
+MAX_CALL_TOKENS = 10**9
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,62 @@ class TokenUsage:
 NO_USAGE = TokenUsage(reported=False, complete=False)
 
 
+def _count(value):
+    """A reported count as an int, or None when it is not a sane one."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if value != int(value) or not 0 <= value <= MAX_CALL_TOKENS:
+        return None
+    return int(value)
+
+
+def reported_usage(input_tokens, output_tokens, cached_input_tokens=0, cache_write_tokens=0, reasoning_tokens=0,
+                   complete=True):
+    """The TokenUsage of counts a provider reported, checked: a missing or impossible input or output
+    count means no usage (the call is then estimated); an impossible part (cached, cache writes,
+    reasoning) is cut to what fits and the usage marked incomplete."""
+    input_count, output_count = _count(input_tokens), _count(output_tokens)
+    if input_count is None or output_count is None:
+        log.warning("Unusable usage reported (input %r, output %r): treated as not reported", input_tokens,
+                    output_tokens)
+        return NO_USAGE
+    parts = [_count(value) for value in (cached_input_tokens, cache_write_tokens, reasoning_tokens)]
+    cached = min(parts[0] or 0, input_count)
+    write = min(parts[1] or 0, input_count - cached)
+    reasoning = min(parts[2] or 0, output_count)
+    sane = [value or 0 for value in parts] == [cached, write, reasoning] and None not in parts
+    return TokenUsage(input_tokens=input_count, output_tokens=output_count, cached_input_tokens=cached,
+                      cache_write_tokens=write, reasoning_tokens=reasoning, complete=complete and sane)
+
+
+class UnreadableReply(ProviderError):
+    default_message = "The language model provider's reply could not be read"
+
+
+def failure(error, *, retryable=False, maybe_billed=False):
+    """Mark a translated provider error. `retryable`: the request never reached the model (no
+    connection, a rate limit, an overloaded or failing server), so trying again cannot bill twice.
+    `maybe_billed`: the provider may have run the call (a timeout, a connection broken after the
+    request was sent, a reply that could not be read), so it is recorded as an estimate."""
+    error.retryable, error.maybe_billed = retryable, maybe_billed
+    return error
+
+
+def never_sent(exc):
+    """True when the request cannot have reached the provider: the connection was never made."""
+    while exc is not None:
+        if isinstance(exc, (httpx.ConnectError, httpx2.ConnectError)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def broken_connection(error, exc):
+    """A connection error: retryable when nothing was sent, else the call may have been billed."""
+    sent = not never_sent(exc)
+    return failure(error, retryable=not sent, maybe_billed=sent)
+
+
 @dataclass(frozen=True)
 class Completion:
     text: str
@@ -57,6 +124,8 @@ class ProviderStream:
         self.model = model
         self.response_model = model
         self.usage = None
+        # started: the provider sent something, so the call ran; finished: it ended the stream itself.
+        self.started = False
         self.finished = False
         self._deltas = produce(self)
         self._close = close
@@ -117,7 +186,6 @@ class Provider:
             default_model=config["LLM_MODELS"][cls.name],
             base_url=config[f"{prefix}_BASE_URL"],
             timeout=config["LLM_TIMEOUT_SECONDS"],
-            max_retries=config["LLM_MAX_RETRIES"],
             transport=config.get("LLM_TRANSPORTS", {}).get(cls.name),
         )
 

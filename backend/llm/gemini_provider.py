@@ -6,20 +6,22 @@ from google import genai
 from google.genai import errors, types
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage, split_system
+from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
+                              failure, reported_usage, split_system)
 
 
 class GeminiProvider(Provider):
     name = "gemini"
     price_provider = "google"
 
-    def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
+    def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model
         self.timeout = timeout
         options = types.HttpOptions(
             base_url=base_url,
             timeout=timeout * 1000,
-            retry_options=types.HttpRetryOptions(attempts=max_retries + 1),
+            # Retries happen in the generation transaction, only where they cannot bill twice.
+            retry_options=types.HttpRetryOptions(attempts=1),
             httpx_client=httpx2.Client(transport=transport, timeout=timeout) if transport is not None else None,
         )
         self.client = genai.Client(api_key=api_key, http_options=options)
@@ -37,25 +39,28 @@ class GeminiProvider(Provider):
         started = time.perf_counter()
         try:
             response = self.client.models.generate_content(**self._request(messages, model, max_output_tokens))
-        except (errors.APIError, httpx2.HTTPError) as exc:
+            text, usage = _text_of(response), usage_from_gemini(response.usage_metadata)
+            response_model = response.model_version
+        except Exception as exc:
             raise self._translate(exc) from exc
         return Completion(
-            text=_text_of(response),
-            usage=usage_from_gemini(response.usage_metadata),
+            text=text,
+            usage=usage,
             model=model,
-            response_model=response.model_version or model,
+            response_model=response_model or model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
     def stream(self, messages, model, max_output_tokens):
         try:
             chunks = self.client.models.generate_content_stream(**self._request(messages, model, max_output_tokens))
-        except (errors.APIError, httpx2.HTTPError) as exc:
+        except Exception as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
             try:
                 for chunk in chunks:
+                    stream.started = True
                     stream.response_model = chunk.model_version or stream.response_model
                     # Every chunk carries the usage so far; the last one is final.
                     if chunk.usage_metadata is not None:
@@ -63,19 +68,24 @@ class GeminiProvider(Provider):
                     text = _text_of(chunk)
                     if text:
                         yield text
-            except (errors.APIError, httpx2.HTTPError) as exc:
+            except Exception as exc:
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=getattr(chunks, "close", None))
 
     def _translate(self, exc):
         if isinstance(exc, httpx2.TimeoutException):
-            return ProviderTimeout(f"Gemini did not answer within {self.timeout} seconds")
+            return failure(ProviderTimeout(f"Gemini did not answer within {self.timeout} seconds"), maybe_billed=True)
         if isinstance(exc, httpx2.HTTPError):
-            return ProviderUnavailable("Could not connect to the Gemini API, or the connection broke")
-        if exc.code == 429:
-            return ProviderUnavailable("Gemini rate limit or quota reached; try again later")
-        return ProviderError(f"Gemini returned HTTP {exc.code}: {(exc.message or exc.status or '')[:300]}")
+            return broken_connection(ProviderUnavailable("Could not connect to the Gemini API, or the connection broke"),
+                                     exc)
+        if isinstance(exc, errors.APIError):
+            if exc.code == 429:
+                return failure(ProviderUnavailable("Gemini rate limit or quota reached; try again later"),
+                               retryable=True)
+            return failure(ProviderError(f"Gemini returned HTTP {exc.code}: {(exc.message or exc.status or '')[:300]}"),
+                           retryable=isinstance(exc.code, int) and exc.code >= 500)
+        return failure(UnreadableReply(f"Gemini's reply could not be read: {str(exc)[:200]}"), maybe_billed=True)
 
 
 def _text_of(response):
@@ -93,9 +103,9 @@ def usage_from_gemini(metadata):
     if metadata is None or metadata.prompt_token_count is None:
         return NO_USAGE
     thoughts = metadata.thoughts_token_count or 0
-    return TokenUsage(
-        input_tokens=metadata.prompt_token_count + (metadata.tool_use_prompt_token_count or 0),
+    return reported_usage(
+        metadata.prompt_token_count + (metadata.tool_use_prompt_token_count or 0),
+        (metadata.candidates_token_count or 0) + thoughts,
         cached_input_tokens=metadata.cached_content_token_count or 0,
-        output_tokens=(metadata.candidates_token_count or 0) + thoughts,
         reasoning_tokens=thoughts,
     )

@@ -6,7 +6,8 @@ import httpx
 import ollama
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import Completion, Provider, ProviderStream, TokenUsage
+from backend.llm.base import (Completion, Provider, ProviderStream, UnreadableReply, broken_connection, failure,
+                              reported_usage)
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +40,14 @@ class OllamaProvider(Provider):
         started = time.perf_counter()
         try:
             response = self.client.chat(model=model, messages=messages, options=self._options(max_output_tokens))
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+            text, usage, response_model = response.message.content or "", usage_from_ollama(response), response.model
+        except Exception as exc:
             raise self._translate(exc) from exc
         return Completion(
-            text=response.message.content or "",
-            usage=usage_from_ollama(response),
+            text=text,
+            usage=usage,
             model=model,
-            response_model=response.model or model,
+            response_model=response_model or model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -54,30 +56,37 @@ class OllamaProvider(Provider):
             chunks = self.client.chat(
                 model=model, messages=messages, options=self._options(max_output_tokens), stream=True
             )
-        except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+        except Exception as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
             try:
                 for chunk in chunks:
+                    stream.started = True
                     stream.response_model = chunk.model or stream.response_model
                     if chunk.message and chunk.message.content:
                         yield chunk.message.content
                     # Counts arrive only on the final chunk (done: true).
                     if chunk.done:
                         stream.usage = usage_from_ollama(chunk)
-            except (ollama.ResponseError, httpx.HTTPError, ConnectionError) as exc:
+            except Exception as exc:
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=getattr(chunks, "close", None))
 
     def _translate(self, exc):
         if isinstance(exc, httpx.TimeoutException):
-            return ProviderTimeout(f"Ollama did not answer within {self.timeout} seconds")
-        if isinstance(exc, (httpx.HTTPError, ConnectionError)):
-            # The SDK turns httpx.ConnectError into the built-in ConnectionError.
-            return ProviderUnavailable(f"Could not connect to Ollama at {self.host}, or the connection broke")
-        return ProviderError(f"Ollama returned HTTP {exc.status_code}: {str(exc.error)[:300]}")
+            return failure(ProviderTimeout(f"Ollama did not answer within {self.timeout} seconds"), maybe_billed=True)
+        unavailable = ProviderUnavailable(f"Could not connect to Ollama at {self.host}, or the connection broke")
+        if isinstance(exc, ConnectionError):
+            # The SDK turns httpx.ConnectError into the built-in ConnectionError: nothing was sent.
+            return failure(unavailable, retryable=True)
+        if isinstance(exc, httpx.HTTPError):
+            return broken_connection(unavailable, exc)
+        if isinstance(exc, ollama.ResponseError):
+            return failure(ProviderError(f"Ollama returned HTTP {exc.status_code}: {str(exc.error)[:300]}"),
+                           retryable=exc.status_code >= 500)
+        return failure(UnreadableReply(f"Ollama's reply could not be read: {str(exc)[:200]}"), maybe_billed=True)
 
 
 def usage_from_ollama(response):
@@ -89,4 +98,4 @@ def usage_from_ollama(response):
         log.warning("Ollama omitted %s for model %s; recorded as 0",
                     " and ".join(name for name, value in (("prompt_eval_count", prompt), ("eval_count", generated))
                                  if value is None), response.model)
-    return TokenUsage(input_tokens=prompt or 0, output_tokens=generated or 0, complete=complete)
+    return reported_usage(prompt or 0, generated or 0, complete=complete)

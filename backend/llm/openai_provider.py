@@ -5,7 +5,8 @@ import httpx2
 import openai
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import NO_USAGE, Completion, Provider, ProviderStream, TokenUsage, byte_bound, utf8_length
+from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
+                              byte_bound, failure, reported_usage, utf8_length)
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
 
@@ -13,14 +14,15 @@ class OpenAIProvider(Provider):
     name = "openai"
     price_provider = "openai"
 
-    def __init__(self, api_key, default_model, base_url=None, timeout=60, max_retries=2, transport=None):
+    def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model
         http_client = httpx2.Client(transport=transport) if transport is not None else None
         self.client = openai.OpenAI(
             api_key=api_key,
             base_url=base_url,
             timeout=timeout,
-            max_retries=max_retries,
+            # Retries happen in the generation transaction, only where they cannot bill twice.
+            max_retries=0,
             http_client=http_client,
         )
         # OpenAI's own API wants max_completion_tokens; compatible servers know max_tokens.
@@ -45,15 +47,16 @@ class OpenAIProvider(Provider):
             response = self.client.chat.completions.create(
                 model=model, messages=messages, **{self.max_tokens_field: max_output_tokens}
             )
-        except openai.APIError as exc:
+            # No choices (a filtered reply) still reports the usage the provider billed.
+            text = (response.choices[0].message.content or "") if response.choices else ""
+            usage, response_model = usage_from_openai(response.usage), response.model
+        except Exception as exc:
             raise self._translate(exc) from exc
-        if not response.choices:
-            raise ProviderError("OpenAI returned no choices")
         return Completion(
-            text=response.choices[0].message.content or "",
-            usage=usage_from_openai(response.usage),
+            text=text,
+            usage=usage,
             model=model,
-            response_model=response.model or model,
+            response_model=response_model or model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -66,33 +69,37 @@ class OpenAIProvider(Provider):
                 stream_options={"include_usage": True},
                 **{self.max_tokens_field: max_output_tokens},
             )
-        except openai.APIError as exc:
+        except Exception as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
             try:
                 for chunk in response:
+                    stream.started = True
                     stream.response_model = chunk.model or stream.response_model
                     if chunk.usage is not None:
                         stream.usage = usage_from_openai(chunk.usage)
                     for choice in chunk.choices:
                         if choice.delta and choice.delta.content:
                             yield choice.delta.content
-            except (openai.APIError, httpx2.HTTPError) as exc:
+            except Exception as exc:
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=response.close)
 
     def _translate(self, exc):
         if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
-            return ProviderTimeout(f"OpenAI did not answer within {self.timeout} seconds")
+            return failure(ProviderTimeout(f"OpenAI did not answer within {self.timeout} seconds"), maybe_billed=True)
         if isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError)):
-            return ProviderUnavailable("Could not connect to the OpenAI API, or the connection broke")
+            return broken_connection(ProviderUnavailable("Could not connect to the OpenAI API, or the connection broke"),
+                                     exc)
         if isinstance(exc, openai.RateLimitError):
-            return ProviderUnavailable("OpenAI rate limit or quota reached; try again later")
+            return failure(ProviderUnavailable("OpenAI rate limit or quota reached; try again later"), retryable=True)
         if isinstance(exc, openai.APIStatusError):
-            return ProviderError(f"OpenAI returned HTTP {exc.status_code}: {_short(exc)}")
-        return ProviderError(f"OpenAI request failed: {_short(exc)}")
+            return failure(ProviderError(f"OpenAI returned HTTP {exc.status_code}: {_short(exc)}"),
+                           retryable=exc.status_code >= 500)
+        # A 200 whose body the SDK could not read: the call ran.
+        return failure(UnreadableReply(f"OpenAI's reply could not be read: {str(exc)[:200]}"), maybe_billed=True)
 
 
 def usage_from_openai(usage):
@@ -101,9 +108,9 @@ def usage_from_openai(usage):
         return NO_USAGE
     prompt_details = getattr(usage, "prompt_tokens_details", None)
     completion_details = getattr(usage, "completion_tokens_details", None)
-    return TokenUsage(
-        input_tokens=usage.prompt_tokens or 0,
-        output_tokens=usage.completion_tokens or 0,
+    return reported_usage(
+        usage.prompt_tokens,
+        usage.completion_tokens,
         cached_input_tokens=(prompt_details.cached_tokens or 0) if prompt_details else 0,
         reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
     )

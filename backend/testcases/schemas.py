@@ -7,7 +7,8 @@ from backend.testgen.schemas import ReferenceSchema
 # A saved case is bounded (it may later be sent to a model as a reference).
 MAX_ITEMS = 50
 MAX_ITEM_CHARS = 2_000
-NON_NEGATIVE = validate.Range(min=0)
+# Token counts and costs stay far below what the store can add up (int64).
+NON_NEGATIVE = validate.Range(min=0, max=10**12)
 
 
 class ShareSchema(Schema):

@@ -53,18 +53,25 @@ class GeneratedCaseSchema(Schema):
 _CASE = GeneratedCaseSchema()
 
 
+# Where a JSON value inside prose may start, and how many such places are tried: a reply is
+# read in time linear in its length, whatever it holds.
+_VALUE_START = re.compile(r'[{\[]\s*["{\[]')
+MAX_EMBEDDED_TRIES = 32
+
+
 def _json_candidates(text):
     yield text
     for match in _FENCE.finditer(text):
         yield match.group(1)
     decoder = json.JSONDecoder()
-    for start, char in enumerate(text):
-        if char in "{[":
-            try:
-                value, _end = decoder.raw_decode(text, start)
-            except json.JSONDecodeError:
-                continue
-            yield value
+    for tries, match in enumerate(_VALUE_START.finditer(text)):
+        if tries == MAX_EMBEDDED_TRIES:
+            return
+        try:
+            value, _end = decoder.raw_decode(text, match.start())
+        except (ValueError, RecursionError):
+            continue
+        yield value
 
 
 def _case_list(value):
@@ -85,7 +92,7 @@ def parse_test_cases(text, count):
         if isinstance(candidate, str):
             try:
                 candidate = json.loads(candidate)
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 continue
         cases = _case_list(candidate)
         if cases is None:

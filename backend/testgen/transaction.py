@@ -30,6 +30,7 @@ from backend.budgets import services as budgets
 from backend.clock import now
 from backend.db import get_db
 from backend.errors import APIError, ProviderError, ProviderTimeout
+from backend.llm.base import UnreadableReply
 from backend.llm.calls import finish_call, new_call_id
 from backend.llm.registry import get_provider, resolve_model
 from backend.metrics import metrics
@@ -40,6 +41,8 @@ from backend.usage.capture import hold, record, tracked_operation
 
 log = logging.getLogger(__name__)
 STREAM_STATUS = 200
+# Waits between tries of a call that cannot have been billed (no connection, 429, 5xx).
+RETRY_BACKOFF_SECONDS = (0.5, 1, 2, 4)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Settings:
     max_output_tokens: int
     price_overrides: dict
     timeout_seconds: int
+    max_retries: int
     policy: budgets.Policy
 
 
@@ -58,6 +62,7 @@ def settings():
         max_output_tokens=config["LLM_MAX_OUTPUT_TOKENS"],
         price_overrides=config["PRICE_OVERRIDES"],
         timeout_seconds=config["LLM_TIMEOUT_SECONDS"],
+        max_retries=config["LLM_MAX_RETRIES"],
         policy=budgets.Policy(tuple(config["ALERT_THRESHOLDS"]), config["GLOBAL_DAILY_SPEND_LIMIT_USD"]),
     )
 
@@ -108,6 +113,28 @@ def _failed(provider, exc):
     metrics().count_call(provider, f"error_{exc.status}" if isinstance(exc, APIError) else "error")
 
 
+def _with_retries(attempt, retries):
+    """attempt(), tried again (up to `retries` times) only after failures that cannot have been
+    billed; a timeout or a broken reply is never retried, so one request is at most one billed call."""
+    for number in range(retries + 1):
+        try:
+            return attempt()
+        except APIError as exc:
+            if not getattr(exc, "retryable", False) or number == retries:
+                raise
+            time.sleep(RETRY_BACKOFF_SECONDS[min(number, len(RETRY_BACKOFF_SECONDS) - 1)])
+
+
+def failure_outcome(exc):
+    if isinstance(exc, ProviderTimeout):
+        return "timeout"
+    return "unreadable" if isinstance(exc, UnreadableReply) else "provider_error"
+
+
+def _maybe_billed(exc):
+    return isinstance(exc, APIError) and getattr(exc, "maybe_billed", False)
+
+
 def run(body, finish, schema):
     """`finish(plan, test_cases, calls)` returns (data, message); the answer is its envelope or an SSE stream."""
     generation_plan = plan(body)
@@ -121,17 +148,17 @@ def run(body, finish, schema):
     call_id = new_call_id()
     started = time.perf_counter()
     try:
-        completion = provider.complete(generation_plan.messages, generation_plan.model, config.max_output_tokens)
-    except ProviderTimeout as exc:
-        # The provider may have billed a call it did not answer in time: record it as estimated.
-        call = _call(generation_plan, config, call_id, at, text="", reported=None, finished=False,
-                     response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-        _settle(reservation, call)
-        hold(call, current_user._get_current_object(), "timeout")
-        _failed(provider.name, exc)
-        raise
+        completion = _with_retries(lambda: provider.complete(generation_plan.messages, generation_plan.model,
+                                                             config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _release(reservation)
+        if _maybe_billed(exc):
+            # The provider may have run a call it did not answer readably: record it as estimated.
+            call = _call(generation_plan, config, call_id, at, text="", reported=None, finished=False,
+                         response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
+            _settle(reservation, call)
+            hold(call, current_user._get_current_object(), failure_outcome(exc))
+        else:
+            _release(reservation)
         _failed(provider.name, exc)
         raise
     call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
@@ -183,7 +210,7 @@ class _StreamCall:
                 _settle(self.reservation, self._call)
             return self._call
 
-    def record(self, outcome):
+    def record(self, outcome, status=STREAM_STATUS):
         call = self.call()
         with self._lock:
             if self._recorded:
@@ -191,7 +218,7 @@ class _StreamCall:
             self._recorded = True
         self.stream.close()
         metrics().count_call(call.provider, outcome, call.latency_ms)
-        record([(call, self.user, outcome)], self.operation, STREAM_STATUS, self.request_id)
+        record([(call, self.user, outcome)], self.operation, status, self.request_id)
 
     def drain_then_record(self):
         """The client left: read the provider's stream to its end (bounded) in the background, so the
@@ -207,8 +234,11 @@ class _StreamCall:
                 finally:
                     self.record("client_gone")
 
-        thread = threading.Thread(target=drain, name=f"drain-{self.call_id}", daemon=True)
-        self.app.extensions.setdefault("stream_drains", []).append(thread)
+        # Not a daemon: a worker that is shutting down waits for its drains (each bounded) to record.
+        thread = threading.Thread(target=drain, name=f"drain-{self.call_id}")
+        drains = self.app.extensions.setdefault("stream_drains", [])
+        drains[:] = [running for running in drains if running.is_alive()]
+        drains.append(thread)
         thread.start()
 
 
@@ -220,19 +250,27 @@ def wait_for_drains(app, timeout=10):
 
 def _stream(generation_plan, finish, schema, reservation, config, at):
     provider = generation_plan.provider
+    started = time.perf_counter()
     try:
-        stream = provider.stream(generation_plan.messages, generation_plan.model, config.max_output_tokens)
+        stream = _with_retries(lambda: provider.stream(generation_plan.messages, generation_plan.model,
+                                                       config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _release(reservation)
+        if _maybe_billed(exc):
+            call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
+                         response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
+            _settle(reservation, call)
+            hold(call, current_user._get_current_object(), failure_outcome(exc))
+        else:
+            _release(reservation)
         _failed(provider.name, exc)
         raise
     streamed = _StreamCall(generation_plan, stream, reservation, config, at)
     try:
         first = stream.read()
     except Exception as exc:
-        if stream.usage is not None and stream.usage.reported:
-            # The provider had started (and reported usage) before it failed: that call is billed.
-            streamed.record("provider_error")
+        if stream.started or _maybe_billed(exc):
+            # The provider had started before it failed: that call ran, so it is recorded (estimated).
+            streamed.record(failure_outcome(exc), getattr(exc, "status", 500))
         else:
             stream.close()
             _release(reservation)
@@ -268,8 +306,12 @@ def _stream(generation_plan, finish, schema, reservation, config, at):
             streamed.drain_then_record()
             raise
         except APIError as exc:
-            outcome = "provider_error"
+            outcome = failure_outcome(exc)
             yield _error_event(exc)
+        except Exception:
+            outcome = "failed_after_call"
+            log.exception("Streamed generation failed")
+            yield _error_event(APIError())
         finally:
             if not handed_off:
                 streamed.record(outcome)

@@ -24,7 +24,7 @@ from flask import current_app, g, request
 
 from backend.db import get_db
 from backend.metrics import metrics
-from backend.usage.recorder import LedgerRecord, record_usage
+from backend.usage.recorder import LedgerRecord
 
 log = logging.getLogger("backend.usage")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -69,7 +69,7 @@ def record(entries, operation, status, request_id):
         records = [LedgerRecord(call, user["_id"], user["email"], operation, outcome, status, request_id).document()
                    for call, user, outcome in entries]
         if records:
-            record_usage(get_db(), records, current_app.extensions["spool"], metrics())
+            current_app.extensions["ledger_writer"].submit(get_db(), records, metrics())
     except Exception:
         log.exception("Recording usage failed for callIds %s", ", ".join(call.call_id for call, _, _ in entries))
 

@@ -82,6 +82,14 @@ def write_records(db, records, metrics=None):
             "Usage rollup update failed for %s; the ledger is intact. Repair with "
             "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
         )
+    for r in inserted:
+        log.info(
+            "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
+            "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
+            r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
+            r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
+            r["callId"],
+        )
     return inserted
 
 
@@ -89,7 +97,7 @@ def record_usage(db, records, spool=None, metrics=None):
     """Write the records; when the database does not take them they go to the spool.
     Never raises, so the user's response stands. Returns True when the ledger has them."""
     try:
-        inserted = write_records(db, records, metrics)
+        write_records(db, records, metrics)
     except Exception:
         log.exception(
             "Failed to write %d usage record(s); callIds: %s",
@@ -100,14 +108,6 @@ def record_usage(db, records, spool=None, metrics=None):
             metrics.usage_write_failures.inc()
         _spool(spool, records, metrics)
         return False
-    for r in inserted:
-        log.info(
-            "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
-            "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
-            r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
-            r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
-            r["callId"],
-        )
     return True
 
 

@@ -21,8 +21,10 @@ import logging
 import math
 from collections import defaultdict, namedtuple
 
+from pymongo import UpdateOne
+
 from backend.db import (USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY,
-                        atomic)
+                        atomic, is_embedded)
 
 log = logging.getLogger("backend.usage")
 
@@ -85,13 +87,15 @@ def _number(field, value):
 
 
 def apply(db, records):
-    """Add newly written records to every rollup. Raises on a write failure.
+    """Add newly written records to every rollup: their increments merged per key, one bulk
+    write per rollup collection. Raises on a write failure.
 
     Two first writers of a key race to create it; MongoDB retries such an upsert itself,
     and the embedded store gets the same effect from atomic()."""
     increments, emails = _increments(records)
     with atomic(db):
         for rollup, by_key in increments.items():
+            updates = []
             for key, sums in by_key.items():
                 selector = dict(zip(rollup.key, key))
                 fields = _document_fields(rollup, key, emails.get(selector.get("userId")))
@@ -101,7 +105,19 @@ def apply(db, records):
                 extra = {name: value for name, value in fields.items() if name not in selector}
                 if extra:
                     update["$setOnInsert"] = extra
-                db[rollup.collection].update_one(selector, update, upsert=True)
+                updates.append((selector, update))
+            _upsert_all(db[rollup.collection], updates)
+
+
+def _upsert_all(collection, updates):
+    if not updates:
+        return
+    if is_embedded(collection.database):
+        # mongomock's bulk_write does not work with this pymongo; one update per key instead.
+        for selector, update in updates:
+            collection.update_one(selector, update, upsert=True)
+        return
+    collection.bulk_write([UpdateOne(selector, update, upsert=True) for selector, update in updates], ordered=False)
 
 
 def user_usage(db, user_id, window, period):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import timezone
 
 from bson import json_util
+from pymongo.errors import ConnectionFailure
 
 log = logging.getLogger("backend.usage")
 # Timestamps come back as aware UTC datetimes, as the ledger holds them.
@@ -67,6 +68,20 @@ class Spool:
         """Anything to replay? Checked by size, so the background loop does not read the files."""
         return any(os.path.exists(path) and os.path.getsize(path) > 0 for path in (self.path, self.replaying_path))
 
+    def _parse(self, lines):
+        """The records of the lines. A process killed while appending leaves a torn last line, for
+        a record it never answered; such lines are kept aside in <spool>.torn, not replayed."""
+        records, torn = [], []
+        for line in lines:
+            try:
+                records.append(json_util.loads(line, json_options=JSON_OPTIONS))
+            except ValueError:
+                torn.append(line if line.endswith("\n") else line + "\n")
+        if torn:
+            log.warning("Spool: %d unreadable line(s) kept aside in %s.torn", len(torn), self.path)
+            self._append_lines(f"{self.path}.torn", torn)
+        return records
+
     def replay(self, write):
         """Pass every spooled record to `write(records) -> inserted records`; returns (replayed, left)."""
         with self._locked("replay-lock", self._replay_lock):
@@ -78,10 +93,34 @@ class Spool:
             lines = self._read_lines(self.replaying_path)
             if not lines:
                 return 0, 0
+            records = self._parse(lines)
             try:
-                inserted = write([json_util.loads(line, json_options=JSON_OPTIONS) for line in lines])
-            except Exception:
-                log.exception("Spool replay failed; %d record(s) stay spooled", len(lines))
+                inserted = write(records) if records else []
+            except ConnectionFailure:
+                log.warning("Spool replay postponed, database unreachable; %d record(s) stay spooled", len(lines))
                 return 0, len(lines)
+            except Exception:
+                try:
+                    inserted = self._one_by_one(records, write)
+                except ConnectionFailure:
+                    log.warning("Spool replay postponed, database unreachable")
+                    return 0, len(lines)
             os.remove(self.replaying_path)
             return len(inserted), 0
+
+    def _one_by_one(self, records, write):
+        """After a batch the database refused for what it holds: write each record alone, and set
+        aside (in <spool>.rejected) those it refuses, so one bad record cannot block the others."""
+        inserted, rejected = [], []
+        for record in records:
+            try:
+                inserted += write([record])
+            except ConnectionFailure:
+                raise
+            except Exception:
+                log.exception("Spool: the database refused record %s; kept aside in %s.rejected",
+                              record.get("callId"), self.path)
+                rejected.append(json_util.dumps(record, json_options=JSON_OPTIONS) + "\n")
+        if rejected:
+            self._append_lines(f"{self.path}.rejected", rejected)
+        return inserted

@@ -10,7 +10,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def provider(fake, base_url=None):
     return OpenAIProvider(api_key="sk-test", default_model="gpt-4o-mini", base_url=base_url,
-                          max_retries=0, timeout=5, transport=fake.transport)
+                          timeout=5, transport=fake.transport)
 
 
 def test_usage_follows_the_token_convention_with_cached_and_reasoning_tokens():

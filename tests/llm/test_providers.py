@@ -26,11 +26,11 @@ TEXT = '{"testCases": [{"title": "A streamed case"}]}'
 
 def build(name, fake):
     if name == "openai":
-        return OpenAIProvider("sk-test", "gpt-4o-mini", max_retries=0, timeout=5, transport=fake.transport)
+        return OpenAIProvider("sk-test", "gpt-4o-mini", timeout=5, transport=fake.transport)
     if name == "gemini":
-        return GeminiProvider("g-key", "gemini-2.5-flash", max_retries=0, timeout=5, transport=fake.transport)
+        return GeminiProvider("g-key", "gemini-2.5-flash", timeout=5, transport=fake.transport)
     if name == "anthropic":
-        return AnthropicProvider("a-key", "claude-haiku-4-5", max_retries=0, timeout=5, transport=fake.transport)
+        return AnthropicProvider("a-key", "claude-haiku-4-5", timeout=5, transport=fake.transport)
     return OllamaProvider("http://127.0.0.1:11434", "llama3.2", timeout=5, transport=fake.transport)
 
 

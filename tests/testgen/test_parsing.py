@@ -38,3 +38,16 @@ def test_an_unreadable_reply_is_a_provider_error(reply):
     with pytest.raises(ProviderError) as raised:
         parse_test_cases(reply, 5)
     assert raised.value.status == 502
+
+
+
+@pytest.mark.parametrize("reply", ["[" * 5_000, "{" * 120_000, 'Here: {"x": ' * 20_000,
+                                   "[" * 100 + '{"testCases": [{"title": "Deep"'])
+def test_deeply_nested_or_broken_replies_are_a_502_not_a_crash(reply):
+    with pytest.raises(ProviderError):
+        parse_test_cases(reply, 3)
+
+
+def test_a_value_after_prose_with_stray_braces_is_still_found():
+    prose = "Sure! " + "{not json} " * 100 + '{"testCases": [{"title": "Found"}]}'
+    assert [case["title"] for case in parse_test_cases(prose, 3)] == ["Found"]

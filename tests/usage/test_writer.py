@@ -1,0 +1,128 @@
+"""The asynchronous ledger writer: nothing on the response path, everything in the ledger after,
+and nothing answered lost when the process is killed."""
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+from backend.db import USAGE, USAGE_USER_MONTHLY, get_db
+from backend.usage.spool import Spool
+from tests.helpers import ROOT, TEST_SECRET, bearer, create_user
+
+
+def test_records_wait_in_the_spool_until_the_writer_moves_them_in_one_batch(make_app, tmp_path):
+    app = make_app(LEDGER_WRITES="async", LEDGER_WRITE_INTERVAL_MS=60_000)
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    headers = bearer(client, "dev@example.com")
+    calls = [client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
+             for _ in range(5)]
+    assert [response.status_code for response in calls] == [200] * 5
+    db = get_db(app)
+    # Nothing reached the database on the requests' path; all five are in the write-ahead log.
+    assert db[USAGE].count_documents({}) == 0
+    assert app.extensions["spool"].count() == 5
+
+    assert app.extensions["ledger_writer"].flush() == (5, 0)
+    records = list(db[USAGE].find())
+    assert sorted(r["callId"] for r in records) == sorted(c.json["data"]["usage"]["callIds"][0] for c in calls)
+    month = db[USAGE_USER_MONTHLY].find_one()
+    assert sum(day["requests"] for day in month["days"].values()) == 5
+    # A second pass (another worker, a restart) finds nothing left and writes nothing twice.
+    assert app.extensions["ledger_writer"].flush() == (0, 0)
+    assert db[USAGE].count_documents({}) == 5
+
+
+def test_the_writer_thread_writes_soon_after_the_answer(make_app):
+    app = make_app(LEDGER_WRITES="async", LEDGER_WRITE_INTERVAL_MS=20)
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    assert client.post("/api/test-generation", json={"prompt": "x", "count": 1},
+                       headers=bearer(client, "dev@example.com")).status_code == 200
+    deadline = time.monotonic() + 5
+    while get_db(app)[USAGE].count_documents({}) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert get_db(app)[USAGE].count_documents({}) == 1
+
+
+CHILD = textwrap.dedent("""
+    import sys
+    from backend import create_app
+    from backend.auth.services import register_user
+    from backend.db import get_db
+
+    app = create_app({"TESTING": True, "JWT_SECRET_KEY": sys.argv[2], "LLM_PROVIDER": "demo",
+                      "LLM_PROVIDERS": ["demo"], "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
+                      "LEDGER_WRITES": "async", "LEDGER_WRITE_INTERVAL_MS": 60000, "SPOOL_PATH": sys.argv[1]})
+    with app.app_context():
+        register_user(get_db(), "dev@example.com", "correct-horse-battery")
+    client = app.test_client()
+    token = client.post("/auth/login", json={"email": "dev@example.com",
+                                             "password": "correct-horse-battery"}).json["data"]["accessToken"]
+    answered = 0
+    while True:
+        response = client.post("/api/test-generation", json={"prompt": "x", "count": 1},
+                               headers={"Authorization": "Bearer " + token})
+        assert response.status_code == 200
+        answered += 1
+        print(answered, flush=True)
+""")
+
+
+def test_a_process_killed_under_load_loses_no_answered_call(make_app, tmp_path):
+    spool_path = str(tmp_path / "shared-spool.jsonl")
+    child = subprocess.Popen([sys.executable, "-c", CHILD, spool_path, TEST_SECRET], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    answered = 0
+    try:
+        while answered < 40:
+            line = child.stdout.readline()
+            assert line, "the child stopped answering"
+            answered = int(line)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+
+    # A new process on the same spool replays what the dead one had answered.
+    app = make_app(SPOOL_PATH=spool_path)
+    written, left = app.extensions["ledger_writer"].flush()
+    assert left == 0
+    # Killed between spooling a record and printing its answer, the child may have one more.
+    assert answered <= get_db(app)[USAGE].count_documents({}) == written <= answered + 1
+    assert Spool(spool_path).count() == 0
+
+
+def test_a_line_torn_by_a_kill_is_set_aside_and_the_rest_replayed(make_app, tmp_path):
+    app = make_app()
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=bearer(client, "dev@example.com"))
+    good = list(get_db(app)[USAGE].find())
+    get_db(app)[USAGE].delete_many({})
+    spool = app.extensions["spool"]
+    spool.append(good)
+    with open(spool.path, "a", encoding="utf-8") as handle:
+        handle.write('{"userId": {"$oid": "6740')
+    assert app.extensions["ledger_writer"].flush() == (1, 0)
+    assert (tmp_path / "spool.jsonl.torn").read_text().startswith('{"userId"')
+
+
+def test_a_record_the_database_refuses_is_set_aside_and_the_others_written(make_app, tmp_path):
+    app = make_app()
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    headers = bearer(client, "dev@example.com")
+    for _ in range(2):
+        client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
+    good = list(get_db(app)[USAGE].find())
+    get_db(app)[USAGE].delete_many({})
+    poisoned = {**good[0], "callId": "poisoned", "promptTokens": 10**20}
+    del poisoned["_id"]
+    app.extensions["spool"].append([poisoned, *good])
+
+    written, left = app.extensions["ledger_writer"].flush()
+
+    assert (written, left) == (2, 0)
+    assert sorted(r["callId"] for r in get_db(app)[USAGE].find()) == sorted(r["callId"] for r in good)
+    assert '"callId": "poisoned"' in (tmp_path / "spool.jsonl.rejected").read_text()
