@@ -153,10 +153,13 @@ class Bench:
 
         import httpx2
 
+        import backend
         from backend import create_app
         from backend.auth.services import register_user
         from backend.db import get_db
 
+        if not backend.__file__.startswith(str(ROOT)):
+            sys.exit(f"backend imported from {backend.__file__}, not from {ROOT}")
         if scratch is None:
             scratch = tempfile.mkdtemp(prefix="bench-capture-")
             # Registered before the app's own exit handlers, so it runs after them (a ledger writer
@@ -643,7 +646,9 @@ def throughput_table(total, size, warmup, forwarded):
         print(f"| {number + 1} | {first:,}-{first + size - 1:,} | {size / part['seconds']:.1f} | {part['cpu_ms']:.2f} "
               f"| {part['p50_ms']:.2f} | {part['p99_ms']:.2f} |")
     decay = (size / slices[-1]["seconds"]) / (size / slices[0]["seconds"])
-    print(f"| **last / first** | | {decay:.2f}x | | | |")
+    # CPU per request moves less with the machine's other load than requests per second do.
+    print(f"| **last / first** | | {decay:.2f}x | {slices[-1]['cpu_ms'] / slices[0]['cpu_ms']:.2f}x "
+          f"| {slices[-1]['p50_ms'] / slices[0]['p50_ms']:.2f}x | {slices[-1]['p99_ms'] / slices[0]['p99_ms']:.2f}x |")
     print()
     state = "not complete" if answer["drain_timed_out"] else "complete"
     print(f"Ledger: {answer['ledger']:,} records for {answer['requests']:,} requests ({warmup} warm-up included), "

@@ -19,7 +19,7 @@ def _load_user(_header, payload):
         user_id = ObjectId(payload["sub"])
     except (InvalidId, TypeError, KeyError):
         return None
-    user = repository.find_by_id(get_db(), user_id)
+    user = repository.find_with_budgets(get_db(), user_id)
     if user is None or not user.get("isActive", True):
         return None
     return user

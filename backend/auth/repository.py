@@ -3,7 +3,8 @@ from datetime import datetime, timezone
 
 from pymongo.errors import DuplicateKeyError
 
-from backend.db import USERS
+from backend.budgets.repository import DEFAULT as DEFAULT_BUDGET_ID
+from backend.db import BUDGETS, USERS
 
 
 class EmailTaken(Exception):
@@ -12,6 +13,24 @@ class EmailTaken(Exception):
 
 def find_by_email(db, email):
     return db[USERS].find_one({"email": email.lower()})
+
+
+# Where find_with_budgets puts the budgets that can apply to the user.
+OWN_BUDGET, DEFAULT_BUDGET = "_ownBudget", "_defaultBudget"
+
+
+def find_with_budgets(db, user_id):
+    """The user, with their own budget and the default one under OWN_BUDGET and DEFAULT_BUDGET
+    (each a list of at most one), in one round trip: every request reads its user anyway, so a
+    budget set a moment ago binds the next request in every worker without another read."""
+    rows = db[USERS].aggregate([
+        {"$match": {"_id": user_id}},
+        {"$lookup": {"from": BUDGETS, "localField": "_id", "foreignField": "_id", "as": OWN_BUDGET}},
+        {"$addFields": {"_defaultBudgetId": DEFAULT_BUDGET_ID}},
+        {"$lookup": {"from": BUDGETS, "localField": "_defaultBudgetId", "foreignField": "_id", "as": DEFAULT_BUDGET}},
+        {"$project": {"_defaultBudgetId": 0}},
+    ])
+    return next(iter(rows), None)
 
 
 def find_by_id(db, user_id):

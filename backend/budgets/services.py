@@ -13,6 +13,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 from backend.alerts.services import queue_crossings
+from backend.auth.repository import DEFAULT_BUDGET, OWN_BUDGET
 from backend.budgets import repository
 from backend.errors import TooManyRequests, UnprocessableEntity
 # Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
@@ -56,6 +57,14 @@ def effective_limits(db, user_id):
     return {name: budget[name] for name in LIMIT_FIELDS if budget.get(name) is not None}
 
 
+def limits_of(db, user):
+    """effective_limits, from the budgets loaded with the user when they were (no database read)."""
+    if OWN_BUDGET not in user:
+        return effective_limits(db, user["_id"])
+    budget = (user[OWN_BUDGET] or user[DEFAULT_BUDGET] or [{}])[0]
+    return {name: budget[name] for name in LIMIT_FIELDS if budget.get(name) is not None}
+
+
 class BudgetExceeded(TooManyRequests):
     pass
 
@@ -85,11 +94,13 @@ def _opening(db, user_id, window, period):
 
 @dataclass
 class Reservation:
-    """A request's claim on its user's counters, from before the LLM call until it settles.
+    """A request's claim on its user's counters, from before the LLM call until its record is written.
 
-    Every call settles into the user's day and month counters, whether or not a limit
-    applied when it reserved: so a budget created while requests are in flight still
-    counts them, and each counter equals the ledger for its window once requests settle.
+    Every recorded call settles into its user's day and month counters, whether or not a limit
+    applied when it reserved: so a budget created while requests are in flight still counts
+    them, and each counter equals the ledger for its window. The call's ledger record carries
+    its `ticket()`; the ledger writer settles it (apply_settlements) in the same batch that
+    writes the record, so a record settles exactly once and never off the response path.
     """
 
     db: object
@@ -102,34 +113,14 @@ class Reservation:
     limits: dict = field(default_factory=dict)  # the effective limits read when reserving
     settled: bool = False
 
-    def settle(self, tokens, cost_usd, now):
-        """Put what the call really used on the counters (replacing the worst case where one was
-        reserved) and queue the alerts the new totals cross. Settles once; later calls do nothing."""
-        if self.settled:
-            return
+    def ticket(self):
+        """What the ledger writer needs to settle the call: the worst case reserved per counter, the
+        limits read when reserving, and the alert policy. Handing it over ends the reservation."""
         self.settled = True
-        units = to_units(cost_usd)
-        user_id = self.user["_id"]
-        subject = {"key": str(user_id), "label": self.user["email"]}
-        for window in WINDOWS:
-            key, fields, _ = _window_fields(user_id, window, self.at)
-            if key in self.reserved:
-                counter = repository.add(self.db, key, self.reserved[key], tokens - self.tokens,
-                                         units - self.cost_units)
-            else:
-                counter = repository.add_opened(self.db, key, fields, tokens, units,
-                                                _opening(self.db, user_id, window, fields["period"]))
-            token_limit, usd_limit = window_limits_usd(self.limits, window)
-            for unit, used, limit in (("tokens", counter["tokens"], token_limit),
-                                      ("usd", to_usd(counter["costUnits"]), usd_limit)):
-                if limit is not None:
-                    queue_crossings(self.db, subject, window, counter["period"], unit, used, limit,
-                                    self.policy.alert_thresholds, now)
-        if units and self.policy.global_daily_limit_usd is not None:
-            spent = add_global_spend(self.db, cost_usd, now)
-            queue_crossings(self.db, {"key": GLOBAL, "label": "The whole service"}, "day", spent["period"], "usd",
-                            to_usd(spent["costUnits"]), float(self.policy.global_daily_limit_usd),
-                            self.policy.alert_thresholds, now)
+        global_limit = self.policy.global_daily_limit_usd
+        return {"reserved": {key: [self.tokens, self.cost_units] for key in self.reserved},
+                "limits": self.limits, "thresholds": list(self.policy.alert_thresholds),
+                "globalDailyLimitUsd": str(global_limit) if global_limit is not None else None}
 
     def release(self):
         """Give back the worst case of a call the provider refused (nothing was billed)."""
@@ -138,6 +129,41 @@ class Reservation:
         self.settled = True
         for key, fields in self.reserved.items():
             repository.add(self.db, key, fields, -self.tokens, -self.cost_units)
+
+
+def apply_settlements(db, records, now):
+    """Settle written ledger records that carry a reservation ticket (`_budget`): each one's
+    usage replaces its reserved worst case on its user's day and month counters (a counter
+    opens at what the ledger holds before this batch), merged per counter, then the alerts the
+    new totals cross are queued. Called for the records the ledger accepted, before their rollups."""
+    deltas, spend = {}, {}
+    for record in records:
+        ticket = record["_budget"]
+        for window in WINDOWS:
+            key, fields, _ = _window_fields(record["userId"], window, record["timestamp"])
+            reserved_tokens, reserved_units = ticket["reserved"].get(key, (0, 0))
+            entry = deltas.setdefault(key, {"tokens": 0, "units": 0, "fields": fields, "window": window,
+                                            "record": record, "ticket": ticket})
+            entry["tokens"] += record["totalTokens"] - reserved_tokens
+            entry["units"] += to_units(record["cost"]) - reserved_units
+        if ticket["globalDailyLimitUsd"] is not None and record["cost"]:
+            day = spend.setdefault(record["date"], {"cost": Decimal(0), "ticket": ticket, "at": record["timestamp"]})
+            day["cost"] += Decimal(str(record["cost"]))
+    for key, entry in deltas.items():
+        record, ticket, window = entry["record"], entry["ticket"], entry["window"]
+        counter = repository.add_opened(db, key, entry["fields"], entry["tokens"], entry["units"],
+                                        _opening(db, record["userId"], window, entry["fields"]["period"]))
+        token_limit, usd_limit = window_limits_usd(ticket["limits"], window)
+        for unit, used, limit in (("tokens", counter["tokens"], token_limit),
+                                  ("usd", to_usd(counter["costUnits"]), usd_limit)):
+            if limit is not None:
+                queue_crossings(db, {"key": str(record["userId"]), "label": record["userEmail"]}, window,
+                                counter["period"], unit, used, limit, ticket["thresholds"], now)
+    for day in spend.values():
+        spent = add_global_spend(db, day["cost"], day["at"])
+        queue_crossings(db, {"key": GLOBAL, "label": "The whole service"}, "day", spent["period"], "usd",
+                        to_usd(spent["costUnits"]), float(day["ticket"]["globalDailyLimitUsd"]),
+                        day["ticket"]["thresholds"], now)
 
 
 def _exceeded(db, key, window, token_limit, cost_limit, tokens, cost_units, resets_at, now):
@@ -161,7 +187,7 @@ def reserve(db, user, tokens, cost_usd, now, policy=Policy(), priced=True, model
     `now` is when the call is made. A USD limit cannot bind a model without a price, so such
     a request is refused (422)."""
     user_id = user["_id"]
-    limits = effective_limits(db, user_id)
+    limits = limits_of(db, user)
     if not priced and any(window_limits_usd(limits, window)[1] is not None for window in WINDOWS):
         raise UnprocessableEntity(
             f"Model {model!r} has no known price, and a USD budget applies to you: add its price to "

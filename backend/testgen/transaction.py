@@ -7,9 +7,9 @@ plan -> reserve -> call -> settle -> record.
 - call: the provider's answer, or its stream read up to the first token, so a provider
   that fails before answering gives the usual JSON error (and releases the reservation:
   nothing was billed);
-- settle: from the moment the provider answered, its usage (reported, or estimated when
-  it reported none) replaces the reservation, whatever happens next;
-- record: exactly one ledger record per answered call, with the request's outcome.
+- settle and record: exactly one ledger record per call the provider may have run, with the
+  request's outcome; the record carries the reservation's ticket, and the ledger writer
+  settles the counters in the batch that writes it, whatever happened after the call.
 
 A stream sends `delta` events ({text}) as the model writes, then one `done` event with the
 envelope of the JSON answer, or an `error` event ({success: false, message, status}). When
@@ -95,13 +95,6 @@ def _reserve(db, generation_plan, config, at):
         return budgets.Reservation(db, user, config.policy, at)
 
 
-def _settle(reservation, call):
-    try:
-        reservation.settle(call.usage.total_tokens, call.price.cost, now())
-    except PyMongoError:
-        log.exception("Budget settlement failed for call %s; the ledger record still follows", call.call_id)
-
-
 def _release(reservation):
     try:
         reservation.release()
@@ -155,16 +148,14 @@ def run(body, finish, schema):
             # The provider may have run a call it did not answer readably: record it as estimated.
             call = _call(generation_plan, config, call_id, at, text="", reported=None, finished=False,
                          response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-            _settle(reservation, call)
-            hold(call, current_user._get_current_object(), failure_outcome(exc))
+            hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
         else:
             _release(reservation)
         _failed(provider.name, exc)
         raise
     call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
                  finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
-    _settle(reservation, call)
-    held = hold(call, current_user._get_current_object())
+    held = hold(call, current_user._get_current_object(), reservation.ticket())
     metrics().count_call(call.provider, "ok", call.latency_ms)
     try:
         test_cases = services.read_cases(generation_plan, call)
@@ -200,14 +191,13 @@ class _StreamCall:
         self._lock = threading.Lock()
 
     def call(self):
-        """The LLMCall for what the provider reported so far; settles the reservation once."""
+        """The LLMCall for what the provider reported so far, made once."""
         with self._lock:
             if self._call is None:
                 stream = self.stream
                 self._call = _call(self.plan, self.config, self.call_id, self.at, text=stream.text,
                                    reported=stream.usage, finished=stream.finished,
                                    response_model=stream.response_model, latency_ms=stream.latency_ms)
-                _settle(self.reservation, self._call)
             return self._call
 
     def record(self, outcome, status=STREAM_STATUS):
@@ -218,7 +208,7 @@ class _StreamCall:
             self._recorded = True
         self.stream.close()
         metrics().count_call(call.provider, outcome, call.latency_ms)
-        record([(call, self.user, outcome)], self.operation, status, self.request_id)
+        record([(call, self.user, self.reservation.ticket(), outcome)], self.operation, status, self.request_id)
 
     def drain_then_record(self):
         """The client left: read the provider's stream to its end (bounded) in the background, so the
@@ -258,8 +248,7 @@ def _stream(generation_plan, finish, schema, reservation, config, at):
         if _maybe_billed(exc):
             call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
                          response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-            _settle(reservation, call)
-            hold(call, current_user._get_current_object(), failure_outcome(exc))
+            hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
         else:
             _release(reservation)
         _failed(provider.name, exc)

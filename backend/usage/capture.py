@@ -53,25 +53,27 @@ def tracked_operation():
 class Held:
     call: object
     user: dict
+    ticket: dict  # the budget reservation's, settled with the record
     outcome: str | None = None  # None: decided by the response status
 
 
-def hold(call, user, outcome=None):
+def hold(call, user, ticket, outcome=None):
     """Keep an answered call for the after-request hook; returns the entry, whose outcome may be set later."""
-    entry = Held(call, user, outcome)
+    entry = Held(call, user, ticket, outcome)
     g.setdefault("held_calls", []).append(entry)
     return entry
 
 
 def record(entries, operation, status, request_id):
-    """Write [(call, user, outcome)] to the ledger as one batch. Never raises."""
+    """Write [(call, user, ticket, outcome)] to the ledger as one batch. Never raises."""
     try:
-        records = [LedgerRecord(call, user["_id"], user["email"], operation, outcome, status, request_id).document()
-                   for call, user, outcome in entries]
+        records = [LedgerRecord(call, user["_id"], user["email"], operation, outcome, status, request_id,
+                                ticket).document()
+                   for call, user, ticket, outcome in entries]
         if records:
             current_app.extensions["ledger_writer"].submit(get_db(), records, metrics())
     except Exception:
-        log.exception("Recording usage failed for callIds %s", ", ".join(call.call_id for call, _, _ in entries))
+        log.exception("Recording usage failed for callIds %s", ", ".join(entry[0].call_id for entry in entries))
 
 
 def _record_held(status):
@@ -79,7 +81,7 @@ def _record_held(status):
     if not held:
         return
     default = "ok" if status < 400 else "failed_after_call"
-    record([(entry.call, entry.user, entry.outcome or default) for entry in held],
+    record([(entry.call, entry.user, entry.ticket, entry.outcome or default) for entry in held],
            g.tracked_operation, status, g.request_id)
 
 

@@ -4,12 +4,16 @@ from dataclasses import dataclass
 
 from bson import ObjectId
 
+from backend.budgets.services import apply_settlements
+from backend.clock import utc_now
 from backend.llm.calls import LLMCall
 from backend.usage import repository, rollups
 
 log = logging.getLogger("backend.usage")
 
 
+# Travels with a record through the spool, never into the ledger.
+BUDGET_TICKET = "_budget"
 OUTCOMES = ("ok", "unreadable", "failed_after_call", "client_gone", "timeout", "provider_error")
 
 
@@ -27,6 +31,7 @@ class LedgerRecord:
     outcome: str
     http_status: int
     request_id: str
+    budget_ticket: dict | None = None  # settled on the budget counters when the record is written
 
     def __post_init__(self):
         if self.outcome not in OUTCOMES:
@@ -64,16 +69,27 @@ class LedgerRecord:
             "callId": call.call_id,
             "requestId": self.request_id,
             "latencyMs": round(call.latency_ms, 1),
+            **({BUDGET_TICKET: self.budget_ticket} if self.budget_ticket is not None else {}),
         }
 
 
 def write_records(db, records, metrics=None):
-    """Ledger first, then the rollups for exactly the records the ledger accepted.
-    Raises when the ledger write fails; a failed rollup is logged (repair: rebuild_rollups.py)."""
-    inserted = repository.insert_records(db, [dict(r) for r in records])
+    """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
+    the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
+    (repair: rebuild_rollups.py)."""
+    documents = [dict(r) for r in records]
+    tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
+               if BUDGET_TICKET in document}
+    inserted = repository.insert_records(db, documents)
     if metrics is not None:
         metrics.usage_writes.inc(len(inserted))
         metrics.count_records(inserted)
+    settled = [{**r, BUDGET_TICKET: tickets[r["callId"]]} for r in inserted if r["callId"] in tickets]
+    try:
+        apply_settlements(db, settled, utc_now())
+    except Exception:
+        log.exception("Budget counters not settled for callIds %s; the ledger is intact",
+                      ", ".join(r["callId"] for r in settled))
     try:
         rollups.apply(db, inserted)
     except Exception:
