@@ -165,3 +165,15 @@ def test_generate_and_save_streams_too(client, user_headers, db):
     saved = events[-1][1]["data"]["testCases"]
     assert len(saved) == 2 and all(ObjectId.is_valid(c["id"]) for c in saved)
     assert db[TESTCASES].count_documents({}) == 2 and db[USAGE].count_documents({}) == 1
+
+
+def test_token_counts_and_budgets_that_would_overflow_the_store_are_422(client, two_users, admin_headers):
+    ann, _ = two_users
+    huge = {"title": "t", "tokenUsage": {"inputTokens": 4611686018427387904, "outputTokens": 4611686018427387904}}
+    response = client.post("/api/testcases", json=huge, headers=ann)
+    assert response.status_code == 422 and "inputTokens" in response.json["errors"]["tokenUsage"]
+    for limits in ({"usdPerDay": 1e300}, {"usdPerMonth": 922337204}, {"tokensPerDay": 10**16}):
+        assert client.put("/admin/openai/budgets/default", json=limits, headers=admin_headers).status_code == 422
+    for count in (5.5, "5"):
+        assert client.post("/api/test-generation", json={"prompt": "x", "count": count},
+                           headers=ann).status_code == 422
