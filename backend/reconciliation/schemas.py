@@ -50,6 +50,6 @@ class ReconciliationSchema(Schema):
 
 
 class ReconciliationListSchema(Schema):
-    startDate = fields.Date(format="%Y-%m-%d")
-    endDate = fields.Date(format="%Y-%m-%d")
+    startDate = fields.Date()
+    endDate = fields.Date()
     results = fields.List(fields.Nested(ReconciliationSchema))

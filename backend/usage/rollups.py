@@ -135,9 +135,9 @@ def whole_months(start=None, end=None):
     if start or end:
         query["month"] = {}
         if start:
-            query["month"]["$gte"] = start.strftime("%Y-%m")
+            query["month"]["$gte"] = start.isoformat()[:7]
         if end:
-            query["month"]["$lte"] = end.strftime("%Y-%m")
+            query["month"]["$lte"] = end.isoformat()[:7]
     return query
 
 
