@@ -144,14 +144,7 @@ def run(body, finish, schema):
         completion = _with_retries(lambda: provider.complete(generation_plan.messages, generation_plan.model,
                                                              config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        if _maybe_billed(exc):
-            # The provider may have run a call it did not answer readably: record it as estimated.
-            call = _call(generation_plan, config, call_id, at, text="", reported=None, finished=False,
-                         response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-            hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
-        else:
-            _release(reservation)
-        _failed(provider.name, exc)
+        _unanswered(exc, generation_plan, config, reservation, at, started)
         raise
     call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
                  finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
@@ -163,6 +156,18 @@ def run(body, finish, schema):
         held.outcome = "unreadable"
         raise
     return ok(*finish(generation_plan, test_cases, [call]))
+
+
+def _unanswered(exc, generation_plan, config, reservation, at, started):
+    """The provider failed before it answered: a call it may have run (a timeout, a broken or
+    unreadable reply) is recorded as an estimate; one it refused releases the reservation."""
+    if _maybe_billed(exc):
+        call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
+                     response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
+        hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
+    else:
+        _release(reservation)
+    _failed(generation_plan.provider.name, exc)
 
 
 def _call(generation_plan, config, call_id, at, **answer):
@@ -245,13 +250,7 @@ def _stream(generation_plan, finish, schema, reservation, config, at):
         stream = _with_retries(lambda: provider.stream(generation_plan.messages, generation_plan.model,
                                                        config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        if _maybe_billed(exc):
-            call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
-                         response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-            hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
-        else:
-            _release(reservation)
-        _failed(provider.name, exc)
+        _unanswered(exc, generation_plan, config, reservation, at, started)
         raise
     streamed = _StreamCall(generation_plan, stream, reservation, config, at)
     try:
