@@ -3,9 +3,10 @@
 Before an LLM call the request reserves its worst case (estimated input plus the
 most output it asks for) on a counter per user and UTC day / month, with one
 atomic conditional update: the counter only moves if it stays within the limit.
-After the call the reservation is settled to the real usage; a failed call releases
-it. Because the check and the increment are one database operation, the limit holds
-across threads, gunicorn workers and app instances sharing the database.
+The call's ledger record carries the reservation, and the ledger writer settles it to the
+real usage in the batch that writes the record; a call the provider refused releases it.
+Because the check and the increment are one database operation, the limit holds across
+threads, gunicorn workers and app instances sharing the database.
 """
 import math
 from dataclasses import dataclass, field

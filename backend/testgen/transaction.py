@@ -118,7 +118,7 @@ def _with_retries(attempt, retries):
             time.sleep(RETRY_BACKOFF_SECONDS[min(number, len(RETRY_BACKOFF_SECONDS) - 1)])
 
 
-def failure_outcome(exc):
+def _failure_outcome(exc):
     if isinstance(exc, ProviderTimeout):
         return "timeout"
     return "unreadable" if isinstance(exc, UnreadableReply) else "provider_error"
@@ -164,7 +164,7 @@ def _unanswered(exc, generation_plan, config, reservation, at, started):
     if _maybe_billed(exc):
         call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
                      response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-        hold(call, current_user._get_current_object(), reservation.ticket(), failure_outcome(exc))
+        hold(call, current_user._get_current_object(), reservation.ticket(), _failure_outcome(exc))
     else:
         _release(reservation)
     _failed(generation_plan.provider.name, exc)
@@ -258,7 +258,7 @@ def _stream(generation_plan, finish, schema, reservation, config, at):
     except Exception as exc:
         if stream.started or _maybe_billed(exc):
             # The provider had started before it failed: that call ran, so it is recorded (estimated).
-            streamed.record(failure_outcome(exc), getattr(exc, "status", 500))
+            streamed.record(_failure_outcome(exc), getattr(exc, "status", 500))
         else:
             stream.close()
             _release(reservation)
@@ -294,7 +294,7 @@ def _stream(generation_plan, finish, schema, reservation, config, at):
             streamed.drain_then_record()
             raise
         except APIError as exc:
-            outcome = failure_outcome(exc)
+            outcome = _failure_outcome(exc)
             yield _error_event(exc)
         except Exception:
             outcome = "failed_after_call"
