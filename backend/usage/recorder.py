@@ -2,6 +2,7 @@
 import logging
 from dataclasses import dataclass
 
+import bson
 from bson import ObjectId
 
 from backend.budgets.services import apply_settlements
@@ -73,6 +74,22 @@ class LedgerRecord:
         }
 
 
+# What the writer reads of every record (rollups, counters, metrics, the log line).
+REQUIRED_FIELDS = ("callId", "userId", "userEmail", "provider", "modelName", "operation", "date", "timestamp",
+                   "promptTokens", "completionTokens", "totalTokens", "cost")
+
+
+def _storable(document):
+    """Has every field the writer reads, and encodes as BSON (no int past int64, no lone surrogate)."""
+    if any(field not in document for field in REQUIRED_FIELDS):
+        return False
+    try:
+        bson.encode(document)
+    except (bson.errors.BSONError, OverflowError, ValueError, TypeError):
+        return False
+    return True
+
+
 def write_records(db, records, metrics=None):
     """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
     the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
@@ -80,10 +97,12 @@ def write_records(db, records, metrics=None):
     documents = [dict(r) for r in records]
     tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                if BUDGET_TICKET in document}
+    invalid = [document.get("callId") for document in documents if not _storable(document)]
+    if invalid:
+        # Refused before anything is inserted, so no record of the batch is left unsettled;
+        # the spool then writes the others one by one and sets these aside.
+        raise ValueError(f"unstorable ledger record(s): {invalid}")
     inserted = repository.insert_records(db, documents)
-    if metrics is not None:
-        metrics.usage_writes.inc(len(inserted))
-        metrics.count_records(inserted)
     settled = [{**r, BUDGET_TICKET: tickets[r["callId"]]} for r in inserted if r["callId"] in tickets]
     try:
         apply_settlements(db, settled, utc_now())
@@ -98,6 +117,9 @@ def write_records(db, records, metrics=None):
             "Usage rollup update failed for %s; the ledger is intact. Repair with "
             "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
         )
+    if metrics is not None:
+        metrics.usage_writes.inc(len(inserted))
+        metrics.count_records(inserted)
     for r in inserted:
         log.info(
             "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "

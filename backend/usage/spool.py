@@ -44,7 +44,7 @@ class Spool:
 
     @staticmethod
     def _append_lines(path, lines):
-        with open(path, "a", encoding="utf-8") as handle:
+        with open(path, "a", encoding="utf-8", errors="surrogateescape") as handle:
             handle.writelines(lines)
             handle.flush()
             os.fsync(handle.fileno())
@@ -52,7 +52,8 @@ class Spool:
     @staticmethod
     def _read_lines(path):
         try:
-            with open(path, encoding="utf-8") as handle:
+            # Bytes that are not UTF-8 survive the read (as surrogates) and are set aside by _parse.
+            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
                 return [line for line in handle if line.strip()]
         except FileNotFoundError:
             return []
@@ -70,12 +71,18 @@ class Spool:
 
     def _parse(self, lines):
         """The records of the lines. A process killed while appending leaves a torn last line, for
-        a record it never answered; such lines are kept aside in <spool>.torn, not replayed."""
+        a record it never answered; such lines (and any that are not a JSON object in UTF-8) are
+        kept aside in <spool>.torn, not replayed."""
         records, torn = [], []
         for line in lines:
             try:
-                records.append(json_util.loads(line, json_options=JSON_OPTIONS))
+                line.encode("utf-8")
+                record = json_util.loads(line, json_options=JSON_OPTIONS)
             except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            else:
                 torn.append(line if line.endswith("\n") else line + "\n")
         if torn:
             log.warning("Spool: %d unreadable line(s) kept aside in %s.torn", len(torn), self.path)

@@ -126,3 +126,28 @@ def test_a_record_the_database_refuses_is_set_aside_and_the_others_written(make_
     assert (written, left) == (2, 0)
     assert sorted(r["callId"] for r in get_db(app)[USAGE].find()) == sorted(r["callId"] for r in good)
     assert '"callId": "poisoned"' in (tmp_path / "spool.jsonl.rejected").read_text()
+
+
+def test_lines_that_are_not_records_never_block_the_spool_or_leave_records_unsettled(make_app, tmp_path):
+    app = make_app()
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    headers = bearer(client, "dev@example.com")
+    for _ in range(3):
+        client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
+    db = get_db(app)
+    good = list(db[USAGE].find())
+    db[USAGE].delete_many({})
+    db[USAGE_USER_MONTHLY].delete_many({})
+    spool = app.extensions["spool"]
+    spool.append([good[0]])
+    with open(spool.path, "ab") as handle:
+        handle.write(b'{"userEmail": "\xff"}\n1\n{}\n')
+    spool.append([{**good[1], "totalTokens": 10**25}, good[2]])
+
+    assert app.extensions["ledger_writer"].flush() == (2, 0)
+    assert sorted(r["callId"] for r in db[USAGE].find()) == sorted([good[0]["callId"], good[2]["callId"]])
+    month = db[USAGE_USER_MONTHLY].find_one()
+    assert sum(day["requests"] for day in month["days"].values()) == 2
+    assert len((tmp_path / "spool.jsonl.torn").read_bytes().splitlines()) == 2
+    assert len((tmp_path / "spool.jsonl.rejected").read_text().splitlines()) == 2
