@@ -7,7 +7,6 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from backend.errors import BadRequest
 
-
 MAX_PAGE_SIZE = 100
 # Rows a page may skip: far inside the signed 64-bit integer MongoDB's skip takes (page=1e30 would
 # overflow BSON); reading further than this is the export's job.

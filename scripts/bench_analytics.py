@@ -137,8 +137,8 @@ def main():
     print(f"records={args.records:,} store={store} window={WINDOW_DAYS} days "
           f"load={load_seconds:.1f}s rebuild={rebuild_seconds:.1f}s")
     print("documents: " + " | ".join(f"{name} {count:,}" for name, count in counts.items()))
-    print(f"| endpoint | rollup median ms | raw median ms | raw / rollup |")
-    print(f"|---|---:|---:|---:|")
+    print("| endpoint | rollup median ms | raw median ms | raw / rollup |")
+    print("|---|---:|---:|---:|")
     for name, path, query in endpoints:
         rollup = median_ms(client, path, {**query, "source": "rollup"}, headers, args.repeats)
         if args.skip_raw:

@@ -1,8 +1,7 @@
 from marshmallow import Schema, fields, validate
 
-from backend.usage.recorder import OUTCOMES
-
 from backend.schemas import MAX_PAGE_SIZE, DateRangeSchema, ObjectIdString, UTCDateTime, offset_field, page_field
+from backend.usage.recorder import OUTCOMES
 
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
                        metadata={"description": "rollup (default) or raw: the ledger itself, for verification"})

@@ -17,6 +17,7 @@ from backend.alerts.services import queue_crossings
 from backend.auth.repository import DEFAULT_BUDGET, OWN_BUDGET
 from backend.budgets import repository
 from backend.errors import TooManyRequests, UnprocessableEntity
+
 # Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
 from backend.pricing.services import to_units, to_usd
 from backend.schemas import UTCDateTime

@@ -5,8 +5,17 @@ import anthropic
 import httpx2
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
-                              failure, reported_usage, split_system)
+from backend.llm.base import (
+    NO_USAGE,
+    Completion,
+    Provider,
+    ProviderStream,
+    UnreadableReply,
+    broken_connection,
+    failure,
+    reported_usage,
+    split_system,
+)
 
 OVERLOADED = 529
 

@@ -6,8 +6,17 @@ from google import genai
 from google.genai import errors, types
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
-                              failure, reported_usage, split_system)
+from backend.llm.base import (
+    NO_USAGE,
+    Completion,
+    Provider,
+    ProviderStream,
+    UnreadableReply,
+    broken_connection,
+    failure,
+    reported_usage,
+    split_system,
+)
 
 
 class GeminiProvider(Provider):
@@ -77,8 +86,8 @@ class GeminiProvider(Provider):
         if isinstance(exc, httpx2.TimeoutException):
             return failure(ProviderTimeout(f"Gemini did not answer within {self.timeout} seconds"), maybe_billed=True)
         if isinstance(exc, httpx2.HTTPError):
-            return broken_connection(ProviderUnavailable("Could not connect to the Gemini API, or the connection broke"),
-                                     exc)
+            return broken_connection(
+                ProviderUnavailable("Could not connect to the Gemini API, or the connection broke"), exc)
         if isinstance(exc, errors.APIError):
             if exc.code == 429:
                 return failure(ProviderUnavailable("Gemini rate limit or quota reached; try again later"),

@@ -6,8 +6,15 @@ import httpx
 import ollama
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import (Completion, Provider, ProviderStream, UnreadableReply, broken_connection, failure,
-                              reported_usage)
+from backend.llm.base import (
+    Completion,
+    Provider,
+    ProviderStream,
+    UnreadableReply,
+    broken_connection,
+    failure,
+    reported_usage,
+)
 
 log = logging.getLogger(__name__)
 

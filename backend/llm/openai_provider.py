@@ -5,8 +5,18 @@ import httpx2
 import openai
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
-from backend.llm.base import (NO_USAGE, Completion, Provider, ProviderStream, UnreadableReply, broken_connection,
-                              byte_bound, failure, reported_usage, utf8_length)
+from backend.llm.base import (
+    NO_USAGE,
+    Completion,
+    Provider,
+    ProviderStream,
+    UnreadableReply,
+    broken_connection,
+    byte_bound,
+    failure,
+    reported_usage,
+    utf8_length,
+)
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
 
@@ -91,8 +101,8 @@ class OpenAIProvider(Provider):
         if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
             return failure(ProviderTimeout(f"OpenAI did not answer within {self.timeout} seconds"), maybe_billed=True)
         if isinstance(exc, (openai.APIConnectionError, httpx2.HTTPError)):
-            return broken_connection(ProviderUnavailable("Could not connect to the OpenAI API, or the connection broke"),
-                                     exc)
+            return broken_connection(
+                ProviderUnavailable("Could not connect to the OpenAI API, or the connection broke"), exc)
         if isinstance(exc, openai.RateLimitError):
             return failure(ProviderUnavailable("OpenAI rate limit or quota reached; try again later"), retryable=True)
         if isinstance(exc, openai.APIStatusError):

@@ -1,5 +1,6 @@
 """The testcases collection. `owner` None means no owner filter (an admin sees all)."""
 import re
+
 from pymongo import DESCENDING, ReturnDocument
 
 from backend.clock import utc_now

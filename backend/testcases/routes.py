@@ -14,8 +14,8 @@ from backend.testcases.schemas import (
 )
 from backend.testgen import services as generation
 from backend.testgen import transaction
-from backend.testgen.schemas import GenerationRequestSchema
 from backend.testgen.limits import generation_rate_limit
+from backend.testgen.schemas import GenerationRequestSchema
 from backend.usage.capture import tracked
 
 blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")

@@ -6,6 +6,7 @@ from backend.clock import now
 from backend.llm.registry import get_provider, resolve_model
 from backend.schemas import envelope, ok
 from backend.testgen import services, transaction
+from backend.testgen.limits import estimate_rate_limit, generation_rate_limit
 from backend.testgen.schemas import (
     EstimateSchema,
     GenerationRequestSchema,
@@ -14,7 +15,6 @@ from backend.testgen.schemas import (
     TokenInfoQuerySchema,
     TokenInfoSchema,
 )
-from backend.testgen.limits import estimate_rate_limit, generation_rate_limit
 from backend.usage.capture import tracked
 
 blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation and token tools")

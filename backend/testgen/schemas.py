@@ -14,7 +14,8 @@ class PromptSchema(Schema):
 
     prompt = fields.String(required=True, validate=validate.Length(min=1, max=MAX_PROMPT_CHARS))
     context = fields.String(validate=validate.Length(max=MAX_PROMPT_CHARS), load_default=None)
-    file_content = fields.String(data_key="fileContent", validate=validate.Length(max=MAX_FILE_CHARS), load_default=None)
+    file_content = fields.String(data_key="fileContent", validate=validate.Length(max=MAX_FILE_CHARS),
+                                 load_default=None)
     count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_TEST_CASES), load_default=5)
     provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
     model = fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name."), load_default=None)

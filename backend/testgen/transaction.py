@@ -187,10 +187,12 @@ class _StreamCall:
     """A streamed call from its first token to its one settlement and ledger record."""
 
     def __init__(self, generation_plan, stream, reservation, config, at):
-        self.plan, self.stream, self.reservation, self.config, self.at = generation_plan, stream, reservation, config, at
+        self.plan, self.stream, self.reservation = generation_plan, stream, reservation
+        self.config, self.at = config, at
         self.call_id = new_call_id()
         self.app = current_app._get_current_object()
-        self.user, self.request_id, self.operation = current_user._get_current_object(), g.request_id, tracked_operation()
+        self.user = current_user._get_current_object()
+        self.request_id, self.operation = g.request_id, tracked_operation()
         self._call = None
         self._recorded = False
         self._lock = threading.Lock()

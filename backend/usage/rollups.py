@@ -23,8 +23,15 @@ from collections import defaultdict, namedtuple
 
 from pymongo import UpdateOne
 
-from backend.db import (USAGE, USAGE_DAILY, USAGE_DAILY_TOTALS, USAGE_USER_MONTHLY, USAGE_USER_OPERATION_MONTHLY,
-                        atomic, is_embedded)
+from backend.db import (
+    USAGE,
+    USAGE_DAILY,
+    USAGE_DAILY_TOTALS,
+    USAGE_USER_MONTHLY,
+    USAGE_USER_OPERATION_MONTHLY,
+    atomic,
+    is_embedded,
+)
 
 log = logging.getLogger("backend.usage")
 

@@ -60,7 +60,8 @@ class Spool:
 
     def append(self, records):
         with self._locked("lock", self._thread_lock):
-            self._append_lines(self.path, [json_util.dumps(record, json_options=JSON_OPTIONS) + "\n" for record in records])
+            lines = [json_util.dumps(record, json_options=JSON_OPTIONS) + "\n" for record in records]
+            self._append_lines(self.path, lines)
 
     def count(self):
         return len(self._read_lines(self.path)) + len(self._read_lines(self.replaying_path))

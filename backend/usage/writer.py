@@ -19,7 +19,6 @@ import threading
 
 from backend.db import get_db
 from backend.metrics import metrics
-
 from backend.usage.recorder import record_usage, write_records
 
 log = logging.getLogger("backend.usage")

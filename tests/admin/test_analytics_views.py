@@ -5,7 +5,6 @@ import tracemalloc
 from datetime import timedelta
 
 import pytest
-from bson import ObjectId
 
 from backend.admin.export import COLUMNS
 from backend.db import USAGE, get_db
