@@ -48,21 +48,21 @@ def seeded_records(users, today):
     alice, bob, carol, dave = users
     records = []
 
-    def add(user, days_back, provider, model, operation):
+    def add(user, days_back, provider, model, operation, outcome="ok"):
         at = datetime.combine(today - timedelta(days=days_back), datetime.min.time(), tzinfo=timezone.utc)
         at += timedelta(seconds=rng.randrange(6 * 3600, 18 * 3600))
         prompt, completion = rng.randint(800, 4000), rng.randint(200, 1500)
         cost = round(prompt * 0.15e-6 + completion * 0.6e-6, 10)
         records.append(usage_record(user, at, prompt, completion, cost, model=model, provider=provider,
-                                    operation=operation))
+                                    operation=operation, outcome=outcome))
 
     for i in range(23):
         add(alice, i % 21, "openai", rng.choice(["gpt-4o-mini", "gpt-4.1"]),
             "test_generation" if i % 3 else "testcase_generation")
     for days_back in (0, 2, 5, 9, 12):
         add(bob, days_back, "gemini", "gemini-2.5-flash", "testcase_generation")
-    for days_back in (14, 15, 16):
-        add(carol, days_back, "anthropic", "claude-haiku-4-5", "test_generation")
+    for days_back, outcome in ((14, "unreadable"), (15, "ok"), (16, "client_gone")):
+        add(carol, days_back, "anthropic", "claude-haiku-4-5", "test_generation", outcome)
     for _ in range(2):
         add(dave, 40, "openai", "gpt-4o-mini", "test_generation")
     return records
@@ -184,6 +184,10 @@ def test_admin_dashboard_end_to_end(site, browser):
     thirty = chosen(site, 30)
     assert api_cards(site, 30) == expected_cards(thirty)
     assert tab.cards() == expected_cards(thirty)
+    failed = [r for r in thirty if r["outcome"] != "ok"]
+    assert len(failed) == 2 and tab.text("#failed-note") == (
+        f"Of these, {len(failed)} calls of failed requests cost {usd(math.fsum(r['cost'] for r in failed))} "
+        "(billed all the same).")
     assert page.locator("#chart svg rect").count() > 0
     assert page.locator("#top-users-table tbody tr").count() == 3  # dave is outside the range
     model_rows = page.locator("#breakdown-table tbody tr")

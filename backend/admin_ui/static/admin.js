@@ -309,6 +309,11 @@ function renderCards(dashboard) {
   $("card-cost").textContent = formatUsd(dashboard.totalCost);
   $("card-requests").textContent = formatNumber(dashboard.totalRequests);
   $("card-users").textContent = formatNumber(dashboard.uniqueUsers);
+  // Calls of requests that failed after the provider answered are billed too, so they count above.
+  $("failed-note").textContent = dashboard.failedRequests
+    ? `Of these, ${formatNumber(dashboard.failedRequests)} calls of failed requests cost ` +
+      `${formatUsd(dashboard.failedCost)} (billed all the same).`
+    : "No calls of failed requests in this range.";
 }
 
 function emptyRow(tbody, columns, message) {
