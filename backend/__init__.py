@@ -76,20 +76,24 @@ def escape_control_characters(text):
 
 
 def _escape_control_characters_in_log_messages():
-    """Every record's message is formatted once with its control characters escaped, whichever
-    handler (ours, gunicorn's, pytest's) writes it; the record factory is process-wide, so this
-    works for handlers added after start-up too. Tracebacks are left multi-line."""
+    """Every record's arguments (where values from requests go: a model name, a path, a request
+    line) have their control characters escaped, whichever handler (ours, gunicorn's, pytest's)
+    writes it; the record factory is process-wide, so this works for handlers added after start-up
+    too. Messages written by code itself (the dev server's coloured banner) and tracebacks stay as
+    they are."""
     previous = logging.getLogRecordFactory()
     if getattr(previous, "escapes_control_characters", False):
         return
 
+    def escaped(value):
+        return escape_control_characters(value) if isinstance(value, str) else value
+
     def factory(*args, **kwargs):
         record = previous(*args, **kwargs)
-        try:
-            message = record.getMessage()
-        except Exception:  # a malformed call: leave it for the handler to report as usual
-            return record
-        record.msg, record.args = escape_control_characters(message), None
+        if isinstance(record.args, dict):
+            record.args = {key: escaped(value) for key, value in record.args.items()}
+        elif record.args:
+            record.args = tuple(escaped(value) for value in record.args)
         return record
 
     factory.escapes_control_characters = True

@@ -59,10 +59,17 @@ def resolve_model(provider, requested, app=None):
     config = (app or current_app).config
     model = requested or provider.default_model
     if not _allowed(provider, model, config):
-        setting = f"{provider.name.upper()}_ALLOWED_MODELS"
         raise UnprocessableEntity(
-            f"Model {model!r} is not available for {provider.name} on this server (allowed: its default "
-            f"{provider.default_model!r}, models the price table or PRICING_FILE prices, or {setting})",
+            f"Model {model!r} is not available for {provider.name} on this server (allowed: "
+            f"{_allowed_description(provider)})",
             errors={"model": [f"Not allowed for {provider.name}."]},
         )
     return model
+
+
+def _allowed_description(provider):
+    if provider.is_demo:
+        return f"only its own model {provider.default_model!r}"
+    setting = f"{provider.name.upper()}_ALLOWED_MODELS"
+    priced = "models the price table or PRICING_FILE prices" if provider.price_provider else "models PRICING_FILE prices"
+    return f"its default {provider.default_model!r}, {priced}, or those {setting} lists"

@@ -50,7 +50,7 @@ def prometheus_metrics():
     token = current_app.config["METRICS_TOKEN"]
     if token and not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {token}"):
         raise Unauthorized("Send the metrics token as Authorization: Bearer <METRICS_TOKEN>")
-    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(metrics().registry), content_type=CONTENT_TYPE_LATEST)
 
 
 @docs_assets.get("/<path:filename>")
