@@ -6,7 +6,7 @@ from backend.auth.repository import find_by_id
 from backend.budgets import repository
 from backend.budgets.schemas import BudgetInputSchema, BudgetListSchema, BudgetSchema, MyUsageSchema
 from backend.budgets.services import usage_report
-from backend.clock import utc_now
+from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
 from backend.schemas import envelope, ok, parse_object_id
@@ -56,7 +56,7 @@ def get_budget(user_id):
 @blp.response(200, envelope(BudgetSchema))
 def put_budget(limits, user_id):
     """Set a user's budget (or `default`, for users without their own); it replaces the previous one."""
-    budget = repository.put_budget(get_db(), _owner(user_id), limits, utc_now(), current_user["_id"])
+    budget = repository.put_budget(get_db(), _owner(user_id), limits, now(), current_user["_id"])
     return ok(budget, "Budget saved")
 
 
@@ -77,4 +77,4 @@ def delete_budget(user_id):
 @me_blp.response(200, envelope(MyUsageSchema))
 def my_usage():
     """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
-    return ok({"windows": usage_report(get_db(), current_user["_id"], utc_now())}, "Usage retrieved")
+    return ok({"windows": usage_report(get_db(), current_user, now())}, "Usage retrieved")

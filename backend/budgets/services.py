@@ -102,13 +102,11 @@ class Reservation:
     applied when it reserved: so a budget created while requests are in flight still counts
     them, and each counter equals the ledger for its window. The call's ledger record carries
     its `ticket()`; the ledger writer settles it (apply_settlements) in the same batch that
-    writes the record, so a record settles exactly once and never off the response path.
+    writes the record, so a record settles exactly once and never on the response path.
     """
 
     db: object
-    user: dict
     policy: Policy
-    at: datetime  # when the call is made: its ledger record and its counters share this day and month
     tokens: int = 0
     cost_units: int = 0
     reserved: dict = field(default_factory=dict)  # counter key -> fields, where the worst case was added
@@ -196,7 +194,7 @@ def reserve(db, user, tokens, cost_usd, now, policy=Policy(), priced=True, model
             "PRICING_FILE or choose a priced model",
             errors={"model": ["No price is known for this model; a USD budget applies."]},
         )
-    reservation = Reservation(db, user, policy, now, tokens, to_units(cost_usd), limits=limits)
+    reservation = Reservation(db, policy, tokens, to_units(cost_usd), limits=limits)
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)
         if token_limit is None and cost_limit is None:
@@ -216,10 +214,11 @@ def add_global_spend(db, cost_usd, now):
     return repository.add(db, key, fields, 0, to_units(cost_usd))
 
 
-def usage_report(db, user_id, now):
+def usage_report(db, user, now):
     """What /api/me/usage shows: limits, usage and what is left. Usage is the budget counter
     (requests in flight included); before the window's first request, what the ledger holds."""
-    limits = effective_limits(db, user_id)
+    user_id = user["_id"]
+    limits = limits_of(db, user)
     report = []
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)

@@ -92,7 +92,7 @@ def _reserve(db, generation_plan, config, at):
     except PyMongoError:
         # A budget store that is down must not take generation down with it.
         log.exception("Budget reservation skipped: database unavailable")
-        return budgets.Reservation(db, user, config.policy, at)
+        return budgets.Reservation(db, config.policy)
 
 
 def _release(reservation):

@@ -25,3 +25,31 @@ def test_records_from_before_outcomes_are_marked_ok_once(app):
         assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
         assert migrate(db, NOW) == []
         assert db[MIGRATIONS].count_documents({}) == 1
+
+
+def test_two_workers_starting_at_once_both_migrate_without_error(app):
+    import threading
+
+    user = create_user(app, "old@example.com")
+    with app.app_context():
+        db = get_db()
+        old = usage_record(user, utc(2026, 11, 2, 10))
+        del old["outcome"]
+        insert_records(app, [old])
+        db[MIGRATIONS].delete_many({})
+        errors = []
+
+        def start():
+            try:
+                migrate(db, NOW)
+            except Exception as exc:  # a worker whose start-up fails would not serve
+                errors.append(exc)
+
+        workers = [threading.Thread(target=start) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(10)
+        assert errors == []
+        assert db[MIGRATIONS].count_documents({"_id": OUTCOMES}) == 1
+        assert db[USAGE].count_documents({"outcome": "ok"}) == 1
