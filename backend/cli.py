@@ -21,6 +21,7 @@ from backend.indexes import ensure_indexes
 from backend.metrics import metrics
 from backend.reconciliation.commands import reconcile_command
 from backend.usage import rollups
+from backend.usage.migrations import migrate, migration_report
 from backend.usage.recorder import replay_spool
 from backend.usage.services import apply_retention
 
@@ -83,6 +84,17 @@ def create_indexes_command():
     """Create every index the service needs, with the ledger TTL of LEDGER_TTL_DAYS (idempotent)."""
     require_real_database("index")
     print_index_report(ensure_indexes(get_db(), ledger_ttl_days=current_app.config["LEDGER_TTL_DAYS"]))
+
+
+@click.command("migrate")
+@with_appcontext
+@database_command
+def migrate_command():
+    """Apply the data migrations not applied yet (start-up does too) and list when each was applied."""
+    require_real_database("migrate")
+    migrate(get_db(), utc_now())
+    for name, applied_at, changed in migration_report(get_db()):
+        click.echo(f"{name}: applied {applied_at:%Y-%m-%d %H:%M:%S}Z, {changed} ledger record(s) changed")
 
 
 @click.command("create-admin")
@@ -184,6 +196,7 @@ def replay_spool_command():
 def init_app(app):
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(create_admin_command)
+    app.cli.add_command(migrate_command)
     app.cli.add_command(rebuild_rollups_command)
     app.cli.add_command(apply_retention_command)
     app.cli.add_command(replay_spool_command)

@@ -19,6 +19,8 @@ USAGE_USER_OPERATION_MONTHLY = "openai_token_usage_user_operation_monthly"
 TESTCASES = "testcases"
 MIGRATIONS = "migrations"
 RECONCILIATIONS = "reconciliations"
+ORGANIZATIONS = "organizations"
+TEAMS = "teams"
 
 _clients = {}
 _clients_lock = threading.Lock()

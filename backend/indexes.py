@@ -3,7 +3,18 @@ from dataclasses import dataclass
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.db import ALERTS, AUDIT_LOG, BUDGET_COUNTERS, RECONCILIATIONS, TESTCASES, USAGE, USERS, is_embedded
+from backend.db import (
+    ALERTS,
+    AUDIT_LOG,
+    BUDGET_COUNTERS,
+    ORGANIZATIONS,
+    RECONCILIATIONS,
+    TEAMS,
+    TESTCASES,
+    USAGE,
+    USERS,
+    is_embedded,
+)
 from backend.usage.rollups import ROLLUPS
 
 
@@ -35,6 +46,13 @@ INDEXES = (
     # this index guards the records written before that. The embedded store has none of those.
     IndexSpec(USAGE, (("callId", ASCENDING),), unique=True, embedded=False),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
+    # Organizations: names unique (case-insensitively), team names unique in their organization;
+    # an organization's members by email, its records newest first (scoped usage logs).
+    IndexSpec(ORGANIZATIONS, (("nameKey", ASCENDING),), unique=True),
+    IndexSpec(TEAMS, (("orgId", ASCENDING), ("nameKey", ASCENDING)), unique=True),
+    IndexSpec(USERS, (("orgId", ASCENDING), ("email", ASCENDING))),
+    IndexSpec(USERS, (("teamId", ASCENDING),)),
+    IndexSpec(USAGE, (("orgId", ASCENDING), ("timestamp", DESCENDING))),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
     # Rollups (from their registry): the unique keys their $inc upserts target, and the range
     # scans the views make.
@@ -47,6 +65,7 @@ INDEXES = (
     IndexSpec(ALERTS, (("status", ASCENDING), ("nextAttemptAt", ASCENDING))),
     IndexSpec(AUDIT_LOG, (("time", DESCENDING),)),
     IndexSpec(AUDIT_LOG, (("adminId", ASCENDING), ("time", DESCENDING))),
+    IndexSpec(AUDIT_LOG, (("orgId", ASCENDING), ("time", DESCENDING))),
     # One reconciliation per (provider, day) is its _id; the admin view lists a date range.
     IndexSpec(RECONCILIATIONS, (("date", DESCENDING), ("provider", ASCENDING))),
 )

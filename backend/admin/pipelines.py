@@ -18,7 +18,7 @@ USER_MONTHLY, USER_OPERATION_MONTHLY = "user_monthly", "user_operation_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
 GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId",
-                "outcome": "outcome"}
+                "outcome": "outcome", "org": "orgId", "team": "teamId"}
 
 
 def _date_range(start, end):

@@ -3,7 +3,13 @@ from datetime import date
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import RAW, USER_MONTHLY, USER_OPERATION_MONTHLY, match, user_month_query
+from backend.admin.pipelines import (
+    RAW,
+    USER_MONTHLY,
+    USER_OPERATION_MONTHLY,
+    match,
+    user_month_query,
+)
 from backend.db import USAGE
 from backend.usage.rollups import ROLLUPS
 
@@ -18,14 +24,17 @@ def aggregate(db, source, pipeline):
 
 
 def user_months(db, start=None, end=None, user_id=None, filters=None):
-    """User-month documents for the range, holding only the days inside it: USER_MONTHLY, or
-    USER_OPERATION_MONTHLY when `filters` ({operation, provider}) narrow the question."""
+    """User-month documents for the range: USER_MONTHLY, or USER_OPERATION_MONTHLY when
+    `filters` narrow the question by operation or provider (both carry orgId and teamId)."""
     query, projection = user_month_query(start, end, user_id, filters)
-    return db[COLLECTIONS[USER_OPERATION_MONTHLY if filters else USER_MONTHLY]].find(query, projection)
+    by_operation = any(field in (filters or {}) for field in ("operation", "provider"))
+    return db[COLLECTIONS[USER_OPERATION_MONTHLY if by_operation else USER_MONTHLY]].find(query, projection)
 
 
-def user_has_records(db, user_id):
-    return any(db[name].find_one({"userId": user_id}, {"_id": 1}) for name in (COLLECTIONS[USER_MONTHLY], USAGE))
+def user_has_records(db, user_id, org_id=None):
+    """Whether the ledger holds calls of the user (made in org_id, when given)."""
+    query = {"userId": user_id} if org_id is None else {"userId": user_id, "orgId": org_id}
+    return any(db[name].find_one(query, {"_id": 1}) for name in (COLLECTIONS[USER_MONTHLY], USAGE))
 
 
 def ledger_page(db, filters, skip, limit, start=None, end=None):

@@ -18,14 +18,14 @@ from backend.admin.schemas import (
     UsageQuerySchema,
     UsageRecordSchema,
 )
-from backend.auth.guards import admin_required
+from backend.auth.guards import admin_required, current_scope
 from backend.clock import utc_now
 from backend.db import get_db
 from backend.schemas import envelope, ok, page_of, parse_object_id
 
 blp = Blueprint(
     "admin_openai", __name__, url_prefix="/admin/openai",
-    description="Usage analytics for admins (role admin required)",
+    description="Usage analytics for admins: platform admins see every organization, organization admins their own",
 )
 ADMIN_DOC = {"security": [{"bearerAuth": []}]}
 EXPORT_RESPONSE = {
@@ -39,9 +39,12 @@ EXPORT_RESPONSE = {
 
 
 def _filters(query):
-    """The equality filters a query carries; absent ones are None and ignored."""
-    return {"operation": query.get("operation"), "provider": query.get("provider"),
-            "modelName": query.get("model"), "userId": query.get("user_id"), "outcome": query.get("outcome")}
+    """The equality filters a query carries (absent ones are None and ignored), confined to the
+    caller's scope: an organization admin's always name their organization."""
+    filters = {"operation": query.get("operation"), "provider": query.get("provider"),
+               "modelName": query.get("model"), "userId": query.get("user_id"), "outcome": query.get("outcome"),
+               "orgId": query.get("org_id"), "teamId": query.get("team_id")}
+    return services.confine(get_db(), current_scope(), filters)
 
 
 @blp.get("/dashboard")
@@ -50,7 +53,8 @@ def _filters(query):
 @blp.arguments(SourcedRangeSchema, location="query")
 @blp.response(200, envelope(DashboardSchema))
 def dashboard(query):
-    """Totals across all users for an inclusive UTC date range."""
+    """Totals across all users (of the caller's organization, for an organization admin) for an
+    inclusive UTC date range."""
     data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"],
                               _filters(query))
     return ok(data, "OpenAI usage statistics retrieved successfully")
@@ -77,7 +81,7 @@ def user_stats(query, user_id):
     """One user's totals for an inclusive UTC date range."""
     uid = parse_object_id(user_id, "userId")
     data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"), query["source"],
-                               _filters(query))
+                               _filters(query), current_scope())
     return ok(data, f"Usage statistics for user {user_id} retrieved successfully")
 
 
@@ -90,7 +94,8 @@ def user_history(query, user_id):
     """One user's ledger records, newest first, paginated."""
     uid = parse_object_id(user_id, "userId")
     data = services.user_history(
-        get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date"), _filters(query)
+        get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date"), _filters(query),
+        current_scope(),
     )
     return ok(data, f"Usage history for user {user_id} retrieved successfully")
 
@@ -101,7 +106,8 @@ def user_history(query, user_id):
 @blp.arguments(BreakdownQuerySchema, location="query")
 @blp.response(200, envelope(BreakdownItemSchema, many=True))
 def breakdown(query):
-    """Totals per model, provider or operation, largest first, with each one's share of tokens."""
+    """Totals per model, provider, operation, outcome, org or team, largest first, with each one's
+    share of tokens."""
     data = services.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
                               _filters(query), query["source"])
     return ok(data, f"Usage by {query['by']} retrieved successfully")

@@ -1,6 +1,13 @@
 from marshmallow import Schema, fields, validate
 
-from backend.schemas import MAX_PAGE_SIZE, DateRangeSchema, ObjectIdString, UTCDateTime, offset_field, page_field
+from backend.schemas import (
+    MAX_PAGE_SIZE,
+    DateRangeSchema,
+    ObjectIdString,
+    UTCDateTime,
+    offset_field,
+    page_field,
+)
 from backend.usage.recorder import OUTCOMES
 
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
@@ -13,7 +20,15 @@ OPERATION = fields.String(validate=validate.Length(min=1, max=100), metadata={"d
 PROVIDER = fields.String(validate=validate.Length(min=1, max=40), metadata={"description": "only this provider"})
 
 
-class SourcedRangeSchema(DateRangeSchema):
+class MembershipFilterSchema(Schema):
+    """Calls made by members of an organization or team (an organization admin's queries are
+    always confined to their organization)."""
+
+    org_id = ObjectIdString(data_key="orgId", metadata={"description": "only calls made in this organization"})
+    team_id = ObjectIdString(data_key="teamId", metadata={"description": "only calls made in this team"})
+
+
+class SourcedRangeSchema(DateRangeSchema, MembershipFilterSchema):
     source = SOURCE
     operation = OPERATION
     provider = PROVIDER
@@ -24,7 +39,7 @@ class TopUsersQuerySchema(SourcedRangeSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=10)
 
 
-class HistoryQuerySchema(DateRangeSchema):
+class HistoryQuerySchema(DateRangeSchema, MembershipFilterSchema):
     operation = OPERATION
     provider = PROVIDER
     outcome = OUTCOME
@@ -33,7 +48,8 @@ class HistoryQuerySchema(DateRangeSchema):
 
 
 class BreakdownQuerySchema(SourcedRangeSchema):
-    by = fields.String(required=True, validate=validate.OneOf(("model", "provider", "operation", "outcome")))
+    by = fields.String(required=True,
+                       validate=validate.OneOf(("model", "provider", "operation", "outcome", "org", "team")))
     user_id = ObjectIdString(data_key="userId", load_default=None)
 
 
@@ -46,7 +62,7 @@ class TimeseriesQuerySchema(SourcedRangeSchema):
                            metadata={"description": "series kept with a groupBy; the rest are summed as 'other'"})
 
 
-class LedgerFilterSchema(DateRangeSchema):
+class LedgerFilterSchema(DateRangeSchema, MembershipFilterSchema):
     operation = OPERATION
     provider = PROVIDER
     outcome = OUTCOME
@@ -91,8 +107,9 @@ class TopUserSchema(TotalsSchema):
 
 
 class BreakdownItemSchema(TotalsSchema):
-    key = fields.String()
+    key = fields.String(allow_none=True, metadata={"description": "null for calls made in no team (by=team)"})
     provider = fields.String()
+    label = fields.String(metadata={"description": "by=org and by=team: the organization's or team's name"})
     share = fields.Float()
 
 

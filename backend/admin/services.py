@@ -9,6 +9,8 @@ from datetime import date, timedelta
 from backend.admin import pipelines, repository
 from backend.auth.repository import find_by_id
 from backend.errors import NotFound, UnprocessableEntity
+from backend.orgs import services as orgs
+from backend.orgs.services import Scope, org_of
 from backend.pricing.services import COST_DECIMALS
 
 TOTAL_FIELDS = (*pipelines.SUMMED_FIELDS, "totalCost", "totalRequests")
@@ -35,10 +37,14 @@ def _totals(row):
     return totals
 
 
+USER_MONTH_FIELDS = ("operation", "provider", "orgId", "teamId")
+
+
 def _operation_filters(filters):
-    """The operation/provider filters that are set (the user-month rollups carry those two)."""
+    """The filters the user-month rollups can answer that are set (operation and provider, read
+    from the per-operation ones; organization and team, in both)."""
     return {field: value for field, value in (filters or {}).items()
-            if field in ("operation", "provider") and value is not None}
+            if field in USER_MONTH_FIELDS and value is not None}
 
 
 def per_user_totals(db, start=None, end=None, user_id=None, filters=None):
@@ -102,13 +108,30 @@ def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
     return [{"_id": user, "userEmail": totals["userEmail"], **_totals(totals)} for user, totals in ranked]
 
 
-def require_known_user(db, user_id):
-    if find_by_id(db, user_id) is None and not repository.user_has_records(db, user_id):
+def require_known_user(db, user_id, scope=Scope()):
+    """A user who exists or has records; for an organization admin, one who is in their
+    organization or has records made in it. Anyone else is a 404."""
+    user = find_by_id(db, user_id)
+    if user is not None and scope.sees(org_of(user)):
+        return
+    if not repository.user_has_records(db, user_id, scope.org_id):
         raise NotFound(f"User {user_id} not found")
 
 
-def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None):
-    require_known_user(db, user_id)
+def confine(db, scope, filters):
+    """An admin query's filters inside the admin's scope: an organization admin's are pinned to
+    their organization, and an organization, team or user outside the scope is a 404."""
+    if filters.get("orgId") is not None:
+        orgs.require_org(db, scope, filters["orgId"])
+    if filters.get("teamId") is not None:
+        orgs.require_team(db, scope, filters["teamId"])
+    if filters.get("userId") is not None and not scope.platform:
+        require_known_user(db, filters["userId"], scope)
+    return filters if scope.platform else {**filters, "orgId": scope.org_id}
+
+
+def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None, scope=Scope()):
+    require_known_user(db, user_id, scope)
     kind = _per_user_source(source, filters)
     if kind is not None:
         rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(user_id, start, end, filters, kind))
@@ -116,24 +139,28 @@ def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None)
     return _totals(per_user_totals(db, start, end, user_id, filters).get(user_id, {}))
 
 
-def user_history(db, user_id, page, limit, start=None, end=None, filters=None):
-    require_known_user(db, user_id)
+def user_history(db, user_id, page, limit, start=None, end=None, filters=None, scope=Scope()):
+    require_known_user(db, user_id, scope)
     records, total = repository.ledger_page(db, {**(filters or {}), "userId": user_id}, (page - 1) * limit, limit,
                                             start, end)
     return {"data": records, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
 
 
 def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
-    """Totals per model, provider, operation or outcome; `filters` narrows by userId, operation,
-    provider, outcome."""
+    """Totals per model, provider, operation, outcome, org or team (with each one's name as
+    `label`); `filters` narrows by userId, operation, provider, outcome, orgId, teamId."""
     kind = _keyed_source(source, filters)
     rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
     grand_total = sum(row["totalTokens"] for row in rows)
+    names = orgs.labels(db, by, [row["_id"].get(by) for row in rows]) if by in ("org", "team") else {}
     result = []
     for row in rows:
-        item = {"key": row["_id"]["modelName" if by == "model" else by], **_totals(row)}
+        key = row["_id"].get("modelName" if by == "model" else by)
+        item = {"key": str(key) if key is not None else None, **_totals(row)}
         if by == "model":
             item["provider"] = row["_id"]["provider"]
+        if by in ("org", "team"):
+            item["label"] = names.get(key, "(no team)" if key is None else str(key))
         item["share"] = round(row["totalTokens"] / grand_total, 6) if grand_total else 0.0
         result.append(item)
     return result

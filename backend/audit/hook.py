@@ -1,7 +1,8 @@
 """Records every request to the admin API, whoever made it and however it ended.
 
 The admin page (/admin/ and its static assets) reads no data itself, so it is not logged;
-every call it makes to /admin/openai/* is.
+every call it makes to /admin/openai/* and /admin/orgs is. An entry carries the organization
+of a caller who is not a platform admin, so an organization admin reads their members' entries.
 
 An entry is built on the request (bounded: a caller who sends 60 long query parameters gets a
 few hundred bytes logged, marked truncated) and written by a background thread, so a slow or
@@ -18,9 +19,10 @@ from flask_jwt_extended import get_current_user
 from backend.audit.repository import insert_entry
 from backend.clock import utc_now
 from backend.db import get_db
+from backend.orgs.services import org_of, scope_of
 
 log = logging.getLogger(__name__)
-ADMIN_PREFIX = "/admin/openai/"
+ADMIN_PREFIXES = ("/admin/openai/", "/admin/orgs")
 MAX_QUERY_KEYS = 20
 MAX_VALUES_PER_KEY = 5
 MAX_KEY_LENGTH = 64
@@ -37,6 +39,11 @@ def _caller():
         return get_current_user()
     except RuntimeError:
         return None
+
+
+def _platform_admin(caller):
+    scope = scope_of(caller)
+    return scope is not None and scope.platform
 
 
 def bounded_query(args):
@@ -104,7 +111,7 @@ def flush(app=None, timeout=5.0):
 
 
 def _audit(response):
-    if not request.path.startswith(ADMIN_PREFIX):
+    if not request.path.startswith(ADMIN_PREFIXES):
         return response
     try:
         caller = _caller()
@@ -113,6 +120,7 @@ def _audit(response):
         entry = {
             "adminId": caller["_id"] if caller else None,
             "adminEmail": caller["email"] if caller else None,
+            "orgId": None if caller is None or _platform_admin(caller) else org_of(caller),
             "method": request.method,
             "path": request.path[:MAX_PATH_LENGTH],
             "query": query,

@@ -10,8 +10,9 @@ def insert_entry(db, entry):
     db[AUDIT_LOG].insert_one(entry)
 
 
-def entries_page(db, admin_id, start, end, page, limit):
-    query = {}
+def entries_page(db, admin_id, start, end, page, limit, org_id=None):
+    """Entries newest first; with org_id, those of that organization's callers only."""
+    query = {} if org_id is None else {"orgId": org_id}
     if admin_id is not None:
         query["adminId"] = admin_id
     if start or end:

@@ -3,7 +3,7 @@ from marshmallow import Schema, fields, validate
 
 from backend.audit.hook import flush
 from backend.audit.repository import entries_page
-from backend.auth.guards import admin_required
+from backend.auth.guards import admin_required, current_scope
 from backend.db import get_db
 from backend.schemas import (
     MAX_PAGE_SIZE,
@@ -30,6 +30,8 @@ class AuditEntrySchema(Schema):
     id = ObjectIdString(attribute="_id")
     adminId = ObjectIdString(allow_none=True)
     adminEmail = fields.String(allow_none=True)
+    orgId = ObjectIdString(allow_none=True, metadata={"description": "the caller's organization; null for a "
+                                                                     "platform admin or no caller"})
     method = fields.String()
     path = fields.String()
     query = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
@@ -46,9 +48,10 @@ class AuditEntrySchema(Schema):
 @blp.arguments(AuditQuerySchema, location="query")
 @blp.response(200, envelope(page_of(AuditEntrySchema)))
 def audit_log(query):
-    """Requests to admin endpoints, newest first; filter by admin and inclusive UTC dates."""
+    """Requests to admin endpoints, newest first; filter by admin and inclusive UTC dates. An
+    organization admin sees the requests of their organization's members."""
     # Entries are written in the background; what was answered before this read is in it.
     flush(timeout=AUDIT_FLUSH_SECONDS)
     data = entries_page(get_db(), query["admin_id"], query.get("start_date"), query.get("end_date"),
-                        query["page"], query["limit"])
+                        query["page"], query["limit"], current_scope().org_id)
     return ok(data, "Audit log retrieved successfully")

@@ -1,4 +1,8 @@
-"""JWT wiring and the role guard: identity is the user id, the role is read from the store."""
+"""JWT wiring and the admin guards: identity is the user id, roles are read from the store.
+
+Two kinds of admin use the admin API: platform admins (role `admin`) see everything, and
+organization admins (orgRole `admin`) see their organization only (backend.orgs.services.Scope).
+"""
 from functools import wraps
 
 from bson import ObjectId
@@ -9,8 +13,7 @@ from backend.auth import repository
 from backend.db import get_db
 from backend.errors import Forbidden, error_response
 from backend.extensions import jwt
-
-ADMIN = "admin"
+from backend.orgs.services import scope_of
 
 
 @jwt.user_lookup_loader
@@ -55,14 +58,32 @@ def _stale_token(_header, _payload):
     return error_response(401, "A fresh token is required")
 
 
+def current_scope():
+    """The signed-in admin's scope (None for an account that is no admin)."""
+    return scope_of(current_user)
+
+
 def admin_required(view):
-    """401 without a valid token, 403 unless the account's current role is admin."""
+    """401 without a valid token, 403 unless the account is a platform or organization admin."""
 
     @wraps(view)
     @jwt_required()
     def wrapper(*args, **kwargs):
-        if current_user.get("role") != ADMIN:
+        if current_scope() is None:
             raise Forbidden("Admin role required")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def platform_admin_required(view):
+    """As admin_required, and 403 for an organization admin: what spans organizations."""
+
+    @wraps(view)
+    @admin_required
+    def wrapper(*args, **kwargs):
+        if not current_scope().platform:
+            raise Forbidden("Platform admin role required")
         return view(*args, **kwargs)
 
     return wrapper

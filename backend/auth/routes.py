@@ -3,7 +3,13 @@ from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import Blueprint
 
 from backend.auth import services
-from backend.auth.schemas import AccessTokenSchema, LoginSchema, RegisterSchema, TokensSchema, UserSchema
+from backend.auth.schemas import (
+    AccessTokenSchema,
+    LoginSchema,
+    RegisterSchema,
+    TokensSchema,
+    UserSchema,
+)
 from backend.db import get_db
 from backend.errors import Forbidden
 from backend.extensions import limiter

@@ -1,23 +1,39 @@
-"""Budgets and their counters. Counters hold reserved plus settled usage per user and window."""
+"""Budgets and their counters. Counters hold reserved plus settled usage per owner and window.
+
+A budget's _id is its owner: "default", a user's id, a team's id or an organization's id, with
+`scope` "user" (absent on budgets from before organizations), "team" or "org".
+"""
 from pymongo import ReturnDocument
 
-from backend.db import BUDGET_COUNTERS, BUDGETS, atomic
+from backend.db import BUDGET_COUNTERS, BUDGETS, USERS, atomic
 
 DEFAULT = "default"
+USER_SCOPE = {"scope": {"$nin": ["team", "org"]}}
 
 
-def get_budget(db, owner):
-    return db[BUDGETS].find_one({"_id": owner})
+def get_budget(db, owner, scope="user"):
+    budget = db[BUDGETS].find_one({"_id": owner})
+    return budget if budget is not None and budget.get("scope", "user") == scope else None
 
 
-def list_user_budgets(db):
-    return list(db[BUDGETS].find({"_id": {"$ne": DEFAULT}}).sort("_id", 1))
+def list_budgets(db, scope, org_id=None):
+    """Budgets of one scope, by owner; with org_id, only those of that organization (its own,
+    its teams', its current members')."""
+    if scope != "user":
+        query = {"scope": scope} if org_id is None else {"scope": scope, "orgId": org_id}
+        return list(db[BUDGETS].find(query).sort("_id", 1))
+    query = {"_id": {"$ne": DEFAULT}, **USER_SCOPE}
+    if org_id is not None:
+        members = [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
+        query["_id"] = {"$in": members}
+    return list(db[BUDGETS].find(query).sort("_id", 1))
 
 
-def put_budget(db, owner, limits, now, admin_id):
+def put_budget(db, owner, limits, now, admin_id, owner_fields=None):
+    """Set the limits of an owner's budget; `owner_fields` ({scope, orgId, teamId}) say whose it is."""
     return db[BUDGETS].find_one_and_update(
         {"_id": owner},
-        {"$set": {**limits, "updatedAt": now, "updatedBy": admin_id}},
+        {"$set": {**limits, **(owner_fields or {"scope": "user"}), "updatedAt": now, "updatedBy": admin_id}},
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )

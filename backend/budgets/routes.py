@@ -1,29 +1,73 @@
 from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import Blueprint
 
-from backend.auth.guards import admin_required
+from backend.auth.guards import admin_required, current_scope
 from backend.auth.repository import find_by_id
 from backend.budgets import repository
-from backend.budgets.schemas import BudgetInputSchema, BudgetListSchema, BudgetSchema, MyUsageSchema
+from backend.budgets.schemas import (
+    BudgetInputSchema,
+    BudgetListSchema,
+    BudgetSchema,
+    MyUsageSchema,
+)
 from backend.budgets.services import usage_report
 from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
+from backend.orgs.services import org_of, require_org, require_platform, require_team
 from backend.schemas import envelope, ok, parse_object_id
 
-blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets", description="Spend budgets (role admin)")
+blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets",
+                description="Spend budgets of users, teams and organizations (admins)")
 me_blp = Blueprint("me", __name__, url_prefix="/api/me", description="The caller's own usage and budget")
 BEARER = {"security": [{"bearerAuth": []}]}
 
 
-def _owner(user_id):
-    """"default", or the id of an existing user."""
+def _owner(user_id, changing=False):
+    """"default" (which only a platform admin changes), or the id of an existing user in the
+    caller's scope."""
+    scope = current_scope()
     if user_id == repository.DEFAULT:
+        if changing:
+            require_platform(scope)
         return repository.DEFAULT
     owner = parse_object_id(user_id, "userId")
-    if find_by_id(get_db(), owner) is None:
+    user = find_by_id(get_db(), owner)
+    if user is None or not scope.sees(org_of(user)):
         raise NotFound(f"User {user_id} not found")
     return owner
+
+
+def _org_owner(org_id, changing=False):
+    """An organization's budget: read by its admins, set only by a platform admin."""
+    scope = current_scope()
+    if changing:
+        require_platform(scope)
+    org = require_org(get_db(), scope, parse_object_id(org_id, "orgId"))
+    return org["_id"], {"scope": "org", "orgId": org["_id"]}
+
+
+def _team_owner(team_id):
+    """A team's budget: read and set by the admins of its organization."""
+    team = require_team(get_db(), current_scope(), parse_object_id(team_id, "teamId"))
+    return team["_id"], {"scope": "team", "orgId": team["orgId"], "teamId": team["_id"]}
+
+
+def _get(owner, scope, label):
+    budget = repository.get_budget(get_db(), owner, scope)
+    if budget is None:
+        raise NotFound(f"No budget set for {label}")
+    return ok(budget, "Budget retrieved successfully")
+
+
+def _put(owner, owner_fields, limits):
+    return ok(repository.put_budget(get_db(), owner, limits, now(), current_user["_id"], owner_fields), "Budget saved")
+
+
+def _delete(owner, label):
+    if not repository.delete_budget(get_db(), owner):
+        raise NotFound(f"No budget set for {label}")
+    return ok(None, "Budget deleted")
 
 
 @blp.get("")
@@ -31,9 +75,12 @@ def _owner(user_id):
 @blp.doc(**BEARER)
 @blp.response(200, envelope(BudgetListSchema))
 def list_budgets():
-    """The default budget and every user's own budget."""
-    db = get_db()
-    data = {"default": repository.get_budget(db, repository.DEFAULT), "users": repository.list_user_budgets(db)}
+    """The default budget, and every user's, team's and organization's own budget (for an
+    organization admin: those of their organization)."""
+    db, org_id = get_db(), current_scope().org_id
+    data = {"default": repository.get_budget(db, repository.DEFAULT),
+            **{name: repository.list_budgets(db, scope, org_id)
+               for name, scope in (("users", "user"), ("teams", "team"), ("orgs", "org"))}}
     return ok(data, "Budgets retrieved successfully")
 
 
@@ -43,10 +90,7 @@ def list_budgets():
 @blp.response(200, envelope(BudgetSchema))
 def get_budget(user_id):
     """One user's budget, or `default`."""
-    budget = repository.get_budget(get_db(), _owner(user_id))
-    if budget is None:
-        raise NotFound(f"No budget set for {user_id}")
-    return ok(budget, "Budget retrieved successfully")
+    return _get(_owner(user_id), "user", user_id)
 
 
 @blp.put("/<user_id>")
@@ -56,8 +100,7 @@ def get_budget(user_id):
 @blp.response(200, envelope(BudgetSchema))
 def put_budget(limits, user_id):
     """Set a user's budget (or `default`, for users without their own); it replaces the previous one."""
-    budget = repository.put_budget(get_db(), _owner(user_id), limits, now(), current_user["_id"])
-    return ok(budget, "Budget saved")
+    return _put(_owner(user_id, changing=True), None, limits)
 
 
 @blp.delete("/<user_id>")
@@ -66,9 +109,62 @@ def put_budget(limits, user_id):
 @blp.response(200, envelope())
 def delete_budget(user_id):
     """Remove a user's own budget (the default then applies), or the default."""
-    if not repository.delete_budget(get_db(), _owner(user_id)):
-        raise NotFound(f"No budget set for {user_id}")
-    return ok(None, "Budget deleted")
+    return _delete(_owner(user_id, changing=True), user_id)
+
+
+@blp.get("/org/<org_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope(BudgetSchema))
+def get_org_budget(org_id):
+    """An organization's budget: a limit on all its members' calls together."""
+    return _get(_org_owner(org_id)[0], "org", f"organization {org_id}")
+
+
+@blp.put("/org/<org_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.arguments(BudgetInputSchema)
+@blp.response(200, envelope(BudgetSchema))
+def put_org_budget(limits, org_id):
+    """Set an organization's budget (platform admins); it binds beside its members' own and team budgets."""
+    return _put(*_org_owner(org_id, changing=True), limits)
+
+
+@blp.delete("/org/<org_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope())
+def delete_org_budget(org_id):
+    return _delete(_org_owner(org_id, changing=True)[0], f"organization {org_id}")
+
+
+@blp.get("/team/<team_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope(BudgetSchema))
+def get_team_budget(team_id):
+    """A team's budget: a limit on all its members' calls together."""
+    return _get(_team_owner(team_id)[0], "team", f"team {team_id}")
+
+
+@blp.put("/team/<team_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.arguments(BudgetInputSchema)
+@blp.response(200, envelope(BudgetSchema))
+def put_team_budget(limits, team_id):
+    """Set a team's budget (platform admins and the admins of its organization)."""
+    return _put(*_team_owner(team_id), limits)
+
+
+@blp.delete("/team/<team_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope())
+def delete_team_budget(team_id):
+    return _delete(_team_owner(team_id)[0], f"team {team_id}")
+
 
 
 @me_blp.get("/usage")

@@ -1,6 +1,6 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.schemas import UTCDateTime
+from backend.schemas import ObjectIdString, UTCDateTime
 
 # Counters keep cost in 1e-10 USD in an int64: limits stay well inside it.
 POSITIVE_TOKENS = validate.Range(min=1, max=10**15)
@@ -23,7 +23,12 @@ class BudgetInputSchema(Schema):
 
 
 class BudgetSchema(Schema):
-    userId = fields.Function(lambda budget: str(budget["_id"]))
+    scope = fields.Function(lambda budget: budget.get("scope", "user"),
+                            metadata={"description": "user, team or org (the default budget: user)"})
+    userId = fields.Function(lambda budget: str(budget["_id"]) if budget.get("scope", "user") == "user" else None,
+                             metadata={"description": "the user's id, or default; null for team and org budgets"})
+    orgId = ObjectIdString(allow_none=True)
+    teamId = ObjectIdString(allow_none=True)
     tokensPerDay = fields.Integer(allow_none=True)
     usdPerDay = fields.Float(allow_none=True)
     tokensPerMonth = fields.Integer(allow_none=True)
@@ -34,6 +39,8 @@ class BudgetSchema(Schema):
 class BudgetListSchema(Schema):
     default = fields.Nested(BudgetSchema, allow_none=True)
     users = fields.List(fields.Nested(BudgetSchema))
+    teams = fields.List(fields.Nested(BudgetSchema))
+    orgs = fields.List(fields.Nested(BudgetSchema))
 
 
 class AmountsSchema(Schema):

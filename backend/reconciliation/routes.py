@@ -1,10 +1,13 @@
 from flask_smorest import Blueprint
 
 from backend import clock
-from backend.auth.guards import admin_required
+from backend.auth.guards import platform_admin_required
 from backend.db import get_db
 from backend.reconciliation import services
-from backend.reconciliation.schemas import ReconciliationListSchema, ReconciliationQuerySchema
+from backend.reconciliation.schemas import (
+    ReconciliationListSchema,
+    ReconciliationQuerySchema,
+)
 from backend.schemas import envelope, ok
 
 blp = Blueprint(
@@ -14,7 +17,7 @@ blp = Blueprint(
 
 
 @blp.get("/reconciliation")
-@admin_required
+@platform_admin_required
 @blp.doc(security=[{"bearerAuth": []}])
 @blp.arguments(ReconciliationQuerySchema, location="query")
 @blp.response(200, envelope(ReconciliationListSchema))

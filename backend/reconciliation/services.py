@@ -17,7 +17,12 @@ from backend.alerts import repository as alerts
 from backend.config import LLM_PROVIDERS
 from backend.errors import UnprocessableEntity
 from backend.reconciliation import repository
-from backend.reconciliation.clients import COUNTS, REPORTS, ReportUnavailable, zero_counts
+from backend.reconciliation.clients import (
+    COUNTS,
+    REPORTS,
+    ReportUnavailable,
+    zero_counts,
+)
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,11 @@
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 from backend.testgen.prompts import PRIORITIES, TYPES

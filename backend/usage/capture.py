@@ -24,6 +24,7 @@ from flask import current_app, g, request
 
 from backend.db import get_db
 from backend.metrics import metrics
+from backend.orgs.services import org_of
 from backend.usage.recorder import LedgerRecord
 
 log = logging.getLogger("backend.usage")
@@ -67,8 +68,8 @@ def hold(call, user, ticket, outcome=None):
 def record(entries, operation, status, request_id):
     """Write [(call, user, ticket, outcome)] to the ledger as one batch. Never raises."""
     try:
-        records = [LedgerRecord(call, user["_id"], user["email"], operation, outcome, status, request_id,
-                                ticket).document()
+        records = [LedgerRecord(call, user["_id"], user["email"], org_of(user), user.get("teamId"), operation,
+                                outcome, status, request_id, ticket).document()
                    for call, user, ticket, outcome in entries]
         if records:
             current_app.extensions["ledger_writer"].submit(get_db(), records, metrics())

@@ -7,35 +7,60 @@ import logging
 
 from pymongo.errors import OperationFailure
 
-from backend.db import MIGRATIONS, USAGE
-from backend.usage.rollups import KEY_DEFAULTS, ROLLUPS
+from backend.db import MIGRATIONS, USAGE, USERS
+from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER, ensure_default_org
+from backend.usage.rollups import KEY_DEFAULTS, MEMBERSHIP, ROLLUPS
 
 log = logging.getLogger("backend.usage")
 OUTCOMES = "2026-11-ledger-outcomes"
+ORGANIZATIONS = "2026-11-organizations"
 
 
-def _record_outcomes(db):
+def _drop_outdated_key_indexes(db):
+    """A rollup's unique index on its key from before the key grew would refuse documents that
+    differ only in the new fields."""
+    for rollup in ROLLUPS:
+        current = "_".join(f"{name}_1" for name in rollup.key)
+        for name, info in db[rollup.collection].index_information().items():
+            if not info.get("unique") or name == current:
+                continue
+            try:
+                db[rollup.collection].drop_index(name)
+            except OperationFailure:
+                log.info("Index %s.%s was already dropped by another worker", rollup.collection, name)
+
+
+def _record_outcomes(db, now):
     """Records from before outcomes existed were all successful requests, and their rollup
     documents were keyed without an outcome (with a unique index that would now refuse a
     second outcome for the same day, user and model)."""
     changed = db[USAGE].update_many({"outcome": {"$exists": False}},
                                     {"$set": {"outcome": KEY_DEFAULTS["outcome"], "estimated": False}}).modified_count
+    _drop_outdated_key_indexes(db)
     for rollup in ROLLUPS:
-        if "outcome" not in rollup.key:
-            continue
-        old_key = [name for name in rollup.key if name != "outcome"]
-        old_index = "_".join(f"{name}_1" for name in old_key)
-        try:
-            if old_index in db[rollup.collection].index_information():
-                db[rollup.collection].drop_index(old_index)
-        except OperationFailure:
-            log.info("Index %s.%s was already dropped by another worker", rollup.collection, old_index)
-        db[rollup.collection].update_many({"outcome": {"$exists": False}},
-                                          {"$set": {"outcome": KEY_DEFAULTS["outcome"]}})
+        if "outcome" in rollup.key:
+            db[rollup.collection].update_many({"outcome": {"$exists": False}},
+                                              {"$set": {"outcome": KEY_DEFAULTS["outcome"]}})
     return changed
 
 
-MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes),)
+def _organizations(db, now):
+    """Before organizations every user, and so every call, belonged to the default one, in no
+    team: users, ledger records and rollup documents say so, and the rollups' unique keys gain
+    the two fields."""
+    ensure_default_org(db, now)
+    db[USERS].update_many({"orgId": {"$exists": False}},
+                          {"$set": {"orgId": DEFAULT_ORG_ID, "orgRole": ORG_MEMBER, "teamId": None}})
+    membership = {"$set": {"orgId": DEFAULT_ORG_ID, "teamId": None}}
+    changed = db[USAGE].update_many({"orgId": {"$exists": False}}, membership).modified_count
+    _drop_outdated_key_indexes(db)
+    for rollup in ROLLUPS:
+        if MEMBERSHIP[0] in rollup.key:
+            db[rollup.collection].update_many({"orgId": {"$exists": False}}, membership)
+    return changed
+
+
+MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations))
 
 
 def migrate(db, now):
@@ -44,9 +69,16 @@ def migrate(db, now):
     for name, step in MIGRATIONS_IN_ORDER:
         if db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None:
             continue
-        changed = step(db)
+        changed = step(db, now)
         db[MIGRATIONS].update_one({"_id": name}, {"$setOnInsert": {"appliedAt": now, "changed": changed}},
                                   upsert=True)
         log.info("Migration %s applied (%d ledger records changed)", name, changed)
         applied.append(name)
     return applied
+
+
+def migration_report(db):
+    """[(name, applied at, ledger records changed)] of the applied migrations, in order."""
+    done = {doc["_id"]: doc for doc in db[MIGRATIONS].find()}
+    return [(name, done[name]["appliedAt"], done[name].get("changed", 0))
+            for name, _ in MIGRATIONS_IN_ORDER if name in done]

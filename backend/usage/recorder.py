@@ -8,6 +8,7 @@ from bson import ObjectId
 from backend.budgets.services import apply_settlements
 from backend.clock import utc_now
 from backend.llm.calls import LLMCall
+from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.usage import repository, rollups
 
 log = logging.getLogger("backend.usage")
@@ -28,6 +29,8 @@ class LedgerRecord:
     call: LLMCall
     user_id: object
     user_email: str
+    org_id: object  # the user's organization and team when the call was made
+    team_id: object
     operation: str
     outcome: str
     http_status: int
@@ -44,6 +47,8 @@ class LedgerRecord:
             "_id": ObjectId(call.call_id),
             "userId": self.user_id,
             "userEmail": self.user_email,
+            "orgId": self.org_id,
+            "teamId": self.team_id,
             "provider": call.provider,
             "modelName": call.model,
             "responseModel": call.response_model,
@@ -94,7 +99,8 @@ def write_records(db, records, metrics=None):
     """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
     the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
     (repair: rebuild_rollups.py)."""
-    documents = [dict(r) for r in records]
+    # Records spooled before organizations existed were made by users of the default one.
+    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, **r} for r in records]
     tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                if BUDGET_TICKET in document}
     invalid = [document.get("callId") for document in documents if not _storable(document)]

@@ -2,16 +2,21 @@
 
 Each rollup sums tokens, cost and requests of the active records sharing its key:
 - daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation,
-  outcome). Views about one user (userId filter, groupBy=user) or one outcome read it.
+  outcome, orgId, teamId). Views about one user (userId filter, groupBy=user) or one outcome read it.
 - daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName,
-  operation, outcome), no user. Breakdowns, time series and usage stats read it: its size
-  is bounded by days x models x operations x outcomes.
-- user_monthly (openai_token_usage_user_monthly): per (userId, month), the sums kept
-  per day in `days.<YYYY-MM-DD>`. The dashboard, top users and user stats read it: its
-  size is bounded by users x months, whatever the number of calls.
+  operation, outcome, orgId, teamId), no user. Breakdowns, time series and usage stats read it
+  (scoped to an organization or team by its key): its size is bounded by days x models x
+  operations x outcomes x teams.
+- user_monthly (openai_token_usage_user_monthly): per (userId, month, orgId, teamId), the sums
+  kept per day in `days.<YYYY-MM-DD>`. The dashboard, top users, user stats and the budget
+  counters' openings read it: its size is bounded by users x months (x the memberships a user
+  had in the month), whatever the number of calls.
 - user_operation_monthly (openai_token_usage_user_operation_monthly): the same per
-  (userId, month, provider, operation), read by those views filtered by operation or
-  provider; bounded by users x months x providers x operations.
+  (userId, month, provider, operation, orgId, teamId), read by those views filtered by
+  operation or provider; bounded by users x months x providers x operations.
+
+The organization and team are those stamped on the record (the user's membership when the
+call was made), so a user who moves keeps their past usage where it was made.
 
 A rollup write that fails after its ledger write is logged; `check` finds the drift and
 `rebuild` removes it (scripts/rebuild_rollups.py). ROLLUPS is the one registry of them: the
@@ -32,15 +37,18 @@ from backend.db import (
     atomic,
     is_embedded,
 )
+from backend.orgs.repository import DEFAULT_ORG_ID
 
 log = logging.getLogger("backend.usage")
 
 SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
         "totalTokens", "cost")
 COUNTED = (*SUMS, "requests")
-DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome")
-# Records written before outcomes existed were all successful requests.
-KEY_DEFAULTS = {"outcome": "ok"}
+MEMBERSHIP = ("orgId", "teamId")
+DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP)
+# Records written before outcomes existed were all successful requests, and before
+# organizations every user was in the default one.
+KEY_DEFAULTS = {"outcome": "ok", "orgId": DEFAULT_ORG_ID}
 COST_TOLERANCE = 1e-9
 
 # per_day: the sums sit under days.<date> (one document a month) rather than at the top.
@@ -48,10 +56,13 @@ COST_TOLERANCE = 1e-9
 Rollup = namedtuple("Rollup", "name collection key per_day scans")
 ROLLUPS = (
     Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
-    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome"), False, ()),
-    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month"), True, (("month", "userId"),)),
-    Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY, ("userId", "month", "provider", "operation"), True,
-           (("month", "operation", "provider"),)),
+    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome", *MEMBERSHIP),
+           False, (("orgId", "date"), ("teamId", "date"))),
+    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month", *MEMBERSHIP), True,
+           (("month", "userId"), ("orgId", "month"), ("teamId", "month"))),
+    Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY,
+           ("userId", "month", "provider", "operation", *MEMBERSHIP), True,
+           (("month", "operation", "provider"), ("orgId", "month"))),
 )
 
 
@@ -127,13 +138,17 @@ def _upsert_all(collection, updates):
     collection.bulk_write([UpdateOne(selector, update, upsert=True) for selector, update in updates], ordered=False)
 
 
-def user_usage(db, user_id, window, period):
-    """(totalTokens, cost) the ledger holds for a user in a UTC day (YYYY-MM-DD) or month (YYYY-MM)."""
-    document = db[USAGE_USER_MONTHLY].find_one({"userId": user_id, "month": period[:7]}, {"days": 1}) or {}
-    days = document.get("days", {})
-    chosen = [days.get(period, {})] if window == "day" else days.values()
-    return (sum(int(day.get("totalTokens", 0)) for day in chosen),
-            sum(day.get("cost", 0.0) for day in chosen))
+def ledger_usage(db, field, owner_id, window, period):
+    """(totalTokens, cost) the ledger holds for a user, team or organization (field userId, teamId
+    or orgId) in a UTC day (YYYY-MM-DD) or month (YYYY-MM): the user-month documents of its
+    members (a user who changed team or organization has one per membership)."""
+    tokens, cost = 0, 0.0
+    for document in db[USAGE_USER_MONTHLY].find({field: owner_id, "month": period[:7]}, {"days": 1}):
+        days = document.get("days", {})
+        for day in ([days.get(period, {})] if window == "day" else days.values()):
+            tokens += int(day.get("totalTokens", 0))
+            cost += day.get("cost", 0.0)
+    return tokens, cost
 
 
 def whole_months(start=None, end=None):

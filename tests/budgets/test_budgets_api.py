@@ -96,7 +96,7 @@ def test_over_budget_is_a_429_with_limit_used_window_and_retry_after(make_app):
 
     assert response.status_code == 429 and calls == []
     assert response.json["success"] is False and "Budget exceeded" in response.json["message"]
-    assert response.json["data"] == {"limit": 100, "used": 0, "unit": "tokens", "window": "day",
+    assert response.json["data"] == {"scope": "user", "limit": 100, "used": 0, "unit": "tokens", "window": "day",
                                      "resetsAt": "2026-11-24T00:00:00.000Z"}
     assert response.headers["Retry-After"] == str(10 * 3600 + 39 * 60 + 30)
 

@@ -1,0 +1,1 @@
+"""Organizations and teams: every user belongs to one organization (at most one team in it)."""

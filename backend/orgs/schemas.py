@@ -1,0 +1,65 @@
+from marshmallow import Schema, fields, pre_load, validate
+
+from backend.orgs.repository import ORG_ROLES
+from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
+
+# Names are what people type: trimmed, 1-100 characters, no control characters.
+NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100),
+                                              validate.Regexp(r"^[^\x00-\x1f\x7f]+$",
+                                                              error="Must not contain control characters.")])
+
+
+class _NameSchema(Schema):
+    name = NAME
+
+    @pre_load
+    def _strip(self, data, **kwargs):
+        if isinstance(data, dict) and isinstance(data.get("name"), str):
+            return {**data, "name": data["name"].strip()}
+        return data
+
+
+class OrgInputSchema(_NameSchema):
+    pass
+
+
+class TeamInputSchema(_NameSchema):
+    pass
+
+
+class OrgSchema(Schema):
+    id = ObjectIdString(attribute="_id")
+    name = fields.String()
+    memberCount = fields.Integer()
+    createdAt = UTCDateTime(allow_none=True)
+
+
+class TeamSchema(Schema):
+    id = ObjectIdString(attribute="_id")
+    orgId = ObjectIdString()
+    name = fields.String()
+    memberCount = fields.Integer()
+    createdAt = UTCDateTime()
+
+
+class MemberInputSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+    role = fields.String(required=True, validate=validate.OneOf(ORG_ROLES))
+    team_id = ObjectIdString(data_key="teamId", allow_none=True,
+                             metadata={"description": "the member's team in this organization; null for none; "
+                                                      "absent keeps the team of a user already in it"})
+
+
+class MemberSchema(Schema):
+    id = ObjectIdString(attribute="_id")
+    email = fields.String()
+    name = fields.String(allow_none=True)
+    orgId = ObjectIdString()
+    orgRole = fields.String()
+    teamId = ObjectIdString(allow_none=True)
+    teamName = fields.String(allow_none=True)
+
+
+class MembersQuerySchema(Schema):
+    page = page_field()
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)

@@ -1,0 +1,160 @@
+"""Organizations, teams and members as an admin manages them, confined to the admin's scope.
+
+A platform admin (role `admin`) sees every organization; an organization admin (orgRole
+`admin`) sees their own, and anything outside it is a 404, as if it did not exist.
+"""
+import math
+from dataclasses import dataclass
+
+from bson import ObjectId
+
+from backend.auth.repository import find_by_email
+from backend.auth.services import ROLE_ADMIN
+from backend.db import ORGANIZATIONS, TEAMS
+from backend.errors import Conflict, Forbidden, NotFound
+from backend.orgs import repository
+from backend.orgs.repository import DEFAULT_ORG_ID, ORG_ADMIN, ORG_MEMBER
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What an admin may see and manage: the whole platform (org_id None) or one organization."""
+
+    org_id: ObjectId | None = None
+
+    @property
+    def platform(self):
+        return self.org_id is None
+
+    def sees(self, org_id):
+        return self.platform or org_id == self.org_id
+
+
+def org_of(user):
+    """The user's organization (the default one for a user created before organizations)."""
+    return user.get("orgId") or DEFAULT_ORG_ID
+
+
+def scope_of(user):
+    """The admin scope of an account, or None when it is no admin at all."""
+    if user.get("role") == ROLE_ADMIN:
+        return Scope()
+    if user.get("orgRole") == ORG_ADMIN:
+        return Scope(org_of(user))
+    return None
+
+
+def require_platform(scope):
+    if not scope.platform:
+        raise Forbidden("Platform admin role required")
+
+
+def require_org(db, scope, org_id):
+    """The organization, when the scope sees it; else 404."""
+    org = repository.find_org(db, org_id) if scope.sees(org_id) else None
+    if org is None:
+        raise NotFound(f"Organization {org_id} not found")
+    return org
+
+
+def require_team(db, scope, team_id, org_id=None):
+    """The team, when it is in org_id (when given) and the scope sees its organization; else 404."""
+    team = repository.find_team(db, team_id, org_id)
+    if team is None or not scope.sees(team["orgId"]):
+        raise NotFound(f"Team {team_id} not found")
+    return team
+
+
+def _with_counts(db, orgs):
+    ids = [org["_id"] for org in orgs]
+    members = repository.member_counts(db, "orgId", ids)
+    return [{**org, "memberCount": members.get(org["_id"], 0)} for org in orgs]
+
+
+def create_org(db, name, now):
+    try:
+        return {**repository.insert_org(db, name, now), "memberCount": 0}
+    except repository.NameTaken:
+        raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
+
+
+def rename_org(db, org_id, name, now):
+    require_org(db, Scope(), org_id)
+    try:
+        return _with_counts(db, [repository.rename_org(db, org_id, name, now)])[0]
+    except repository.NameTaken:
+        raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
+
+
+def list_orgs(db, scope):
+    return _with_counts(db, repository.list_orgs(db, scope.org_id))
+
+
+def get_org(db, scope, org_id):
+    return _with_counts(db, [require_org(db, scope, org_id)])[0]
+
+
+def create_team(db, scope, org_id, name, now):
+    require_org(db, scope, org_id)
+    try:
+        return {**repository.insert_team(db, org_id, name, now), "memberCount": 0}
+    except repository.NameTaken:
+        raise Conflict(f"This organization has a team named {name!r}", errors={"name": ["Already taken."]}) from None
+
+
+def list_teams(db, scope, org_id):
+    require_org(db, scope, org_id)
+    teams = repository.list_teams(db, org_id)
+    members = repository.member_counts(db, "teamId", [team["_id"] for team in teams])
+    return [{**team, "memberCount": members.get(team["_id"], 0)} for team in teams]
+
+
+def delete_team(db, scope, org_id, team_id):
+    require_org(db, scope, org_id)
+    if not repository.delete_team(db, org_id, team_id):
+        raise NotFound(f"Team {team_id} not found")
+
+
+KEEP_TEAM = object()
+
+
+def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
+    """Put an existing user in the organization with a role and team (a user is in one
+    organization, so this moves them out of their previous one). `team_id` KEEP_TEAM keeps the
+    user's team when they stay in the same organization, and puts them in none when they move.
+    An organization admin can only change members already in their organization."""
+    require_org(db, scope, org_id)
+    user = find_by_email(db, email)
+    if user is None or not scope.sees(org_of(user)):
+        raise NotFound(f"No user with email {email} " + ("exists" if scope.platform else "in your organization"))
+    if team_id is KEEP_TEAM:
+        team_id = user.get("teamId") if org_of(user) == org_id else None
+    if team_id is not None:
+        require_team(db, scope, team_id, org_id)
+    return _with_team_names(db, [repository.set_membership(db, user["_id"], org_id, role, team_id)])[0]
+
+
+def remove_member(db, scope, org_id, user_id):
+    """Back to the default organization as a member: a user always belongs to one."""
+    require_org(db, scope, org_id)
+    if repository.find_member(db, org_id, user_id) is None:
+        raise NotFound(f"User {user_id} is not a member of this organization")
+    if org_id == DEFAULT_ORG_ID:
+        raise Conflict("A user cannot leave the default organization: add them to another one instead")
+    repository.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None)
+
+
+def _with_team_names(db, members):
+    teams = repository.names(db, TEAMS, {m["teamId"] for m in members if m.get("teamId")})
+    return [{**m, "orgRole": m.get("orgRole", ORG_MEMBER), "teamName": teams.get(m.get("teamId"))} for m in members]
+
+
+def members_page(db, scope, org_id, page, limit):
+    require_org(db, scope, org_id)
+    members, total = repository.members_page(db, org_id, (page - 1) * limit, limit)
+    return {"data": _with_team_names(db, members), "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
+
+
+def labels(db, by, ids):
+    """Names for breakdown keys: {id: name} of organizations (by="org") or teams (by="team")."""
+    return repository.names(db, ORGANIZATIONS if by == "org" else TEAMS, [i for i in ids if i is not None])
