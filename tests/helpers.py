@@ -243,13 +243,17 @@ def bearer(client, email, password=PASSWORD):
 
 
 def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o-mini",
-                 provider="openai", operation="test_generation", active=True, cached=0, reasoning=0, outcome="ok"):
-    """A ledger document as the recorder writes it, with a chosen timestamp."""
+                 provider="openai", operation="test_generation", active=True, cached=0, reasoning=0, outcome="ok",
+                 org_id=None, team_id=None):
+    """A ledger document as the recorder writes it, with a chosen timestamp (and, when given,
+    organization and team; else the writer puts it in the default organization)."""
     at = at.astimezone(timezone.utc)
+    membership = {"orgId": ObjectId(org_id), "teamId": ObjectId(team_id) if team_id else None} if org_id else {}
     return {
         "_id": ObjectId(),
         "userId": user["_id"],
         "userEmail": user["email"],
+        **membership,
         "provider": provider,
         "modelName": model,
         "responseModel": model,

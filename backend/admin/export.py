@@ -3,10 +3,11 @@ import csv
 import io
 import json
 
+from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.schemas import UTCDateTime
 
 COLUMNS = (
-    "timestamp", "date", "userId", "userEmail", "provider", "modelName", "responseModel", "operation",
+    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "provider", "modelName", "responseModel", "operation",
     "promptTokens", "cachedInputTokens", "cacheWriteTokens", "completionTokens", "reasoningTokens",
     "totalTokens", "cost", "priced", "usageReported", "estimated", "outcome", "httpStatus", "demo", "callId",
     "requestId", "latencyMs",
@@ -18,6 +19,8 @@ def _row(record):
     row = {column: record.get(column) for column in COLUMNS}
     row["timestamp"] = _TIMESTAMP._serialize(record["timestamp"], None, None)
     row["userId"] = str(record["userId"])
+    row["orgId"] = str(record.get("orgId") or DEFAULT_ORG_ID)
+    row["teamId"] = str(record["teamId"]) if record.get("teamId") else None
     row["usageReported"] = record.get("usageReported", True)
     row["estimated"] = record.get("estimated", False)
     row["outcome"] = record.get("outcome", "ok")

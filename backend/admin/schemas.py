@@ -145,6 +145,8 @@ class UsageRecordSchema(Schema):
     id = ObjectIdString(attribute="_id", data_key="_id")
     userId = ObjectIdString()
     userEmail = fields.String()
+    orgId = ObjectIdString(allow_none=True)
+    teamId = ObjectIdString(allow_none=True)
     provider = fields.String()
     modelName = fields.String()
     responseModel = fields.String()

@@ -18,7 +18,11 @@ class UserSchema(Schema):
     id = ObjectIdString(attribute="_id")
     email = fields.String()
     name = fields.String(allow_none=True)
-    role = fields.String()
+    role = fields.String(metadata={"description": "admin: a platform admin, who sees every organization"})
+    orgId = ObjectIdString(metadata={"description": "the user's organization"})
+    orgRole = fields.String(metadata={"description": "admin or member of their organization; an organization "
+                                                     "admin uses the admin API within it"})
+    teamId = ObjectIdString(allow_none=True)
     is_active = fields.Boolean(attribute="isActive", data_key="isActive")
     created_at = UTCDateTime(attribute="createdAt", data_key="createdAt")
 
