@@ -4,7 +4,7 @@ from datetime import datetime, timezone
 from pymongo.errors import DuplicateKeyError
 
 from backend.budgets.repository import DEFAULT as DEFAULT_BUDGET_ID
-from backend.db import BUDGETS, ORGANIZATIONS, TEAMS, USERS
+from backend.db import BUDGETS, ORGANIZATIONS, TEAMS, USERS, is_embedded
 from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER
 
 
@@ -24,11 +24,21 @@ ORG, TEAM = "_org", "_team"
 
 def find_with_budgets(db, user_id):
     """The user with the budgets that can apply to them (their own, the default, their team's and
-    their organization's) and their organization and team documents, in one round trip: every
-    request reads its user anyway, so a budget set a moment ago binds the next request in every
-    worker without another read. A team budget is keyed by the team's id, an organization's by
-    the organization's."""
-    rows = db[USERS].aggregate([
+    their organization's) and their organization and team documents, each under its key above
+    as a list of at most one: every request reads its user anyway, so a budget set a moment ago
+    binds the next request in every worker without another read. A team budget is keyed by the
+    team's id, an organization's by the organization's.
+
+    On MongoDB this is one round trip (an aggregation with $lookup). The embedded store has no
+    round trips to save and runs each $lookup in Python over the whole foreign collection, so
+    there the same documents are read apart by _id, about three times faster."""
+    if is_embedded(db):
+        return _read_apart(db, user_id)
+    return next(iter(db[USERS].aggregate(_with_budgets_pipeline(user_id))), None)
+
+
+def _with_budgets_pipeline(user_id):
+    return [
         {"$match": {"_id": user_id}},
         {"$lookup": {"from": BUDGETS, "localField": "_id", "foreignField": "_id", "as": OWN_BUDGET}},
         {"$addFields": {"_defaultBudgetId": DEFAULT_BUDGET_ID, "_orgId": {"$ifNull": ["$orgId", DEFAULT_ORG_ID]}}},
@@ -38,8 +48,20 @@ def find_with_budgets(db, user_id):
         {"$lookup": {"from": BUDGETS, "localField": "teamId", "foreignField": "_id", "as": TEAM_BUDGET}},
         {"$lookup": {"from": TEAMS, "localField": "teamId", "foreignField": "_id", "as": TEAM}},
         {"$project": {"_defaultBudgetId": 0, "_orgId": 0}},
-    ])
-    return next(iter(rows), None)
+    ]
+
+
+def _read_apart(db, user_id):
+    user = db[USERS].find_one({"_id": user_id})
+    if user is None:
+        return None
+    org_id, team_id = user.get("orgId") or DEFAULT_ORG_ID, user.get("teamId")
+    wanted = {OWN_BUDGET: user_id, DEFAULT_BUDGET: DEFAULT_BUDGET_ID, ORG_BUDGET: org_id, TEAM_BUDGET: team_id}
+    budgets = {doc["_id"]: doc for doc in db[BUDGETS].find({"_id": {"$in": [i for i in wanted.values() if i]}})}
+    found = {key: [budgets[owner]] if owner in budgets else [] for key, owner in wanted.items()}
+    found[ORG] = [org] if (org := db[ORGANIZATIONS].find_one({"_id": org_id})) else []
+    found[TEAM] = [team] if team_id and (team := db[TEAMS].find_one({"_id": team_id})) else []
+    return {**user, **found}
 
 
 def find_by_id(db, user_id):

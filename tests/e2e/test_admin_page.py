@@ -1,6 +1,8 @@
 """The admin page in headless Chromium (Debian's `chromium`, driven by Playwright) against the
 real app on a loopback port, with seeded usage. Expected figures are summed here from the
-seeded records and compared with both the dashboard API and what the page shows.
+seeded records and compared with both the dashboard API and what the page shows. A second
+app (`org_site`) has two organizations: an organization admin sees only theirs, a platform
+admin chooses one.
 
 Screenshots of the main views at 1280px and 390px go to docs/screenshots/.
 """
@@ -10,17 +12,23 @@ import os
 import random
 import shutil
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from bson import ObjectId
 from werkzeug.serving import make_server
 
 from backend import create_app
 from backend.db import get_db
+from backend.orgs.repository import DEFAULT_ORG_ID
+from backend.pricing.services import COST_DECIMALS
 from backend.reconciliation import services as reconciliation
 from tests.helpers import PASSWORD, SETTINGS, TEST_SECRET, bearer, create_user, insert_records, usage_record
+from tests.orgs.support import make_org, make_team, member
 from tests.reconciliation.fakes import UsageReportServer, openai_page, openai_result
 
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -68,34 +76,48 @@ def seeded_records(users, today):
     return records
 
 
+def e2e_app(tmp_path_factory, **config):
+    """The app as the service runs it (demo provider), with no setting from the environment."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in SETTINGS:
+            patch.delenv(name, raising=False)
+        return create_app({
+            "TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo", "LLM_PROVIDERS": ["demo"],
+            "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
+            "SPOOL_PATH": str(tmp_path_factory.mktemp("spool") / "spool.jsonl"), **config,
+        })
+
+
+@contextmanager
+def served(app):
+    """The app on a loopback port in a thread while the block runs; yields its URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The real app served on a loopback port in a thread, with seeded users and usage; OpenAI's
     usage report is a fake at the transport (`openai_report`) for the reconciliation tab."""
     openai_report = UsageReportServer()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in SETTINGS:
-            patch.delenv(name, raising=False)
-        app = create_app({
-            "TESTING": True, "JWT_SECRET_KEY": TEST_SECRET, "LLM_PROVIDER": "demo", "LLM_PROVIDERS": ["demo"],
-            "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
-            "SPOOL_PATH": str(tmp_path_factory.mktemp("spool") / "spool.jsonl"),
-            "OPENAI_ADMIN_KEY": "sk-admin-e2e", "RECONCILE_TRANSPORTS": {"openai": openai_report.transport},
-        })
+    app = e2e_app(tmp_path_factory, OPENAI_ADMIN_KEY="sk-admin-e2e",
+                  RECONCILE_TRANSPORTS={"openai": openai_report.transport})
     create_user(app, "admin@example.com", role="admin")
     create_user(app, "viewer@example.com")
     users = [create_user(app, f"{name}@example.com") for name in ("alice", "bob", "carol", "dave")]
     today = datetime.now(timezone.utc).date()
     records = seeded_records(users, today)
     insert_records(app, records)
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
     client = app.test_client()
-    yield {"url": f"http://127.0.0.1:{server.server_port}", "records": records, "users": users, "today": today,
-           "api": client, "headers": bearer(client, "admin@example.com"), "app": app, "openai_report": openai_report}
-    server.shutdown()
-    thread.join(5)
+    with served(app) as url:
+        yield {"url": url, "records": records, "users": users, "today": today, "api": client,
+               "headers": bearer(client, "admin@example.com"), "app": app, "openai_report": openai_report}
 
 
 @pytest.fixture(scope="module")
@@ -146,9 +168,12 @@ class Page:
 
 
 def usd(value):
-    """The page's rule: cents from $1 up, else 4 (or 6 under a cent) decimals; thousands separated."""
+    """The page's rule: cents from $1 up, else 4 (or 6 under a cent) decimals; thousands separated.
+    The API gives costs to 10 decimals; Intl.NumberFormat rounds the number's shortest decimal
+    form half away from zero (0.0067845 shows as $0.006785)."""
+    value = round(value, COST_DECIMALS)
     digits = 2 if value == 0 or abs(value) >= 1 else 4 if abs(value) >= 0.01 else 6
-    return f"${value:,.{digits}f}"
+    return f"${Decimal(repr(value)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP):,}"
 
 
 def chosen(site, days, operation=None, provider=None):
@@ -168,6 +193,15 @@ def api_cards(site, days, **filters):
     data = site["api"].get("/admin/openai/dashboard", query_string=query, headers=site["headers"]).json["data"]
     return [f"{data['totalTokens']:,}", usd(data["totalCost"]), f"{data['totalRequests']:,}",
             f"{data['uniqueUsers']:,}"]
+
+
+def export_csv(page):
+    """Click Export CSV: (the file's suggested name, its rows as dicts)."""
+    with page.expect_download() as download_info:
+        page.click("#export-csv")
+    download = download_info.value
+    with open(download.path(), newline="") as handle:
+        return download.suggested_filename, list(csv.DictReader(handle))
 
 
 def test_admin_dashboard_end_to_end(site, browser):
@@ -221,12 +255,8 @@ def test_admin_dashboard_end_to_end(site, browser):
     assert tab.cards() == api_cards(site, 7, provider="gemini") == expected_cards(chosen(site, 7, provider="gemini"))
 
     # CSV export of the current filter (7 days, gemini): the rows are those records.
-    with page.expect_download() as download_info:
-        page.click("#export-csv")
-    download = download_info.value
-    assert download.suggested_filename.endswith(".csv")
-    with open(download.path(), newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    filename, rows = export_csv(page)
+    assert filename.endswith(".csv")
     wanted = chosen(site, 7, provider="gemini")
     assert sorted(row["callId"] for row in rows) == sorted(r["callId"] for r in wanted)
     by_call = {r["callId"]: r for r in wanted}
@@ -321,7 +351,7 @@ def test_a_non_admin_sees_a_clear_refusal(site, browser):
     tab.login("viewer@example.com")
     error = page.locator("#login-error")
     error.wait_for(state="visible")
-    assert "not an admin" in error.inner_text()
+    assert "not an admin of the platform or of an organization" in error.inner_text()
     assert page.locator("#dashboard-view").is_hidden()
     assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
     tab.close()
@@ -444,3 +474,174 @@ def test_page_headers_allow_nothing_from_other_origins(site):
     assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
     assert response.headers["Cache-Control"] == "no-store"
     assert site["api"].get("/admin/assets/admin.js").status_code == 200
+
+
+# ---- organizations ---------------------------------------------------------------------------
+
+ACME = "Acme <Labs> & Co"  # markup in a name must show as text
+GLOBEX = "Globex Interplanetary Logistics, Research and Development Division"  # long, for 390px
+
+
+def org_records(calls, today):
+    """Seeded calls over the last 20 days, stamped as the recorder stamps them: with the caller's
+    organization and team at the time. `calls`: [(user, orgId, teamId, count, provider, model)]."""
+    rng = random.Random(14)
+    records = []
+    for user, org_id, team_id, count, provider, model in calls:
+        for i in range(count):
+            at = datetime.combine(today - timedelta(days=i % 20), datetime.min.time(), tzinfo=timezone.utc)
+            at += timedelta(seconds=rng.randrange(6 * 3600, 18 * 3600))
+            prompt, completion = rng.randint(800, 4000), rng.randint(200, 1500)
+            cost = round(prompt * 0.15e-6 + completion * 0.6e-6, 10)
+            record = usage_record(user, at, prompt, completion, cost, model=model, provider=provider)
+            records.append({**record, "orgId": org_id, "teamId": team_id})
+    return records
+
+
+@pytest.fixture(scope="module")
+def org_site(tmp_path_factory):
+    """Acme and Globex, made by a platform admin through the API, and the default organization,
+    each with members who made calls: seeded ones, and one each through the API today (the demo
+    provider; the ledger stamps the organization itself). Globex's members spend the most."""
+    app = e2e_app(tmp_path_factory, LEDGER_WRITES="sync")
+    client = app.test_client()
+    create_user(app, "admin@example.com", role="admin")
+    platform = bearer(client, "admin@example.com")
+    acme, globex = make_org(client, platform, ACME), make_org(client, platform, GLOBEX)
+    qa = make_team(client, platform, acme, "QA")
+    owner, _ = member(app, client, platform, acme, "owner@acme.test", role="admin")
+    ann, ann_headers = member(app, client, platform, acme, "ann@acme.test", team_id=qa)
+    bea, bea_headers = member(app, client, platform, globex, "bea@globex.test")
+    spy, _ = member(app, client, platform, globex, "spy@globex.test")
+    dan = create_user(app, "dan@example.com")
+    today = datetime.now(timezone.utc).date()
+    in_acme, in_globex = ObjectId(acme), ObjectId(globex)
+    records = org_records([(owner, in_acme, None, 3, "openai", "gpt-4o-mini"),
+                           (ann, in_acme, ObjectId(qa), 7, "openai", "gpt-4.1"),
+                           (bea, in_globex, None, 6, "gemini", "gemini-2.5-flash"),
+                           (spy, in_globex, None, 9, "anthropic", "claude-haiku-4-5"),
+                           (dan, DEFAULT_ORG_ID, None, 4, "openai", "gpt-4o-mini")], today)
+    insert_records(app, records)
+    for user, headers, org_id in ((ann, ann_headers, in_acme), (bea, bea_headers, in_globex),
+                                  (dan, bearer(client, "dan@example.com"), DEFAULT_ORG_ID)):
+        response = client.post("/api/test-generation", json={"prompt": "Password reset by email", "count": 2},
+                               headers=headers)
+        assert response.status_code == 200, response.json
+        usage = response.json["data"]["usage"]
+        assert len(usage["callIds"]) == 1
+        records.append({"userId": user["_id"], "userEmail": user["email"], "orgId": org_id,
+                        "modelName": usage["modelName"], "totalTokens": usage["totalTokens"], "cost": usage["cost"],
+                        "callId": usage["callIds"][0]})
+    with served(app) as url:
+        yield {"url": url, "api": client, "platform": platform, "acme": acme, "globex": globex,
+               "records": records, "users": {u["email"]: u for u in (owner, ann, bea, spy, dan)}}
+
+
+def of_org(site, org_id):
+    return [r for r in site["records"] if r["orgId"] == ObjectId(org_id)]
+
+
+def expected_top_users(records):
+    """The top-users rows the page shows: by tokens, then user id, as the API ranks them."""
+    users = {}
+    for r in records:
+        users.setdefault(r["userId"], []).append(r)
+    ranked = sorted(users.items(), key=lambda item: (-sum(r["totalTokens"] for r in item[1]), str(item[0])))
+    return [[str(rank), calls[0]["userEmail"], f"{len(calls):,}", f"{sum(r['totalTokens'] for r in calls):,}",
+             usd(math.fsum(r["cost"] for r in calls))] for rank, (_, calls) in enumerate(ranked, 1)]
+
+
+def table_rows(page, table):
+    rows = page.locator(f"{table} tbody tr")
+    return [[text.strip() for text in rows.nth(i).locator("td").all_inner_texts()] for i in range(rows.count())]
+
+
+def test_an_organization_admin_sees_only_their_organization(org_site, browser):
+    site = org_site
+    acme = of_org(site, site["acme"])
+    assert len(acme) == 3 + 7 + 1 and len(of_org(site, site["globex"])) == 6 + 9 + 1
+    tab = Page(browser, site, 390, 844)
+    page = tab.page
+    tab.login("owner@acme.test")
+    tab.settle()
+
+    # Their organization by name (its markup as text), no selector, no reconciliation tab.
+    assert tab.text("#org-label") == f"Organization: {ACME}"
+    assert page.locator("#org-picker").is_hidden() and page.locator("#view-tabs").is_hidden()
+    # Acme's figures only, and nothing of Globex (nor of the default organization) anywhere in the page.
+    assert tab.cards() == expected_cards(acme)
+    assert table_rows(page, "#top-users-table") == expected_top_users(acme)
+    models = [row[0] for row in table_rows(page, "#breakdown-table")]
+    assert sorted(models) == sorted({r["modelName"] for r in acme})
+    document = page.content().lower()
+    for other in ("globex", "bea@", "spy@", "dan@", "gemini", "claude"):
+        assert other not in document, other
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    tab.shot("org-admin")
+
+    page.click('#top-users-table button:has-text("ann@acme.test")')
+    tab.settle("#user-panel")
+    ann = [r for r in acme if r["userEmail"] == "ann@acme.test"]
+    assert tab.text("#user-tokens") == f"{sum(r['totalTokens'] for r in ann):,}"
+    assert tab.text("#user-requests") == f"{len(ann):,}"
+
+    filename, rows = export_csv(page)
+    assert sorted(row["callId"] for row in rows) == sorted(r["callId"] for r in acme)
+    assert filename.endswith("-acme-labs-co.csv")
+
+    # A reload reads the account again and keeps the scope.
+    page.reload()
+    tab.settle()
+    assert tab.text("#org-label") == f"Organization: {ACME}"
+    assert tab.cards() == expected_cards(acme)
+
+    # What the page never asks for, the API refuses too.
+    owner = bearer(site["api"], "owner@acme.test")
+    spy = site["users"]["spy@globex.test"]["_id"]
+    for path, query in (("/admin/openai/dashboard", {"orgId": site["globex"]}),
+                        (f"/admin/openai/user/{spy}/stats", {}), (f"/admin/orgs/{site['globex']}", {})):
+        assert site["api"].get(path, query_string=query, headers=owner).status_code == 404, path
+    assert site["api"].get("/admin/openai/reconciliation", headers=owner).status_code == 403
+    tab.close()
+
+
+def test_a_platform_admin_chooses_the_organization(org_site, browser):
+    site = org_site
+    tab = Page(browser, site, 390, 844)
+    page = tab.page
+    tab.login("admin@example.com")
+    tab.settle()
+    orgs = site["api"].get("/admin/orgs", headers=site["platform"]).json["data"]
+    assert sorted(org["name"] for org in orgs) == sorted([ACME, GLOBEX, "default"])
+    assert page.locator("#org-filter option").all_inner_texts() == ["All organizations", *[o["name"] for o in orgs]]
+    assert page.locator("#org-label").is_hidden() and page.locator('.view-tab[data-view="reconciliation"]').is_visible()
+    assert tab.cards() == expected_cards(site["records"])
+
+    # Globex: every figure, the user drill-down and the export are Globex's, and every analytics
+    # request the page makes names it.
+    asked = []
+    page.on("request", lambda request: "/admin/openai/" in request.url and asked.append(request.url))
+    page.select_option("#org-filter", site["globex"])
+    tab.settle()
+    globex = of_org(site, site["globex"])
+    assert tab.cards() == expected_cards(globex)
+    assert table_rows(page, "#top-users-table") == expected_top_users(globex)
+    assert "acme" not in page.locator("#usage-view").inner_text().lower()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.click('#top-users-table button:has-text("spy@globex.test")')
+    tab.settle("#user-panel")
+    assert tab.text("#user-requests") == f"{sum(r['userEmail'] == 'spy@globex.test' for r in globex):,}"
+    filename, rows = export_csv(page)
+    assert sorted(row["callId"] for row in rows) == sorted(r["callId"] for r in globex)
+    assert "-globex-interplanetary-" in filename
+    assert len(asked) >= 9 and all(f"orgId={site['globex']}" in url for url in asked), asked
+
+    # Another organization, then all of them again; choosing one closes the user's panel.
+    page.select_option("#org-filter", site["acme"])
+    tab.settle()
+    assert page.locator("#user-panel").is_hidden()
+    assert tab.cards() == expected_cards(of_org(site, site["acme"]))
+    page.select_option("#org-filter", "")
+    tab.settle()
+    assert tab.cards() == expected_cards(site["records"])
+    tab.close()

@@ -1,7 +1,7 @@
 """Schemathesis over the served OpenAPI document, in-process (WSGI, no network), all checks.
 
-The suite runs a short pass over the operations that hostile input reaches first (sign-in and
-the admin analytics); `make fuzz` runs every operation with more examples (FUZZ_ALL=1,
+The suite runs a short pass over the operations that hostile input reaches first (sign-in, the
+admin analytics and organizations); `make fuzz` runs every operation with more examples (FUZZ_ALL=1,
 FUZZ_EXAMPLES=N).
 """
 import os
@@ -18,7 +18,8 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "50" if FUZZ_ALL else "8"))
 # Every check but this one: OpenAPI 3.0 cannot say "startDate on or before endDate" or "totalTokens
 # equals input plus output", so schema-valid requests that break such a rule are rightly a 422.
 CROSS_FIELD_RULES = [positive_data_acceptance]
-SUITE_OPERATIONS = r"^/(auth/(login|register)|admin/openai/(dashboard|timeseries|usage|audit-log))$"
+SUITE_OPERATIONS = (r"^/(auth/(login|register)|admin/openai/(dashboard|timeseries|usage|audit-log)"
+                    r"|admin/orgs(/\{org_id\}/members)?)$")
 
 
 @pytest.fixture

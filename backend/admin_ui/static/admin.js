@@ -14,8 +14,11 @@ const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maxi
 const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 const state = {
-  preset: "30d", start: null, end: null, operation: "", provider: "",
+  preset: "30d", start: null, end: null, operation: "", provider: "", orgId: "",
   metric: "totalTokens", stack: "model", user: null, historyPage: 1, loads: 0, view: "usage",
+  // The signed-in admin's scope: { platform: true, orgs: Map(id → name) } for a platform admin,
+  // { platform: false, orgName } for an organization admin (the server confines their every view).
+  scope: null, sessions: 0,
 };
 
 const $ = (id) => document.getElementById(id);
@@ -102,7 +105,8 @@ async function request(path, options = {}) {
 }
 
 async function getData(path, params) {
-  const response = await request(`${path}?${new URLSearchParams(params)}`);
+  const query = params ? `?${new URLSearchParams(params)}` : "";
+  const response = await request(path + query);
   return (await response.json()).data;
 }
 
@@ -110,8 +114,15 @@ function rangeParams() {
   return { startDate: state.start, endDate: state.end };
 }
 
-function filterParams() {
+// The date range in the organization a platform admin chose: what every ledger view reads.
+function scopeParams() {
   const params = rangeParams();
+  if (state.orgId) params.orgId = state.orgId;
+  return params;
+}
+
+function filterParams() {
+  const params = scopeParams();
   if (state.operation) params.operation = state.operation;
   if (state.provider) params.provider = state.provider;
   return params;
@@ -133,7 +144,9 @@ function report(failure) {
 function endSession(message) {
   sessionStorage.removeItem(TOKEN_KEY);
   sessionStorage.removeItem(EMAIL_KEY);
+  state.sessions += 1;
   state.user = null;
+  clearScope();
   setView("usage");
   $("dashboard-view").hidden = true;
   $("session").hidden = true;
@@ -144,13 +157,40 @@ function endSession(message) {
   $("login-email").focus();
 }
 
-function startSession(email) {
+// Platform admins (role admin) and organization admins (orgRole admin) may use the page.
+function isAdmin(account) {
+  return account.role === "admin" || account.orgRole === "admin";
+}
+
+const NOT_AN_ADMIN = "this account is not an admin of the platform or of an organization. " +
+  "The dashboard is for admins only; ask an admin to promote your account.";
+
+// `account` is the user the sign-in returned; after a reload it is read again from /auth/me,
+// so a changed role or membership counts at once.
+async function startSession(email, account) {
+  const session = ++state.sessions;
   $("login-view").hidden = true;
   $("dashboard-view").hidden = false;
+  $("dashboard-view").dataset.state = "loading";
   $("session").hidden = false;
   $("session-email").textContent = email;
   showAlert("");
-  applyPreset(state.preset);
+  try {
+    const user = account || await getData("/auth/me");
+    if (session !== state.sessions) return;
+    if (!isAdmin(user)) {
+      endSession(`Signed in as ${user.email}, but ${NOT_AN_ADMIN}`);
+      return;
+    }
+    await loadScope(user);
+  } catch (failure) {
+    if (session === state.sessions) {
+      report(failure);
+      $("dashboard-view").dataset.state = "ready";
+    }
+    return;
+  }
+  if (session === state.sessions) applyPreset(state.preset);
 }
 
 async function login(event) {
@@ -173,20 +213,76 @@ async function login(event) {
     });
     if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
     const data = (await response.json()).data;
-    if (data.user.role !== "admin") {
-      throw new ApiError(403, `Signed in as ${data.user.email}, but this account is not an admin. ` +
-        "The dashboard is for admins only; ask an admin to promote your account.");
+    if (!isAdmin(data.user)) {
+      throw new ApiError(403, `Signed in as ${data.user.email}, but ${NOT_AN_ADMIN}`);
     }
     sessionStorage.setItem(TOKEN_KEY, data.accessToken);
     sessionStorage.setItem(EMAIL_KEY, data.user.email);
     $("login-password").value = "";
-    startSession(data.user.email);
+    startSession(data.user.email, data.user);
   } catch (failure) {
     error.textContent = failure instanceof ApiError ? failure.message : "Sign-in failed. Please try again.";
     error.hidden = false;
   } finally {
     $("login-submit").disabled = false;
   }
+}
+
+// ---- scope -------------------------------------------------------------------------------
+
+// GET /admin/orgs answers every organization to a platform admin and only their own to an
+// organization admin. Without it the page still works: the server confines the views anyway.
+async function loadScope(user) {
+  const platform = user.role === "admin";
+  let orgs = [];
+  let problem = "";
+  try {
+    orgs = await getData("/admin/orgs");
+  } catch (failure) {
+    if (failure.status === 401) throw failure;
+    problem = `Organizations could not be loaded: ${failure.message}`;
+  }
+  state.orgId = "";
+  $("scope-note").textContent = problem;
+  $("scope-note").hidden = !problem;
+  if (platform) {
+    state.scope = { platform, orgs: new Map(orgs.map((org) => [org.id, org.name])) };
+    $("org-filter").replaceChildren(new Option("All organizations", ""),
+      ...orgs.map((org) => new Option(org.name, org.id)));
+    $("org-filter").value = "";
+  } else {
+    const own = orgs.find((org) => org.id === user.orgId) || orgs[0];
+    state.scope = { platform, orgName: own ? own.name : "" };
+    $("org-name").textContent = own ? own.name : "your organization";
+  }
+  $("org-picker").hidden = !platform;
+  $("org-label").hidden = platform;
+  // Reconciliation compares the providers' reports for the whole service: platform admins only.
+  $("view-tabs").hidden = !platform;
+  $("scope").hidden = false;
+}
+
+function clearScope() {
+  state.scope = null;
+  state.orgId = "";
+  $("org-filter").replaceChildren(new Option("All organizations", ""));
+  $("org-name").textContent = "";
+  $("scope").hidden = true;
+  $("view-tabs").hidden = true;
+}
+
+// The organization the views are about, by name; "" for all of them.
+function scopeName() {
+  if (!state.scope) return "";
+  if (!state.scope.platform) return state.scope.orgName;
+  return state.orgId ? state.scope.orgs.get(state.orgId) || state.orgId : "";
+}
+
+function chooseOrg(orgId) {
+  state.orgId = orgId;
+  // One user's figures are per organization too; the list they were picked from is gone.
+  closeUser();
+  refresh();
 }
 
 // ---- filters -----------------------------------------------------------------------------
@@ -276,8 +372,8 @@ async function refresh() {
   const filters = filterParams();
   try {
     const [operations, providers, dashboard, series, models, topUsers] = await Promise.all([
-      getData("/admin/openai/breakdown", { ...rangeParams(), by: "operation" }),
-      getData("/admin/openai/breakdown", { ...rangeParams(), by: "provider" }),
+      getData("/admin/openai/breakdown", { ...scopeParams(), by: "operation" }),
+      getData("/admin/openai/breakdown", { ...scopeParams(), by: "provider" }),
       getData("/admin/openai/dashboard", filters),
       getData("/admin/openai/timeseries", { ...filters, bucket: "day", groupBy: state.stack, limit: CHART_SERIES }),
       getData("/admin/openai/breakdown", { ...filters, by: "model" }),
@@ -459,6 +555,11 @@ function renderChart(data) {
 
 // ---- one user ----------------------------------------------------------------------------
 
+function closeUser() {
+  state.user = null;
+  $("user-panel").hidden = true;
+}
+
 function openUser(user) {
   state.user = user;
   $("user-panel").hidden = false;
@@ -530,9 +631,11 @@ function setView(view) {
   const reconciling = view === "reconciliation";
   $("usage-view").hidden = reconciling;
   $("reconciliation-view").hidden = !reconciling;
-  // Operations and the CSV export are about the ledger alone; dates and provider apply to both views.
+  // Organizations, operations and the CSV export are about the ledger alone (the providers report
+  // for the whole service); dates and provider apply to both views.
   $("operation-tabs").hidden = reconciling;
   $("export-csv").hidden = reconciling;
+  $("scope").hidden = reconciling || !state.scope;
 }
 
 function signed(value) {
@@ -564,7 +667,9 @@ async function loadReconciliation() {
     renderReconciliation(data.results);
     showAlert("");
   } catch (failure) {
-    if (load === state.loads) report(failure);
+    if (load !== state.loads) return;
+    if (failure.status === 403) showAlert("Reconciliation is for platform admins only.");
+    else report(failure);
   } finally {
     if (load === state.loads) {
       view.setAttribute("aria-busy", "false");
@@ -662,6 +767,15 @@ function modelTable(result) {
 
 // ---- export ------------------------------------------------------------------------------
 
+// The server's file name with the organization's name in it, when the export is about one.
+function exportName(name) {
+  const org = scopeName();
+  if (!org) return name;
+  const slug = org.toLowerCase().replace(/[^a-z0-9]+/g, "-").slice(0, 60).replace(/^-+|-+$/g, "") || "org";
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? `${name.slice(0, dot)}-${slug}${name.slice(dot)}` : `${name}-${slug}`;
+}
+
 async function exportCsv() {
   const button = $("export-csv");
   button.disabled = true;
@@ -674,7 +788,7 @@ async function exportCsv() {
     const url = URL.createObjectURL(await response.blob());
     const link = document.createElement("a");
     link.href = url;
-    link.download = match ? match[1] : "token-usage.csv";
+    link.download = exportName(match ? match[1] : "token-usage.csv");
     document.body.append(link);
     link.click();
     link.remove();
@@ -724,10 +838,8 @@ function init() {
       refresh();
     });
   }
-  $("user-close").addEventListener("click", () => {
-    state.user = null;
-    $("user-panel").hidden = true;
-  });
+  $("org-filter").addEventListener("change", (event) => chooseOrg(event.target.value));
+  $("user-close").addEventListener("click", closeUser);
   $("history-prev").addEventListener("click", () => loadUser(state.user, state.historyPage - 1));
   $("history-next").addEventListener("click", () => loadUser(state.user, state.historyPage + 1));
   $("tz-note").textContent = timeZoneNote();
