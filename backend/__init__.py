@@ -130,6 +130,7 @@ def _register_blueprints(app):
     from backend.auth.routes import blp as auth_blp
     from backend.budgets.routes import blp as budgets_blp
     from backend.budgets.routes import me_blp
+    from backend.keys.routes import blp as keys_blp
     from backend.orgs.routes import blp as orgs_blp
     from backend.reconciliation.routes import blp as reconciliation_blp
     from backend.system.routes import blp as system_blp
@@ -138,7 +139,7 @@ def _register_blueprints(app):
     from backend.testgen.routes import blp as testgen_blp
 
     for blueprint in (system_blp, auth_blp, testgen_blp, testcases_blp, me_blp, admin_blp, budgets_blp, audit_blp,
-                      reconciliation_blp, orgs_blp):
+                      reconciliation_blp, orgs_blp, keys_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(docs_assets)
     app.register_blueprint(admin_page)

@@ -21,6 +21,7 @@ MIGRATIONS = "migrations"
 RECONCILIATIONS = "reconciliations"
 ORGANIZATIONS = "organizations"
 TEAMS = "teams"
+API_KEYS = "api_keys"
 
 _clients = {}
 _clients_lock = threading.Lock()

@@ -106,10 +106,10 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
         ("openai_token_usage", ["callId"]), ("users", ["email"]), ("organizations", ["nameKey"]),
         ("teams", ["orgId", "nameKey"]),
         ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation", "outcome", "orgId",
-                                      "teamId"]),
+                                      "teamId", "apiKeyId"]),
         ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation", "outcome", "orgId",
                                              "teamId"]),
-        ("openai_token_usage_user_monthly", ["userId", "month", "orgId", "teamId"]),
+        ("openai_token_usage_user_monthly", ["userId", "month", "orgId", "teamId", "apiKeyId"]),
         ("openai_token_usage_user_operation_monthly", ["userId", "month", "provider", "operation", "orgId",
                                                        "teamId"])]
 

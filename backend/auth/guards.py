@@ -7,13 +7,21 @@ from functools import wraps
 
 from bson import ObjectId
 from bson.errors import InvalidId
-from flask_jwt_extended import current_user, jwt_required
+from flask import g, request
+from flask_jwt_extended import current_user, get_current_user, jwt_required
+from werkzeug.local import LocalProxy
 
 from backend.auth import repository
+from backend.clock import now
 from backend.db import get_db
 from backend.errors import Forbidden, error_response
 from backend.extensions import jwt
+from backend.keys.services import SECRET_PREFIX, authenticate
 from backend.orgs.services import scope_of
+
+# Whoever a user endpoint acts for: the owner of the API key the request came with (as the key
+# acts: its team, its `apiKeyId`), else the signed-in user of the access token.
+caller = LocalProxy(lambda: g.get("key_user") or get_current_user())
 
 
 @jwt.user_lookup_loader
@@ -58,20 +66,54 @@ def _stale_token(_header, _payload):
     return error_response(401, "A fresh token is required")
 
 
+def _api_key():
+    """The API key the request carries as its bearer token, if it carries one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip().startswith(SECRET_PREFIX) else None
+
+
+def user_required(view):
+    """401 without a valid access token or API key (`Authorization: Bearer tl_...`): the
+    endpoints services and CI call (generation, estimates, token info, test cases, their usage).
+    Read the caller through `caller`."""
+    with_token = jwt_required()(view)
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        secret = _api_key()
+        if secret is None:
+            return with_token(*args, **kwargs)
+        g.key_user = authenticate(get_db(), secret, now())
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def caller_id():
+    """The rate-limit key: the user (a key counts as its owner)."""
+    return str(caller["_id"])
+
+
 def current_scope():
     """The signed-in admin's scope (None for an account that is no admin)."""
     return scope_of(current_user)
 
 
 def admin_required(view):
-    """401 without a valid token, 403 unless the account is a platform or organization admin."""
+    """401 without a valid token, 403 unless the account is a platform or organization admin.
+    API keys are never accepted here (403): admin work needs a signed-in admin."""
 
-    @wraps(view)
     @jwt_required()
-    def wrapper(*args, **kwargs):
+    def signed_in(*args, **kwargs):
         if current_scope() is None:
             raise Forbidden("Admin role required")
         return view(*args, **kwargs)
+
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        if _api_key() is not None:
+            raise Forbidden("API keys are not accepted on admin endpoints: sign in as an admin")
+        return signed_in(*args, **kwargs)
 
     return wrapper
 

@@ -1,14 +1,14 @@
 """Budgets and their counters. Counters hold reserved plus settled usage per owner and window.
 
-A budget's _id is its owner: "default", a user's id, a team's id or an organization's id, with
-`scope` "user" (absent on budgets from before organizations), "team" or "org".
+A budget's _id is its owner: "default", a user's, team's, organization's or API key's id, with
+`scope` "user" (absent on budgets from before organizations), "team", "org" or "key".
 """
 from pymongo import ReturnDocument
 
 from backend.db import BUDGET_COUNTERS, BUDGETS, USERS, atomic
 
 DEFAULT = "default"
-USER_SCOPE = {"scope": {"$nin": ["team", "org"]}}
+USER_SCOPE = {"scope": {"$nin": ["team", "org", "key"]}}
 
 
 def get_budget(db, owner, scope="user"):

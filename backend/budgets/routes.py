@@ -14,6 +14,7 @@ from backend.budgets.services import usage_report
 from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
+from backend.keys.repository import find_key
 from backend.orgs.services import org_of, require_org, require_platform, require_team
 from backend.schemas import envelope, ok, parse_object_id
 
@@ -53,6 +54,15 @@ def _team_owner(team_id):
     return team["_id"], {"scope": "team", "orgId": team["orgId"], "teamId": team["_id"]}
 
 
+def _key_owner(key_id):
+    """An API key's budget: read and set by the admins of its organization."""
+    key_id = parse_object_id(key_id, "keyId")
+    key = find_key(get_db(), key_id)
+    if key is None or not current_scope().sees(key["orgId"]):
+        raise NotFound(f"API key {key_id} not found")
+    return key_id, {"scope": "key", "orgId": key["orgId"], "teamId": key["teamId"], "apiKeyId": key_id}
+
+
 def _get(owner, scope, label):
     budget = repository.get_budget(get_db(), owner, scope)
     if budget is None:
@@ -75,12 +85,12 @@ def _delete(owner, label):
 @blp.doc(**BEARER)
 @blp.response(200, envelope(BudgetListSchema))
 def list_budgets():
-    """The default budget, and every user's, team's and organization's own budget (for an
+    """The default budget, and every user's, team's, organization's and API key's own budget (for an
     organization admin: those of their organization)."""
     db, org_id = get_db(), current_scope().org_id
     data = {"default": repository.get_budget(db, repository.DEFAULT),
             **{name: repository.list_budgets(db, scope, org_id)
-               for name, scope in (("users", "user"), ("teams", "team"), ("orgs", "org"))}}
+               for name, scope in (("users", "user"), ("teams", "team"), ("orgs", "org"), ("keys", "key"))}}
     return ok(data, "Budgets retrieved successfully")
 
 
@@ -174,3 +184,30 @@ def delete_team_budget(team_id):
 def my_usage():
     """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
     return ok({"windows": usage_report(get_db(), current_user, now())}, "Usage retrieved")
+
+
+@blp.get("/key/<key_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope(BudgetSchema))
+def get_key_budget(key_id):
+    """An API key's budget: a limit on the calls made with that key (beside its owner's budgets)."""
+    return _get(_key_owner(key_id)[0], "key", f"API key {key_id}")
+
+
+@blp.put("/key/<key_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.arguments(BudgetInputSchema)
+@blp.response(200, envelope(BudgetSchema))
+def put_key_budget(limits, key_id):
+    """Set an API key's budget (platform admins and the admins of its organization)."""
+    return _put(*_key_owner(key_id), limits)
+
+
+@blp.delete("/key/<key_id>")
+@admin_required
+@blp.doc(**BEARER)
+@blp.response(200, envelope())
+def delete_key_budget(key_id):
+    return _delete(_key_owner(key_id)[0], f"API key {key_id}")

@@ -24,11 +24,12 @@ class BudgetInputSchema(Schema):
 
 class BudgetSchema(Schema):
     scope = fields.Function(lambda budget: budget.get("scope", "user"),
-                            metadata={"description": "user, team or org (the default budget: user)"})
+                            metadata={"description": "user, team, org or key (the default budget: user)"})
     userId = fields.Function(lambda budget: str(budget["_id"]) if budget.get("scope", "user") == "user" else None,
                              metadata={"description": "the user's id, or default; null for team and org budgets"})
     orgId = ObjectIdString(allow_none=True)
     teamId = ObjectIdString(allow_none=True)
+    apiKeyId = ObjectIdString(allow_none=True)
     tokensPerDay = fields.Integer(allow_none=True)
     usdPerDay = fields.Float(allow_none=True)
     tokensPerMonth = fields.Integer(allow_none=True)
@@ -41,6 +42,7 @@ class BudgetListSchema(Schema):
     users = fields.List(fields.Nested(BudgetSchema))
     teams = fields.List(fields.Nested(BudgetSchema))
     orgs = fields.List(fields.Nested(BudgetSchema))
+    keys = fields.List(fields.Nested(BudgetSchema))
 
 
 class AmountsSchema(Schema):

@@ -16,6 +16,7 @@ from decimal import Decimal
 from backend.alerts.services import queue_crossings
 from backend.auth.repository import (
     DEFAULT_BUDGET,
+    KEY_BUDGET,
     ORG,
     ORG_BUDGET,
     OWN_BUDGET,
@@ -62,11 +63,12 @@ def _window_limits(limits, window):
     return tokens, (to_units(usd) if usd is not None else None)
 
 
-# Whose counters a call counts on: its user's, its team's (when the user is in one) and its
-# organization's. A counter's owner is the user id, team:<id> or org:<id>.
-SCOPES = ("user", "team", "org")
-SCOPE_FIELDS = {"user": "userId", "team": "teamId", "org": "orgId"}
-WHOSE = {"user": "your", "team": "your team's", "org": "your organization's"}
+# Whose counters a call counts on: its user's, its team's (when the user is in one), its
+# organization's and its API key's (when it came with one). A counter's owner is the user id,
+# team:<id>, org:<id> or key:<id>.
+SCOPES = ("user", "team", "org", "key")
+SCOPE_FIELDS = {"user": "userId", "team": "teamId", "org": "orgId", "key": "apiKeyId"}
+WHOSE = {"user": "your", "team": "your team's", "org": "your organization's", "key": "this API key's"}
 
 
 def _limits(budget):
@@ -84,13 +86,14 @@ def scoped_limits(db, user):
     if OWN_BUDGET not in user:
         user = {**user, **(find_with_budgets(db, user["_id"]) or {})}
     return {"user": _limits(_first(user, OWN_BUDGET) or _first(user, DEFAULT_BUDGET)),
-            "team": _limits(_first(user, TEAM_BUDGET)), "org": _limits(_first(user, ORG_BUDGET))}
+            "team": _limits(_first(user, TEAM_BUDGET)), "org": _limits(_first(user, ORG_BUDGET)),
+            "key": _limits(_first(user, KEY_BUDGET))}
 
 
 def owners(attribution):
-    """[(scope, counter owner, id)] of a user or ledger record ({userId|_id, teamId, orgId})."""
+    """[(scope, counter owner, id)] of a user or ledger record ({userId|_id, teamId, orgId, apiKeyId})."""
     ids = {"user": attribution.get("userId", attribution.get("_id")), "team": attribution.get("teamId"),
-           "org": attribution.get("orgId") or DEFAULT_ORG_ID}
+           "org": attribution.get("orgId") or DEFAULT_ORG_ID, "key": attribution.get("apiKeyId")}
     return [(scope, str(ids[scope]) if scope == "user" else f"{scope}:{ids[scope]}", ids[scope])
             for scope in SCOPES if ids[scope] is not None]
 
@@ -102,6 +105,8 @@ def _labels(user):
     labels = {"org": f"Organization {org_name}"}
     if user.get("teamId") is not None:
         labels["team"] = f"Team {team['name'] if team else user['teamId']} ({org_name})"
+    if user.get("apiKeyId") is not None:
+        labels["key"] = f"API key {user.get('apiKeyName', user['apiKeyId'])} ({user['email']})"
     return labels
 
 

@@ -1,6 +1,6 @@
-from flask_jwt_extended import current_user, jwt_required
 from flask_smorest import Blueprint
 
+from backend.auth.guards import caller, user_required
 from backend.db import get_db
 from backend.schemas import envelope, ok, page_of, parse_object_id
 from backend.testcases import repository, services
@@ -26,7 +26,7 @@ BEARER = {"security": [{"bearerAuth": []}]}
 
 def _owner():
     """Whose cases the caller may touch: their own, or everyone's for an admin."""
-    return None if current_user.get("role") == "admin" else current_user["_id"]
+    return None if caller.get("role") == "admin" else caller["_id"]
 
 
 def _id(case_id):
@@ -34,17 +34,17 @@ def _id(case_id):
 
 
 @blp.post("")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(TestCaseInputSchema)
 @blp.response(201, envelope(TestCaseFullSchema))
 def create(body):
     """Create a test case by hand; tokenUsage is optional."""
-    return ok(services.create_case(get_db(), current_user["_id"], body), "Test case created")
+    return ok(services.create_case(get_db(), caller["_id"], body), "Test case created")
 
 
 @blp.get("")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(TestCaseListQuerySchema, location="query")
 @blp.response(200, envelope(page_of(TestCaseSchema)))
@@ -54,7 +54,7 @@ def list_cases(query):
 
 
 @blp.get("/<case_id>")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.response(200, envelope(TestCaseSchema))
 def get(case_id):
@@ -63,7 +63,7 @@ def get(case_id):
 
 
 @blp.get("/<case_id>/full")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.response(200, envelope(TestCaseFullSchema))
 def get_full(case_id):
@@ -72,7 +72,7 @@ def get_full(case_id):
 
 
 @blp.patch("/<case_id>")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(TestCasePatchSchema(partial=True))
 @blp.response(200, envelope(TestCaseFullSchema))
@@ -82,7 +82,7 @@ def update(body, case_id):
 
 
 @blp.delete("/<case_id>")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.response(200, envelope())
 def delete(case_id):
@@ -95,7 +95,7 @@ def _generated(include_usage, save):
     def finish(plan, test_cases, calls):
         token_usage = services.token_usage(calls)
         if save:
-            test_cases = services.save_generated(get_db(), current_user["_id"], test_cases, token_usage)
+            test_cases = services.save_generated(get_db(), caller["_id"], test_cases, token_usage)
         data = {"testCases": test_cases, "references": generation.reference_summary(plan)}
         if include_usage:
             data["tokenUsage"] = token_usage
@@ -106,7 +106,7 @@ def _generated(include_usage, save):
 
 
 @blp.post("/generate-with-ai")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(AIGenerationSchema))
@@ -119,7 +119,7 @@ def generate_with_ai(body):
 
 
 @blp.post("/generate-and-save-with-ai")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(201, envelope(AIGenerationSchema))

@@ -1,7 +1,7 @@
 """The per-user rate limit shared by every generation endpoint."""
 from flask import current_app
-from flask_jwt_extended import get_jwt_identity
 
+from backend.auth.guards import caller_id
 from backend.extensions import limiter
 
 
@@ -9,8 +9,8 @@ def _generation_limit():
     return current_app.config["RATELIMIT_GENERATION"]
 
 
-# One budget of requests shared by every generation endpoint. Applied below @jwt_required,
-# so the key is the verified user id.
-generation_rate_limit = limiter.shared_limit(_generation_limit, scope="generation", key_func=get_jwt_identity)
+# One budget of requests shared by every generation endpoint. Applied below @user_required,
+# so the key is the verified user id (an API key counts as its owner).
+generation_rate_limit = limiter.shared_limit(_generation_limit, scope="generation", key_func=caller_id)
 # Estimates make no LLM call but count long prompts: limited at the same rate, counted apart.
-estimate_rate_limit = limiter.shared_limit(_generation_limit, scope="estimate", key_func=get_jwt_identity)
+estimate_rate_limit = limiter.shared_limit(_generation_limit, scope="estimate", key_func=caller_id)

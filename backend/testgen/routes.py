@@ -1,7 +1,7 @@
 from flask import current_app
-from flask_jwt_extended import jwt_required
 from flask_smorest import Blueprint
 
+from backend.auth.guards import user_required
 from backend.clock import now
 from backend.llm.registry import get_provider, resolve_model
 from backend.schemas import envelope, ok
@@ -32,7 +32,7 @@ def _answer(include_usage):
 
 
 @blp.post("/test-generation")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(GenerationSchema))
@@ -47,7 +47,7 @@ def generate(body):
 
 
 @blp.post("/estimate-tokens")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(PromptSchema)
 @blp.response(200, envelope(EstimateSchema))
@@ -60,7 +60,7 @@ def estimate_tokens(body):
 
 
 @blp.get("/token-info")
-@jwt_required()
+@user_required
 @blp.doc(**BEARER)
 @blp.arguments(TokenInfoQuerySchema, location="query")
 @blp.response(200, envelope(TokenInfoSchema))

@@ -23,9 +23,9 @@ import time
 from dataclasses import dataclass
 
 from flask import Response, current_app, g, stream_with_context
-from flask_jwt_extended import current_user
 from pymongo.errors import PyMongoError
 
+from backend.auth.guards import caller
 from backend.budgets import services as budgets
 from backend.clock import now
 from backend.db import get_db
@@ -70,7 +70,7 @@ def settings():
 def plan(body):
     """The request's plan; similar saved cases come from the pool the test-case feature registers."""
     provider = get_provider(body.get("provider"))
-    owner = current_user["_id"]
+    owner = caller["_id"]
     request = {**body, "model": resolve_model(provider, body.get("model"))}
     return services.plan_generation(provider, request,
                                     lambda: current_app.extensions["reference_pool"](get_db(), owner))
@@ -79,7 +79,7 @@ def plan(body):
 def _reserve(db, generation_plan, config, at):
     """Reserve the plan's worst case on the caller's counters (429 or 422 when it may not run)."""
     provider, model = generation_plan.provider, generation_plan.model
-    user = current_user._get_current_object()
+    user = caller._get_current_object()
     input_tokens = provider.count_input_tokens(generation_plan.messages, model)
     sheet = price_sheet(provider, [model], at, config.price_overrides)
     cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
@@ -148,7 +148,7 @@ def run(body, finish, schema):
         raise
     call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
                  finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
-    held = hold(call, current_user._get_current_object(), reservation.ticket())
+    held = hold(call, caller._get_current_object(), reservation.ticket())
     metrics().count_call(call.provider, "ok", call.latency_ms)
     try:
         test_cases = services.read_cases(generation_plan, call)
@@ -164,7 +164,7 @@ def _unanswered(exc, generation_plan, config, reservation, at, started):
     if _maybe_billed(exc):
         call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
                      response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-        hold(call, current_user._get_current_object(), reservation.ticket(), _failure_outcome(exc))
+        hold(call, caller._get_current_object(), reservation.ticket(), _failure_outcome(exc))
     else:
         _release(reservation)
     _failed(generation_plan.provider.name, exc)
@@ -191,7 +191,7 @@ class _StreamCall:
         self.config, self.at = config, at
         self.call_id = new_call_id()
         self.app = current_app._get_current_object()
-        self.user = current_user._get_current_object()
+        self.user = caller._get_current_object()
         self.request_id, self.operation = g.request_id, tracked_operation()
         self._call = None
         self._recorded = False

@@ -68,8 +68,8 @@ def hold(call, user, ticket, outcome=None):
 def record(entries, operation, status, request_id):
     """Write [(call, user, ticket, outcome)] to the ledger as one batch. Never raises."""
     try:
-        records = [LedgerRecord(call, user["_id"], user["email"], org_of(user), user.get("teamId"), operation,
-                                outcome, status, request_id, ticket).document()
+        records = [LedgerRecord(call, user["_id"], user["email"], org_of(user), user.get("teamId"),
+                                user.get("apiKeyId"), operation, outcome, status, request_id, ticket).document()
                    for call, user, ticket, outcome in entries]
         if records:
             current_app.extensions["ledger_writer"].submit(get_db(), records, metrics())

@@ -14,6 +14,7 @@ from backend.usage.rollups import KEY_DEFAULTS, MEMBERSHIP, ROLLUPS
 log = logging.getLogger("backend.usage")
 OUTCOMES = "2026-11-ledger-outcomes"
 ORGANIZATIONS = "2026-11-organizations"
+API_KEYS = "2026-11-api-keys"
 
 
 def _drop_outdated_key_indexes(db):
@@ -60,7 +61,14 @@ def _organizations(db, now):
     return changed
 
 
-MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations))
+def _api_keys(db, now):
+    """The user rollups' keys gained apiKeyId (None, like a missing field, for calls made
+    without a key): only their unique indexes change."""
+    _drop_outdated_key_indexes(db)
+    return 0
+
+
+MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations), (API_KEYS, _api_keys))
 
 
 def migrate(db, now):

@@ -31,6 +31,7 @@ class LedgerRecord:
     user_email: str
     org_id: object  # the user's organization and team when the call was made
     team_id: object
+    api_key_id: object  # the API key the request came with, or None
     operation: str
     outcome: str
     http_status: int
@@ -49,6 +50,7 @@ class LedgerRecord:
             "userEmail": self.user_email,
             "orgId": self.org_id,
             "teamId": self.team_id,
+            "apiKeyId": self.api_key_id,
             "provider": call.provider,
             "modelName": call.model,
             "responseModel": call.response_model,
@@ -99,8 +101,8 @@ def write_records(db, records, metrics=None):
     """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
     the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
     (repair: rebuild_rollups.py)."""
-    # Records spooled before organizations existed were made by users of the default one.
-    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, **r} for r in records]
+    # Records spooled before organizations existed were made by users of the default one, without keys.
+    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, "apiKeyId": None, **r} for r in records]
     tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                if BUDGET_TICKET in document}
     invalid = [document.get("callId") for document in documents if not _storable(document)]

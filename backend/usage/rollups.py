@@ -2,12 +2,12 @@
 
 Each rollup sums tokens, cost and requests of the active records sharing its key:
 - daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation,
-  outcome, orgId, teamId). Views about one user (userId filter, groupBy=user) or one outcome read it.
+  outcome, orgId, teamId, apiKeyId). Views about one user (userId filter, groupBy=user) or one outcome read it.
 - daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName,
   operation, outcome, orgId, teamId), no user. Breakdowns, time series and usage stats read it
   (scoped to an organization or team by its key): its size is bounded by days x models x
   operations x outcomes x teams.
-- user_monthly (openai_token_usage_user_monthly): per (userId, month, orgId, teamId), the sums
+- user_monthly (openai_token_usage_user_monthly): per (userId, month, orgId, teamId, apiKeyId), the sums
   kept per day in `days.<YYYY-MM-DD>`. The dashboard, top users, user stats and the budget
   counters' openings read it: its size is bounded by users x months (x the memberships a user
   had in the month), whatever the number of calls.
@@ -45,7 +45,9 @@ SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteToke
         "totalTokens", "cost")
 COUNTED = (*SUMS, "requests")
 MEMBERSHIP = ("orgId", "teamId")
-DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP)
+# The API key a call came with: in the rollups about users, so a key's budget counters open at
+# what the ledger holds for it.
+DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP, "apiKeyId")
 # Records written before outcomes existed were all successful requests, and before
 # organizations every user was in the default one.
 KEY_DEFAULTS = {"outcome": "ok", "orgId": DEFAULT_ORG_ID}
@@ -58,8 +60,8 @@ ROLLUPS = (
     Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
     Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome", *MEMBERSHIP),
            False, (("orgId", "date"), ("teamId", "date"))),
-    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month", *MEMBERSHIP), True,
-           (("month", "userId"), ("orgId", "month"), ("teamId", "month"))),
+    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month", *MEMBERSHIP, "apiKeyId"), True,
+           (("month", "userId"), ("orgId", "month"), ("teamId", "month"), ("apiKeyId", "month"))),
     Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY,
            ("userId", "month", "provider", "operation", *MEMBERSHIP), True,
            (("month", "operation", "provider"), ("orgId", "month"))),

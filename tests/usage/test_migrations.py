@@ -2,7 +2,7 @@
 from datetime import datetime, timezone
 
 from backend.db import MIGRATIONS, USAGE, USAGE_DAILY, get_db
-from backend.usage.migrations import ORGANIZATIONS, OUTCOMES, migrate
+from backend.usage.migrations import API_KEYS, ORGANIZATIONS, OUTCOMES, migrate
 from tests.helpers import create_user, insert_records, usage_record, utc
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
@@ -20,11 +20,11 @@ def test_records_from_before_outcomes_are_marked_ok_once(app):
                                      unique=True)
         db[MIGRATIONS].delete_many({})
 
-        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS]
+        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS]
         assert db[USAGE].find_one()["outcome"] == "ok" and db[USAGE_DAILY].find_one()["outcome"] == "ok"
         assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
         assert migrate(db, NOW) == []
-        assert db[MIGRATIONS].count_documents({}) == 2
+        assert db[MIGRATIONS].count_documents({}) == 3
 
 
 def test_two_workers_starting_at_once_both_migrate_without_error(app):
