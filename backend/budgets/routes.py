@@ -1,7 +1,7 @@
-from flask_jwt_extended import current_user, jwt_required
+from flask_jwt_extended import current_user
 from flask_smorest import Blueprint
 
-from backend.auth.guards import admin_required, current_scope
+from backend.auth.guards import admin_required, caller, current_scope, user_required
 from backend.auth.repository import find_by_id
 from backend.budgets import repository
 from backend.budgets.schemas import (
@@ -178,12 +178,12 @@ def delete_team_budget(team_id):
 
 
 @me_blp.get("/usage")
-@jwt_required()
+@user_required
 @me_blp.doc(**BEARER)
 @me_blp.response(200, envelope(MyUsageSchema))
 def my_usage():
     """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
-    return ok({"windows": usage_report(get_db(), current_user, now())}, "Usage retrieved")
+    return ok({"windows": usage_report(get_db(), caller, now())}, "Usage retrieved")
 
 
 @blp.get("/key/<key_id>")

@@ -1,0 +1,183 @@
+"""API keys: a secret shown once and stored as a hash; accepted on user endpoints, never on
+admin ones; revoked at once; calls attributed to the owner, the key's team and organization."""
+import hashlib
+from datetime import datetime, timedelta, timezone
+
+from bson import ObjectId
+
+from backend.db import API_KEYS, BUDGET_COUNTERS, USAGE, get_db
+from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.helpers import bearer, create_user
+from tests.orgs.support import make_org, make_team, member
+
+BODY = {"prompt": "Login with email and password", "count": 1}
+
+
+def _key(client, headers, **body):
+    response = client.post("/api/keys", json={"name": "ci", **body}, headers=headers)
+    assert response.status_code == 201, response.json
+    return response.json["data"]
+
+
+def _with(secret):
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def _stored_everywhere(app):
+    """Every document of every collection, as text."""
+    with app.app_context():
+        db = get_db()
+        return " ".join(str(doc) for name in db.list_collection_names() for doc in db[name].find())
+
+
+def test_the_secret_is_shown_once_and_only_its_hash_is_stored(app, client, user_headers):
+    key = _key(client, user_headers)
+    secret = key["secret"]
+    assert secret.startswith("tl_") and len(secret) >= 40 and key["prefix"] == secret[:11]
+    listed = client.get("/api/keys", headers=user_headers).json["data"]
+    assert [k["id"] for k in listed] == [key["id"]] and "secret" not in listed[0]
+    assert secret not in client.get("/api/keys", headers=user_headers).get_data(as_text=True)
+    with app.app_context():
+        stored = get_db()[API_KEYS].find_one()
+    assert stored["hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in _stored_everywhere(app)
+    # The key works, and using it does not store it either.
+    assert client.post("/api/test-generation", json=BODY, headers=_with(secret)).status_code == 200
+    assert secret not in _stored_everywhere(app)
+
+
+def test_a_key_works_on_user_endpoints_and_its_calls_are_attributed(app, client, admin_headers):
+    acme = make_org(client, admin_headers, "Acme")
+    qa = make_team(client, admin_headers, acme, "QA")
+    owner, owner_headers = member(app, client, admin_headers, acme, "dev@acme.test", team_id=qa)
+    key = _key(client, owner_headers)
+    assert (key["orgId"], key["teamId"], key["userId"]) == (acme, qa, str(owner["_id"]))
+    headers = _with(key["secret"])
+
+    assert client.post("/api/test-generation", json=BODY, headers=headers).status_code == 200
+    assert client.post("/api/testcases/generate-and-save-with-ai", json=BODY, headers=headers).status_code == 201
+    assert client.post("/api/estimate-tokens", json=BODY, headers=headers).status_code == 200
+    assert client.get("/api/token-info", headers=headers).status_code == 200
+    assert client.get("/api/testcases", headers=headers).json["data"]["total"] == 1
+    assert client.get("/api/me/usage", headers=headers).status_code == 200
+    with app.app_context():
+        records = list(get_db()[USAGE].find())
+    assert [(r["userId"], str(r["orgId"]), str(r["teamId"]), str(r["apiKeyId"])) for r in records] == [
+        (owner["_id"], acme, qa, key["id"])] * 2
+    listed = client.get("/api/keys", headers=owner_headers).json["data"][0]
+    assert listed["lastUsedAt"] is not None
+
+
+def test_a_key_is_refused_on_admin_endpoints_and_cannot_manage_keys(app, client, admin_headers):
+    key = _key(client, admin_headers)  # even an admin's key
+    headers = _with(key["secret"])
+    for url in ("/admin/openai/dashboard", "/admin/orgs", "/admin/openai/budgets", "/admin/openai/audit-log"):
+        response = client.get(url, headers=headers)
+        assert response.status_code == 403 and "API keys are not accepted" in response.json["message"], url
+    assert client.get("/api/keys", headers=headers).status_code == 401
+    assert client.post("/api/keys", json={"name": "more"}, headers=headers).status_code == 401
+    assert client.get("/auth/me", headers=headers).status_code == 401
+
+
+def test_a_revoked_or_expired_or_unknown_key_is_refused_at_once(app, client, user_headers):
+    key = _key(client, user_headers)
+    headers = _with(key["secret"])
+    assert client.post("/api/estimate-tokens", json=BODY, headers=headers).status_code == 200
+    assert client.delete(f"/api/keys/{key['id']}", headers=user_headers).status_code == 200
+    refused = client.post("/api/estimate-tokens", json=BODY, headers=headers)
+    assert refused.status_code == 401 and refused.json == {"success": False,
+                                                          "message": "Invalid, revoked or expired API key"}
+    assert client.get("/api/keys", headers=user_headers).json["data"] == []
+    assert client.delete(f"/api/keys/{key['id']}", headers=user_headers).status_code == 404
+    for secret in ("tl_" + "x" * 43, "tl_", "tl_\u00e9\ud800"[:5]):
+        assert client.get("/api/token-info", headers=_with(secret)).status_code == 401
+
+    soon = _key(client, user_headers, expiresAt=(datetime.now(timezone.utc) + timedelta(hours=1)).isoformat())
+    with app.app_context():
+        get_db()[API_KEYS].update_one({"_id": ObjectId(soon["id"])},
+                                      {"$set": {"expiresAt": datetime.now(timezone.utc) - timedelta(seconds=1)}})
+    assert client.get("/api/token-info", headers=_with(soon["secret"])).status_code == 401
+
+
+def test_key_input_is_validated(client, user_headers):
+    for body in ({}, {"name": ""}, {"name": "x" * 101}, {"name": "ci", "expiresAt": "tomorrow"},
+                 {"name": "ci", "expiresAt": "2020-01-01T00:00:00Z"}, {"name": "ci", "teamId": "nope"},
+                 {"name": "ci", "extra": True}):
+        response = client.post("/api/keys", json=body, headers=user_headers)
+        assert response.status_code == 422 and response.json["success"] is False, body
+    assert client.delete("/api/keys/nope", headers=user_headers).status_code == 400
+
+
+def test_members_manage_their_own_keys_and_org_admins_the_organizations(app, client, admin_headers):
+    acme, globex = make_org(client, admin_headers, "Acme"), make_org(client, admin_headers, "Globex")
+    qa = make_team(client, admin_headers, acme, "QA")
+    ops = make_team(client, admin_headers, globex, "Ops")
+    _, dev = member(app, client, admin_headers, acme, "dev@acme.test")
+    _, other = member(app, client, admin_headers, acme, "other@acme.test")
+    _, owner = member(app, client, admin_headers, acme, "owner@acme.test", role="admin")
+    _, spy = member(app, client, admin_headers, globex, "spy@globex.test", role="admin")
+    dev_key, other_key = _key(client, dev), _key(client, other)
+    spy_key = _key(client, spy)
+
+    assert [k["id"] for k in client.get("/api/keys", headers=dev).json["data"]] == [dev_key["id"]]
+    assert client.delete(f"/api/keys/{other_key['id']}", headers=dev).status_code == 404
+    assert {k["id"] for k in client.get("/api/keys", headers=owner).json["data"]} == {dev_key["id"],
+                                                                                      other_key["id"]}
+    assert client.delete(f"/api/keys/{spy_key['id']}", headers=owner).status_code == 404
+    assert client.delete(f"/api/keys/{other_key['id']}", headers=owner).status_code == 200
+    assert len(client.get("/api/keys", headers=admin_headers).json["data"]) == 2
+    # A member may not attribute a key to another team; an org admin may, within the organization.
+    assert client.post("/api/keys", json={"name": "x", "teamId": qa}, headers=dev).status_code == 404
+    assert _key(client, owner, teamId=qa)["teamId"] == qa
+    assert client.post("/api/keys", json={"name": "x", "teamId": ops}, headers=owner).status_code == 404
+    assert _key(client, dev, teamId=None)["teamId"] is None
+
+
+def test_a_key_stops_working_when_its_owner_leaves_the_organization(app, client, admin_headers):
+    acme = make_org(client, admin_headers, "Acme")
+    user, headers = member(app, client, admin_headers, acme, "dev@acme.test")
+    key = _key(client, headers)
+    client.delete(f"/admin/orgs/{acme}/members/{user['_id']}", headers=admin_headers)
+    refused = client.get("/api/token-info", headers=_with(key["secret"]))
+    assert refused.status_code == 401 and "left its organization" in refused.json["message"]
+
+
+def test_a_keys_budget_binds_its_calls_and_its_owners_budget_binds_the_key(make_app):
+    per_request = worst_case_tokens()
+    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
+    app = build(make_app, transport)
+    client = app.test_client()
+    create_user(app, "root@example.com", role="admin")
+    root = bearer(client, "root@example.com")
+    user = create_user(app, "dev@example.com")
+    headers = bearer(client, "dev@example.com")
+    key = _key(client, headers)
+    assert client.put(f"/admin/openai/budgets/key/{key['id']}", json={"tokensPerDay": per_request},
+                      headers=root).status_code == 200
+
+    assert generate(client, _with(key["secret"])).status_code == 200
+    refused = generate(client, _with(key["secret"]))
+    assert refused.status_code == 429 and refused.json["data"]["scope"] == "key"
+    assert generate(client, headers).status_code == 200  # the owner, without the key, is not bound by it
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    with app.app_context():
+        counters = {doc["_id"]: doc["tokens"] for doc in get_db()[BUDGET_COUNTERS].find()}
+    assert counters[f"key:{key['id']}|day|{today}"] == per_request
+    assert counters[f"{user['_id']}|day|{today}"] == 2 * per_request
+
+    client.put(f"/admin/openai/budgets/{user['_id']}", json={"tokensPerDay": 2 * per_request}, headers=root)
+    client.delete(f"/admin/openai/budgets/key/{key['id']}", headers=root)
+    owner_refusal = generate(client, _with(key["secret"]))
+    assert owner_refusal.status_code == 429 and owner_refusal.json["data"]["scope"] == "user"
+    assert len(calls) == 2
+
+
+def test_a_key_shares_its_owners_rate_limit(make_app):
+    app = make_app(RATELIMIT_ENABLED=True, RATELIMIT_GENERATION="2 per minute")
+    client = app.test_client()
+    create_user(app, "dev@example.com")
+    headers = bearer(client, "dev@example.com")
+    key = _key(client, headers)
+    assert client.post("/api/test-generation", json=BODY, headers=headers).status_code == 200
+    assert client.post("/api/test-generation", json=BODY, headers=_with(key["secret"])).status_code == 200
+    assert client.post("/api/test-generation", json=BODY, headers=_with(key["secret"])).status_code == 429
