@@ -5,6 +5,7 @@ from pymongo import ASCENDING, DESCENDING
 
 from backend.db import (
     ALERTS,
+    API_KEYS,
     AUDIT_LOG,
     BUDGET_COUNTERS,
     ORGANIZATIONS,
@@ -53,6 +54,10 @@ INDEXES = (
     IndexSpec(USERS, (("orgId", ASCENDING), ("email", ASCENDING))),
     IndexSpec(USERS, (("teamId", ASCENDING),)),
     IndexSpec(USAGE, (("orgId", ASCENDING), ("timestamp", DESCENDING))),
+    # A tag's records newest first (usage logs and export filtered by tag); a key's by hash.
+    IndexSpec(USAGE, (("tags", ASCENDING), ("timestamp", DESCENDING))),
+    IndexSpec(API_KEYS, (("hash", ASCENDING),), unique=True),
+    IndexSpec(API_KEYS, (("orgId", ASCENDING), ("createdAt", ASCENDING))),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
     # Rollups (from their registry): the unique keys their $inc upserts target, and the range
     # scans the views make.

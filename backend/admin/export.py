@@ -7,7 +7,7 @@ from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.schemas import UTCDateTime
 
 COLUMNS = (
-    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "provider", "modelName", "responseModel", "operation",
+    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "apiKeyId", "tags", "metadata", "provider", "modelName", "responseModel", "operation",
     "promptTokens", "cachedInputTokens", "cacheWriteTokens", "completionTokens", "reasoningTokens",
     "totalTokens", "cost", "priced", "usageReported", "estimated", "outcome", "httpStatus", "demo", "callId",
     "requestId", "latencyMs",
@@ -21,6 +21,9 @@ def _row(record):
     row["userId"] = str(record["userId"])
     row["orgId"] = str(record.get("orgId") or DEFAULT_ORG_ID)
     row["teamId"] = str(record["teamId"]) if record.get("teamId") else None
+    row["apiKeyId"] = str(record["apiKeyId"]) if record.get("apiKeyId") else None
+    row["tags"] = list(record.get("tags") or ())
+    row["metadata"] = dict(record.get("metadata") or {})
     row["usageReported"] = record.get("usageReported", True)
     row["estimated"] = record.get("estimated", False)
     row["outcome"] = record.get("outcome", "ok")
@@ -40,6 +43,10 @@ def _cell(value):
         return "true" if value else "false"
     if value is None:
         return ""
+    if isinstance(value, list):  # tags: space-separated (a tag has no spaces)
+        value = " ".join(value)
+    elif isinstance(value, dict):  # metadata: one JSON object
+        value = json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value

@@ -1,6 +1,6 @@
 """Aggregation pipelines as pure data. Each runs on MongoDB and on mongomock.
 
-Five sources answer the same questions:
+Six sources answer the same questions:
 - RAW: the ledger itself (active records only; each record is one request);
 - DAILY: the (date, userId, provider, modelName, operation) rollup;
 - TOTALS: the (date, provider, modelName, operation, outcome) rollup, for questions not about users;
@@ -10,15 +10,17 @@ Five sources answer the same questions:
   and the days in range are summed per user in the service: mongomock's $unwind deep-copies
   the whole document for every element, and on MongoDB the indexed find is as cheap as a
   pipeline.
+- TAGS: the (date, tag, userId, provider, modelName, operation, outcome, orgId, teamId) rollup,
+  for views filtered or broken down by tag.
 Dates filter on stored `YYYY-MM-DD` strings, so ranges are inclusive whole UTC days
 and need no date operators mongomock lacks.
 """
-RAW, DAILY, TOTALS = "raw", "daily", "daily_totals"
+RAW, DAILY, TOTALS, TAGS = "raw", "daily", "daily_totals", "daily_tags"
 USER_MONTHLY, USER_OPERATION_MONTHLY = "user_monthly", "user_operation_monthly"
 SUMMED_FIELDS = ("totalTokens", "promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens",
                  "reasoningTokens")
 GROUP_FIELDS = {"model": "modelName", "provider": "provider", "operation": "operation", "user": "userId",
-                "outcome": "outcome", "org": "orgId", "team": "teamId"}
+                "outcome": "outcome", "org": "orgId", "team": "teamId", "tag": "tag"}
 
 
 def _date_range(start, end):
@@ -31,11 +33,14 @@ def _date_range(start, end):
 
 
 def match(source, start=None, end=None, filters=None):
-    """$match for RAW, DAILY or TOTALS: the inclusive day range plus equality filters (userId, provider, ...)."""
+    """$match for RAW or a daily rollup: the inclusive day range plus equality filters (userId,
+    provider, ...). `tag` is the TAGS rollup's key field; on the ledger it matches an element of `tags`."""
     query = {"isActive": True} if source == RAW else {}
     if start or end:
         query["date"] = _date_range(start, end)
-    query.update({field: value for field, value in (filters or {}).items() if value is not None})
+    for field, value in (filters or {}).items():
+        if value is not None:
+            query["tags" if field == "tag" and source == RAW else field] = value
     return {"$match": query}
 
 
@@ -91,10 +96,15 @@ def user_stats_pipeline(user_id, start=None, end=None, filters=None, source=RAW)
 
 
 def breakdown_pipeline(source, by, start=None, end=None, filters=None):
-    """Totals per model (with its provider), provider, operation or outcome, largest first."""
+    """Totals per model (with its provider), provider, operation, outcome, org, team or tag,
+    largest first. By tag on the ledger, a record counts once under each of its tags."""
     key = {"provider": "$provider", "modelName": "$modelName"} if by == "model" else {by: f"${GROUP_FIELDS[by]}"}
+    unwind = []
+    if by == "tag" and source == RAW:
+        key, unwind = {"tag": "$tags"}, [{"$unwind": "$tags"}]
     return [
         match(source, start, end, filters),
+        *unwind,
         {"$group": {"_id": key, **_sums(source)}},
         {"$sort": {"totalTokens": -1, "_id": 1}},
     ]

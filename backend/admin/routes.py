@@ -43,7 +43,7 @@ def _filters(query):
     caller's scope: an organization admin's always name their organization."""
     filters = {"operation": query.get("operation"), "provider": query.get("provider"),
                "modelName": query.get("model"), "userId": query.get("user_id"), "outcome": query.get("outcome"),
-               "orgId": query.get("org_id"), "teamId": query.get("team_id")}
+               "orgId": query.get("org_id"), "teamId": query.get("team_id"), "tag": query.get("tag")}
     return services.confine(get_db(), current_scope(), filters)
 
 

@@ -8,6 +8,7 @@ from backend.schemas import (
     offset_field,
     page_field,
 )
+from backend.testgen.schemas import TAG
 from backend.usage.recorder import OUTCOMES
 
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",
@@ -22,10 +23,12 @@ PROVIDER = fields.String(validate=validate.Length(min=1, max=40), metadata={"des
 
 class MembershipFilterSchema(Schema):
     """Calls made by members of an organization or team (an organization admin's queries are
-    always confined to their organization)."""
+    always confined to their organization), or with a tag."""
 
     org_id = ObjectIdString(data_key="orgId", metadata={"description": "only calls made in this organization"})
     team_id = ObjectIdString(data_key="teamId", metadata={"description": "only calls made in this team"})
+    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."),
+                        metadata={"description": "only calls whose request carried this tag"})
 
 
 class SourcedRangeSchema(DateRangeSchema, MembershipFilterSchema):
@@ -49,7 +52,7 @@ class HistoryQuerySchema(DateRangeSchema, MembershipFilterSchema):
 
 class BreakdownQuerySchema(SourcedRangeSchema):
     by = fields.String(required=True,
-                       validate=validate.OneOf(("model", "provider", "operation", "outcome", "org", "team")))
+                       validate=validate.OneOf(("model", "provider", "operation", "outcome", "org", "team", "tag")))
     user_id = ObjectIdString(data_key="userId", load_default=None)
 
 
@@ -147,6 +150,9 @@ class UsageRecordSchema(Schema):
     userEmail = fields.String()
     orgId = ObjectIdString(allow_none=True)
     teamId = ObjectIdString(allow_none=True)
+    apiKeyId = ObjectIdString(allow_none=True)
+    tags = fields.List(fields.String())
+    metadata = fields.Dict(keys=fields.String(), values=fields.String())
     provider = fields.String()
     modelName = fields.String()
     responseModel = fields.String()

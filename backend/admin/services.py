@@ -21,10 +21,12 @@ OTHER = "other"
 
 
 def _keyed_source(source, filters=None, group_by="none"):
-    """RAW when asked; DAILY when the question is about users; else TOTALS, which has no user
-    dimension and so stays small however many users and calls there are."""
+    """RAW when asked; TAGS when the question is about tags; DAILY when it is about users; else
+    TOTALS, which has no user dimension and so stays small however many users and calls there are."""
     if source == "raw":
         return pipelines.RAW
+    if group_by == "tag" or (filters or {}).get("tag") is not None:
+        return pipelines.TAGS
     if group_by == "user" or (filters or {}).get("userId") is not None:
         return pipelines.DAILY
     return pipelines.TOTALS
@@ -60,10 +62,12 @@ def per_user_totals(db, start=None, end=None, user_id=None, filters=None):
 
 
 def _per_user_source(source, filters):
-    """RAW when asked; DAILY when an outcome narrows the question (the user-month rollups have no
-    outcome); None: the user-month rollups."""
+    """RAW when asked; TAGS when a tag narrows the question, DAILY when an outcome does (the
+    user-month rollups have neither); None: the user-month rollups."""
     if source == "raw":
         return pipelines.RAW
+    if (filters or {}).get("tag") is not None:
+        return pipelines.TAGS
     if (filters or {}).get("outcome") is not None:
         return pipelines.DAILY
     return None
@@ -147,9 +151,10 @@ def user_history(db, user_id, page, limit, start=None, end=None, filters=None, s
 
 
 def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
-    """Totals per model, provider, operation, outcome, org or team (with each one's name as
-    `label`); `filters` narrows by userId, operation, provider, outcome, orgId, teamId."""
-    kind = _keyed_source(source, filters)
+    """Totals per model, provider, operation, outcome, org, team (with each one's name as
+    `label`) or tag (a call counts under each of its tags); `filters` narrows by userId,
+    operation, provider, outcome, orgId, teamId, tag."""
+    kind = _keyed_source(source, filters, by)
     rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
     grand_total = sum(row["totalTokens"] for row in rows)
     names = orgs.labels(db, by, [row["_id"].get(by) for row in rows]) if by in ("org", "team") else {}

@@ -1,4 +1,4 @@
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from backend.config import MODEL_NAME
 from backend.testgen.prompts import PRIORITIES, TYPES
@@ -7,6 +7,17 @@ MAX_TEST_CASES = 20
 MAX_PROMPT_CHARS = 20_000
 MAX_FILE_CHARS = 200_000
 MAX_REFERENCES = 10
+MAX_TAGS = 10
+TAG = r"^[A-Za-z0-9_.:-]{1,64}$"
+MAX_METADATA_KEYS = 20
+# No "." or "$": metadata keys become field names of the stored record.
+METADATA_KEY = r"^[A-Za-z0-9_:-]{1,64}$"
+MAX_METADATA_VALUE = 200
+
+
+def _at_most_keys(value):
+    if len(value) > MAX_METADATA_KEYS:
+        raise ValidationError(f"At most {MAX_METADATA_KEYS} keys.")
 
 
 class PromptSchema(Schema):
@@ -31,6 +42,23 @@ class PromptSchema(Schema):
 class GenerationRequestSchema(PromptSchema):
     stream = fields.Boolean(load_default=False)
     include_token_usage = fields.Boolean(data_key="includeTokenUsage", load_default=True)
+    tags = fields.List(
+        fields.String(validate=validate.Regexp(TAG, error="1-64 characters of A-Z a-z 0-9 _ . : -")),
+        validate=validate.Length(max=MAX_TAGS), load_default=list,
+        metadata={"description": f"what the call was for (feature, pipeline, environment): at most {MAX_TAGS}, "
+                                 "each 1-64 characters of A-Z a-z 0-9 _ . : -; stored on the ledger record"})
+    metadata = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(METADATA_KEY, error="1-64 characters of A-Z a-z 0-9 _ : -")),
+        values=fields.String(validate=validate.Length(max=MAX_METADATA_VALUE)), validate=_at_most_keys,
+        load_default=dict,
+        metadata={"description": f"string keys (at most {MAX_METADATA_KEYS}, 1-64 characters of A-Z a-z 0-9 _ : -) "
+                                 f"to strings of at most {MAX_METADATA_VALUE} characters; stored on the ledger record"})
+
+    @post_load
+    def _distinct_tags(self, data, **kwargs):
+        """A tag given twice is one tag (each tag counts a call once)."""
+        data["tags"] = list(dict.fromkeys(data["tags"]))
+        return data
 
 
 class GeneratedCaseSchema(Schema):

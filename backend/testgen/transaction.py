@@ -38,6 +38,7 @@ from backend.pricing.services import price_sheet
 from backend.schemas import ok
 from backend.testgen import services
 from backend.usage.capture import hold, record, tracked_operation
+from backend.usage.recorder import Attribution
 
 log = logging.getLogger(__name__)
 STREAM_STATUS = 200
@@ -135,8 +136,9 @@ def run(body, finish, schema):
     db = get_db()
     at = now()
     reservation = _reserve(db, generation_plan, config, at)
+    who = Attribution.of(caller, body.get("tags"), body.get("metadata"))
     if body["stream"]:
-        return _stream(generation_plan, finish, schema, reservation, config, at)
+        return _stream(generation_plan, finish, schema, reservation, config, at, who)
     provider = generation_plan.provider
     call_id = new_call_id()
     started = time.perf_counter()
@@ -144,11 +146,11 @@ def run(body, finish, schema):
         completion = _with_retries(lambda: provider.complete(generation_plan.messages, generation_plan.model,
                                                              config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _unanswered(exc, generation_plan, config, reservation, at, started)
+        _unanswered(exc, generation_plan, config, reservation, at, started, who)
         raise
     call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
                  finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
-    held = hold(call, caller._get_current_object(), reservation.ticket())
+    held = hold(call, who, reservation.ticket())
     metrics().count_call(call.provider, "ok", call.latency_ms)
     try:
         test_cases = services.read_cases(generation_plan, call)
@@ -158,13 +160,13 @@ def run(body, finish, schema):
     return ok(*finish(generation_plan, test_cases, [call]))
 
 
-def _unanswered(exc, generation_plan, config, reservation, at, started):
+def _unanswered(exc, generation_plan, config, reservation, at, started, who):
     """The provider failed before it answered: a call it may have run (a timeout, a broken or
     unreadable reply) is recorded as an estimate; one it refused releases the reservation."""
     if _maybe_billed(exc):
         call = _call(generation_plan, config, new_call_id(), at, text="", reported=None, finished=False,
                      response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-        hold(call, caller._get_current_object(), reservation.ticket(), _failure_outcome(exc))
+        hold(call, who, reservation.ticket(), _failure_outcome(exc))
     else:
         _release(reservation)
     _failed(generation_plan.provider.name, exc)
@@ -186,12 +188,11 @@ def _error_event(exc):
 class _StreamCall:
     """A streamed call from its first token to its one settlement and ledger record."""
 
-    def __init__(self, generation_plan, stream, reservation, config, at):
+    def __init__(self, generation_plan, stream, reservation, config, at, who):
         self.plan, self.stream, self.reservation = generation_plan, stream, reservation
-        self.config, self.at = config, at
+        self.config, self.at, self.who = config, at, who
         self.call_id = new_call_id()
         self.app = current_app._get_current_object()
-        self.user = caller._get_current_object()
         self.request_id, self.operation = g.request_id, tracked_operation()
         self._call = None
         self._recorded = False
@@ -215,7 +216,7 @@ class _StreamCall:
             self._recorded = True
         self.stream.close()
         metrics().count_call(call.provider, outcome, call.latency_ms)
-        record([(call, self.user, self.reservation.ticket(), outcome)], self.operation, status, self.request_id)
+        record([(call, self.who, self.reservation.ticket(), outcome)], self.operation, status, self.request_id)
 
     def drain_then_record(self):
         """The client left: read the provider's stream to its end (bounded) in the background, so the
@@ -245,16 +246,16 @@ def wait_for_drains(app, timeout=10):
         thread.join(timeout)
 
 
-def _stream(generation_plan, finish, schema, reservation, config, at):
+def _stream(generation_plan, finish, schema, reservation, config, at, who):
     provider = generation_plan.provider
     started = time.perf_counter()
     try:
         stream = _with_retries(lambda: provider.stream(generation_plan.messages, generation_plan.model,
                                                        config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _unanswered(exc, generation_plan, config, reservation, at, started)
+        _unanswered(exc, generation_plan, config, reservation, at, started, who)
         raise
-    streamed = _StreamCall(generation_plan, stream, reservation, config, at)
+    streamed = _StreamCall(generation_plan, stream, reservation, config, at, who)
     try:
         first = stream.read()
     except Exception as exc:

@@ -24,8 +24,7 @@ from flask import current_app, g, request
 
 from backend.db import get_db
 from backend.metrics import metrics
-from backend.orgs.services import org_of
-from backend.usage.recorder import LedgerRecord
+from backend.usage.recorder import Attribution, LedgerRecord
 
 log = logging.getLogger("backend.usage")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -53,24 +52,23 @@ def tracked_operation():
 @dataclass
 class Held:
     call: object
-    user: dict
+    who: Attribution
     ticket: dict  # the budget reservation's, settled with the record
     outcome: str | None = None  # None: decided by the response status
 
 
-def hold(call, user, ticket, outcome=None):
+def hold(call, who, ticket, outcome=None):
     """Keep an answered call for the after-request hook; returns the entry, whose outcome may be set later."""
-    entry = Held(call, user, ticket, outcome)
+    entry = Held(call, who, ticket, outcome)
     g.setdefault("held_calls", []).append(entry)
     return entry
 
 
 def record(entries, operation, status, request_id):
-    """Write [(call, user, ticket, outcome)] to the ledger as one batch. Never raises."""
+    """Write [(call, attribution, ticket, outcome)] to the ledger as one batch. Never raises."""
     try:
-        records = [LedgerRecord(call, user["_id"], user["email"], org_of(user), user.get("teamId"),
-                                user.get("apiKeyId"), operation, outcome, status, request_id, ticket).document()
-                   for call, user, ticket, outcome in entries]
+        records = [LedgerRecord(call, who, operation, outcome, status, request_id, ticket).document()
+                   for call, who, ticket, outcome in entries]
         if records:
             current_app.extensions["ledger_writer"].submit(get_db(), records, metrics())
     except Exception:
@@ -82,7 +80,7 @@ def _record_held(status):
     if not held:
         return
     default = "ok" if status < 400 else "failed_after_call"
-    record([(entry.call, entry.user, entry.ticket, entry.outcome or default) for entry in held],
+    record([(entry.call, entry.who, entry.ticket, entry.outcome or default) for entry in held],
            g.tracked_operation, status, g.request_id)
 
 

@@ -1,6 +1,6 @@
 """Turn LLM calls into ledger documents and write them."""
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import bson
 from bson import ObjectId
@@ -20,6 +20,27 @@ OUTCOMES = ("ok", "unreadable", "failed_after_call", "client_gone", "timeout", "
 
 
 @dataclass(frozen=True)
+class Attribution:
+    """Who a call is billed to and what it was for, fixed when its request starts: the user,
+    their organization and team at that moment, the API key the request came with (or None),
+    and the request's tags and metadata."""
+
+    user_id: object
+    user_email: str
+    org_id: object
+    team_id: object = None
+    api_key_id: object = None
+    tags: tuple = ()
+    metadata: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, user, tags=(), metadata=None):
+        """From the caller as the request loaded them (a user, or a key's owner as the key acts)."""
+        return cls(user["_id"], user["email"], user.get("orgId") or DEFAULT_ORG_ID, user.get("teamId"),
+                   user.get("apiKeyId"), tuple(tags or ()), dict(metadata or {}))
+
+
+@dataclass(frozen=True)
 class LedgerRecord:
     """One billed LLM call as the ledger keeps it: the only place a ledger document is built.
 
@@ -27,11 +48,7 @@ class LedgerRecord:
     is the status it answered with. A call is recorded whatever its outcome."""
 
     call: LLMCall
-    user_id: object
-    user_email: str
-    org_id: object  # the user's organization and team when the call was made
-    team_id: object
-    api_key_id: object  # the API key the request came with, or None
+    who: Attribution
     operation: str
     outcome: str
     http_status: int
@@ -43,14 +60,16 @@ class LedgerRecord:
             raise ValueError(f"unknown outcome {self.outcome!r}")
 
     def document(self):
-        call, usage, at = self.call, self.call.usage, self.call.at
+        call, usage, at, who = self.call, self.call.usage, self.call.at, self.who
         return {
             "_id": ObjectId(call.call_id),
-            "userId": self.user_id,
-            "userEmail": self.user_email,
-            "orgId": self.org_id,
-            "teamId": self.team_id,
-            "apiKeyId": self.api_key_id,
+            "userId": who.user_id,
+            "userEmail": who.user_email,
+            "orgId": who.org_id,
+            "teamId": who.team_id,
+            "apiKeyId": who.api_key_id,
+            "tags": list(who.tags),
+            "metadata": who.metadata,
             "provider": call.provider,
             "modelName": call.model,
             "responseModel": call.response_model,
@@ -101,8 +120,10 @@ def write_records(db, records, metrics=None):
     """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
     the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
     (repair: rebuild_rollups.py)."""
-    # Records spooled before organizations existed were made by users of the default one, without keys.
-    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, "apiKeyId": None, **r} for r in records]
+    # Records spooled before organizations existed were made by users of the default one, without
+    # keys or tags.
+    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, "apiKeyId": None, "tags": [], "metadata": {}, **r}
+                 for r in records]
     tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                if BUDGET_TICKET in document}
     invalid = [document.get("callId") for document in documents if not _storable(document)]

@@ -15,6 +15,10 @@ Each rollup sums tokens, cost and requests of the active records sharing its key
   (userId, month, provider, operation, orgId, teamId), read by those views filtered by
   operation or provider; bounded by users x months x providers x operations.
 
+- daily_tags (openai_token_usage_daily_tags): per (date, tag, userId, provider, modelName,
+  operation, outcome, orgId, teamId): a call counts once under each of its tags (none when it
+  has none). Views filtered or broken down by tag read it; bounded by days x tags x users x models.
+
 The organization and team are those stamped on the record (the user's membership when the
 call was made), so a user who moves keeps their past usage where it was made.
 
@@ -31,6 +35,7 @@ from pymongo import UpdateOne
 from backend.db import (
     USAGE,
     USAGE_DAILY,
+    USAGE_DAILY_TAGS,
     USAGE_DAILY_TOTALS,
     USAGE_USER_MONTHLY,
     USAGE_USER_OPERATION_MONTHLY,
@@ -55,7 +60,9 @@ COST_TOLERANCE = 1e-9
 
 # per_day: the sums sit under days.<date> (one document a month) rather than at the top.
 # scans: the other indexes the views that read the rollup need (the key is always a unique index).
-Rollup = namedtuple("Rollup", "name collection key per_day scans")
+# fan_out: (list field of the record, key field): one row per element instead of one per record.
+Rollup = namedtuple("Rollup", "name collection key per_day scans fan_out", defaults=(None,))
+TAG_FAN_OUT = ("tags", "tag")
 ROLLUPS = (
     Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
     Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome", *MEMBERSHIP),
@@ -65,6 +72,9 @@ ROLLUPS = (
     Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY,
            ("userId", "month", "provider", "operation", *MEMBERSHIP), True,
            (("month", "operation", "provider"), ("orgId", "month"))),
+    Rollup("daily_tags", USAGE_DAILY_TAGS,
+           ("date", "tag", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP), False,
+           (("tag", "date"), ("orgId", "date")), TAG_FAN_OUT),
 )
 
 
@@ -85,6 +95,14 @@ def _document_fields(rollup, key, email):
     return fields
 
 
+def _rows(rollup, record):
+    """The record as the rollup counts it: once, or once per element of its fan-out list."""
+    if rollup.fan_out is None:
+        return [record]
+    source, name = rollup.fan_out
+    return [{**record, name: value} for value in record.get(source) or ()]
+
+
 def _increments(records):
     """{rollup: {key: {path: summed increment}}} and the latest email of each user."""
     increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
@@ -94,11 +112,12 @@ def _increments(records):
             continue
         emails[record["userId"]] = record["userEmail"]
         for rollup in ROLLUPS:
-            sums = increments[rollup][_key_of(rollup, record)]
-            prefix = f"days.{record['date']}." if rollup.per_day else ""
-            for field in SUMS:
-                sums[prefix + field] += record.get(field, 0)
-            sums[prefix + "requests"] += 1
+            for row in _rows(rollup, record):
+                sums = increments[rollup][_key_of(rollup, row)]
+                prefix = f"days.{record['date']}." if rollup.per_day else ""
+                for field in SUMS:
+                    sums[prefix + field] += record.get(field, 0)
+                sums[prefix + "requests"] += 1
     return increments, emails
 
 
@@ -165,18 +184,32 @@ def whole_months(start=None, end=None):
     return query
 
 
+def _ledger_rows(db, start, end, fan_out):
+    """The ledger summed per DAILY_KEY (and per element of the fan-out list, when there is one)."""
+    group_id = {field: f"${field}" for field in DAILY_KEY}
+    stages = [{"$match": whole_months(start, end)}]
+    if fan_out is not None:
+        source, name = fan_out
+        stages.append({"$unwind": f"${source}"})
+        group_id[name] = f"${source}"
+    sums = {field: {"$sum": f"${field}"} for field in SUMS}
+    stages.append({"$group": {"_id": group_id, **sums, "requests": {"$sum": 1}, "userEmail": {"$max": "$userEmail"}}})
+    return db[USAGE].aggregate(stages, allowDiskUse=True)
+
+
 def expected(db, start=None, end=None):
     """{rollup: [documents]} as the ledger says they should be, for whole months covering the range."""
-    group_id = {field: f"${field}" for field in DAILY_KEY}
-    sums = {field: {"$sum": f"${field}"} for field in SUMS}
-    rows = db[USAGE].aggregate([
-        {"$match": whole_months(start, end)},
-        {"$group": {"_id": group_id, **sums, "requests": {"$sum": 1}, "userEmail": {"$max": "$userEmail"}}},
-    ], allowDiskUse=True)
     documents = {rollup: {} for rollup in ROLLUPS}
+    for fan_out in dict.fromkeys(rollup.fan_out for rollup in ROLLUPS):
+        _expected_rows(_ledger_rows(db, start, end, fan_out), [r for r in ROLLUPS if r.fan_out == fan_out],
+                       documents)
+    return {rollup: list(by_key.values()) for rollup, by_key in documents.items()}
+
+
+def _expected_rows(rows, rollups, documents):
     for row in rows:
         key_fields = row["_id"]
-        for rollup in ROLLUPS:
+        for rollup in rollups:
             key = _key_of(rollup, key_fields)
             document = documents[rollup].get(key)
             if document is None:
@@ -185,7 +218,6 @@ def expected(db, start=None, end=None):
             target = document.setdefault("days", {}).setdefault(key_fields["date"], {}) if rollup.per_day else document
             for field in COUNTED:
                 target[field] = target.get(field, 0) + row[field]
-    return {rollup: list(by_key.values()) for rollup, by_key in documents.items()}
 
 
 def _month_filter(start, end):

@@ -23,6 +23,7 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
 
     monkeypatch.setattr(mongomock.collection.Collection, "update_one", rollups_down)
     missed = [usage_record(user, utc(2024, 1, 11, 9), 300, 20, 0.0002), usage_record(user, utc(2024, 2, 3), 7, 3, 0.0)]
+    missed[0]["tags"] = ["ci", "feature:login"]
     with caplog.at_level(logging.ERROR, logger="backend.usage"):
         insert_records(app, missed)
     monkeypatch.setattr(mongomock.collection.Collection, "update_one", real_update_one)
@@ -40,7 +41,8 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
     assert rebuilt.exit_code == 0
     assert rebuilt.output.strip() == ("rebuilt 2024-01-01 .. 2024-02-29 (whole months): "
-                                      "3 daily, 3 daily_totals, 2 user_monthly and 2 user_operation_monthly documents")
+                                      "3 daily, 3 daily_totals, 2 user_monthly, 2 user_operation_monthly and "
+                                      "2 daily_tags documents")
     assert runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
     again = runner.invoke(args=["rebuild-rollups"])
     assert again.exit_code == 0 and runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
