@@ -52,7 +52,7 @@ def create_app(config=None):
     capture.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
-    _start_up(app)
+    start_up_database(app)
     if app.config["BACKGROUND_TASKS"]:
         background.start(app)
     return app
@@ -145,17 +145,20 @@ def _register_blueprints(app):
     app.register_blueprint(admin_page)
 
 
-def _start_up(app):
-    """Indexes and the bootstrap admin; a database that is down is logged, not fatal."""
+def start_up_database(app):
+    """Migrations, indexes and the bootstrap admin; a database that is down is logged, not
+    fatal, and the background thread runs them again until they are done."""
     from backend.auth.services import ensure_admin
     from backend.clock import utc_now
-    from backend.db import get_db
+    from backend.db import atomic, get_db
     from backend.indexes import ensure_indexes
     from backend.usage.migrations import migrate
 
     db = get_db(app)
     try:
-        migrate(db, utc_now())
+        # The embedded store is not safe for concurrent bulk updates: apps sharing it migrate in turn.
+        with atomic(db):
+            migrate(db, utc_now())
         if app.config["AUTO_CREATE_INDEXES"]:
             ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
@@ -166,4 +169,7 @@ def _start_up(app):
                 log.warning("ADMIN_EMAIL %s belongs to an existing account that is not an active admin; it is "
                             "left as it is (promote it explicitly with scripts/create_admin.py)", user["email"])
     except PyMongoError as exc:
-        log.error("Start-up database tasks skipped, database unreachable: %s", exc)
+        log.error("Start-up database tasks skipped, database unreachable (retried in the background): %s", exc)
+        app.extensions["start_up_pending"] = True
+        return
+    app.extensions["start_up_pending"] = False

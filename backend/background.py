@@ -23,8 +23,17 @@ RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 
 
 def run_once(app):
-    """One pass: replay the spool when the database answers, reconcile the settled day when due,
+    """One pass: finish the start-up database tasks (migrations first) if the database was down
+    at start-up, replay the spool when the database answers, reconcile the settled day when due,
     then send due alerts (a reconciliation alert goes out in the same pass)."""
+    if app.extensions.get("start_up_pending"):
+        from backend import (
+            start_up_database,  # the app factory's module imports this one
+        )
+
+        start_up_database(app)
+        if app.extensions["start_up_pending"]:
+            return
     with app.app_context():
         db = get_db()
         spool = app.extensions["spool"]

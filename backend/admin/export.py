@@ -7,7 +7,8 @@ from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.schemas import UTCDateTime
 
 COLUMNS = (
-    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "apiKeyId", "tags", "metadata", "provider", "modelName", "responseModel", "operation",
+    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "apiKeyId", "tags", "metadata",
+    "provider", "modelName", "responseModel", "operation",
     "promptTokens", "cachedInputTokens", "cacheWriteTokens", "completionTokens", "reasoningTokens",
     "totalTokens", "cost", "priced", "usageReported", "estimated", "outcome", "httpStatus", "demo", "callId",
     "requestId", "latencyMs",

@@ -15,6 +15,7 @@ from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
 from backend.keys.repository import find_key
+from backend.orgs.repository import find_team
 from backend.orgs.services import org_of, require_org, require_platform, require_team
 from backend.schemas import envelope, ok, parse_object_id
 
@@ -165,7 +166,13 @@ def get_team_budget(team_id):
 @blp.response(200, envelope(BudgetSchema))
 def put_team_budget(limits, team_id):
     """Set a team's budget (platform admins and the admins of its organization)."""
-    return _put(*_team_owner(team_id), limits)
+    owner, owner_fields = _team_owner(team_id)
+    saved = _put(owner, owner_fields, limits)
+    if find_team(get_db(), owner) is None:
+        # The team was deleted between the check and the write: its budget goes with it.
+        repository.delete_budget(get_db(), owner)
+        raise NotFound(f"Team {team_id} not found")
+    return saved
 
 
 @blp.delete("/team/<team_id>")

@@ -8,10 +8,13 @@ real usage in the batch that writes the record; a call the provider refused rele
 Because the check and the increment are one database operation, the limit holds across
 threads, gunicorn workers and app instances sharing the database.
 """
+import logging
 import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
+
+from pymongo.errors import PyMongoError
 
 from backend.alerts.services import queue_crossings
 from backend.auth.repository import (
@@ -33,6 +36,7 @@ from backend.pricing.services import to_units, to_usd
 from backend.schemas import UTCDateTime
 from backend.usage.rollups import ledger_usage
 
+log = logging.getLogger(__name__)
 WINDOWS = ("day", "month")
 LIMIT_FIELDS = ("tokensPerDay", "usdPerDay", "tokensPerMonth", "usdPerMonth")
 GLOBAL = "global"
@@ -228,8 +232,10 @@ def _settle(db, key, entry, now):
 
 
 def _exceeded(db, key, scope, window, token_limit, cost_limit, tokens, cost_units, resets_at, now):
+    # Read after the refusal: other requests may have settled or released since, so neither limit
+    # need be over now. The token limit is named when it is over or when there is no USD limit.
     counter = repository.get_counter(db, key)
-    if token_limit is not None and counter["tokens"] + tokens > token_limit:
+    if token_limit is not None and (counter["tokens"] + tokens > token_limit or cost_limit is None):
         unit, limit, used = "tokens", token_limit, counter["tokens"]
     else:
         unit, limit, used = "usd", to_usd(cost_limit), to_usd(counter["costUnits"])
@@ -263,13 +269,27 @@ def reserve(db, user, tokens, cost_usd, now, policy=Policy(), priced=True, model
                 continue
             key, fields, resets_at = _window_fields(owner, window, now)
             opening = _opening(db, scope, owner_id, window, fields["period"])
-            if not repository.try_add(db, key, fields, tokens, reservation.cost_units, token_limit, cost_limit,
-                                      opening):
+            try:
+                taken = repository.try_add(db, key, fields, tokens, reservation.cost_units, token_limit, cost_limit,
+                                           opening)
+            except PyMongoError:
+                _give_back(reservation)
+                raise
+            if not taken:
                 reservation.release()
                 raise _exceeded(db, key, scope, window, token_limit, cost_limit, tokens, reservation.cost_units,
                                 resets_at, now)
             reservation.reserved[key] = fields
     return reservation
+
+
+def _give_back(reservation):
+    """A database error part-way through: what was reserved so far is given back, if it can be."""
+    try:
+        reservation.release()
+    except PyMongoError:
+        log.exception("Releasing a partial reservation failed: counters %s keep it until their window ends",
+                      ", ".join(reservation.reserved))
 
 
 def add_global_spend(db, cost_usd, now):

@@ -3,6 +3,8 @@
 A membership lives on the user document: `orgId`, `orgRole` ("admin" | "member") and
 `teamId` (None when the user is in no team).
 """
+import unicodedata
+
 from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
@@ -21,8 +23,9 @@ class NameTaken(Exception):
 
 
 def _key(name):
-    """Names are unique case-insensitively (a unique index on this key)."""
-    return name.casefold()
+    """Names are unique case-insensitively and across look-alike forms (full-width letters,
+    composed and decomposed accents): a unique index on this key."""
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def ensure_default_org(db, now):
@@ -96,15 +99,22 @@ def delete_team(db, org_id, team_id):
     """Remove the team, its members' place in it and its budget; their ledger records keep it."""
     if db[TEAMS].delete_one({"_id": team_id, "orgId": org_id}).deleted_count != 1:
         return False
-    db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
+    leave_team(db, team_id)
     db[BUDGETS].delete_one({"_id": team_id})
     return True
 
 
-def set_membership(db, user_id, org_id, role, team_id):
+def set_membership(db, user_id, org_id, role, team_id, current_org):
+    """Move the user, only if they are still in `current_org` (None when read without one);
+    returns the user after, or None when someone moved them meanwhile."""
     return db[USERS].find_one_and_update(
-        {"_id": user_id}, {"$set": {"orgId": org_id, "orgRole": role, "teamId": team_id}},
+        {"_id": user_id, "orgId": current_org}, {"$set": {"orgId": org_id, "orgRole": role, "teamId": team_id}},
         return_document=ReturnDocument.AFTER)
+
+
+def leave_team(db, team_id):
+    """Take every member out of the team (it was deleted)."""
+    db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
 
 
 def members_page(db, org_id, skip, limit):

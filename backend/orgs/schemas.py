@@ -1,12 +1,22 @@
-from marshmallow import Schema, fields, pre_load, validate
+import unicodedata
+
+from marshmallow import Schema, ValidationError, fields, pre_load, validate
 
 from backend.orgs.repository import ORG_ROLES
 from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 
-# Names are what people type: trimmed, 1-100 characters, no control characters.
-NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100),
-                                              validate.Regexp(r"^[^\x00-\x1f\x7f]+$",
-                                                              error="Must not contain control characters.")])
+# Control, format (zero-width, bidirectional overrides), separator, private-use and unassigned
+# characters: a name holding one could look like another or like nothing.
+_INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
+def _visible(name):
+    if any(unicodedata.category(character) in _INVISIBLE for character in name):
+        raise ValidationError("Must not contain control, format or invisible characters.")
+
+
+# Names are what people type: NFC-normalised, trimmed, 1-100 visible characters.
+NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100), _visible])
 
 
 class _NameSchema(Schema):
@@ -15,7 +25,10 @@ class _NameSchema(Schema):
     @pre_load
     def _strip(self, data, **kwargs):
         if isinstance(data, dict) and isinstance(data.get("name"), str):
-            return {**data, "name": data["name"].strip()}
+            try:
+                return {**data, "name": unicodedata.normalize("NFC", data["name"]).strip()}
+            except UnicodeError:  # a lone surrogate: the validator refuses it
+                return data
         return data
 
 

@@ -131,7 +131,14 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
         team_id = user.get("teamId") if org_of(user) == org_id else None
     if team_id is not None:
         require_team(db, scope, team_id, org_id)
-    return _with_team_names(db, [repository.set_membership(db, user["_id"], org_id, role, team_id)])[0]
+    member = repository.set_membership(db, user["_id"], org_id, role, team_id, user.get("orgId"))
+    if member is None:
+        raise Conflict(f"{email} was moved to another organization meanwhile; try again")
+    if team_id is not None and repository.find_team(db, team_id, org_id) is None:
+        # The team was deleted between the check and the move: its members leave it, this one too.
+        repository.leave_team(db, team_id)
+        raise NotFound(f"Team {team_id} not found")
+    return _with_team_names(db, [member])[0]
 
 
 def remove_member(db, scope, org_id, user_id):
@@ -141,7 +148,8 @@ def remove_member(db, scope, org_id, user_id):
         raise NotFound(f"User {user_id} is not a member of this organization")
     if org_id == DEFAULT_ORG_ID:
         raise Conflict("A user cannot leave the default organization: add them to another one instead")
-    repository.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None)
+    if repository.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None, org_id) is None:
+        raise NotFound(f"User {user_id} is not a member of this organization")
 
 
 def _with_team_names(db, members):
@@ -152,7 +160,8 @@ def _with_team_names(db, members):
 def members_page(db, scope, org_id, page, limit):
     require_org(db, scope, org_id)
     members, total = repository.members_page(db, org_id, (page - 1) * limit, limit)
-    return {"data": _with_team_names(db, members), "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
+    return {"data": _with_team_names(db, members), "total": total, "page": page, "limit": limit,
+            "totalPages": math.ceil(total / limit)}
 
 
 def labels(db, by, ids):

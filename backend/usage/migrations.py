@@ -78,7 +78,8 @@ def migrate(db, now):
         if db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None:
             continue
         changed = step(db, now)
-        db[MIGRATIONS].update_one({"_id": name}, {"$setOnInsert": {"appliedAt": now, "changed": changed}},
+        # Workers that ran a step at once changed disjoint records: their counts add up.
+        db[MIGRATIONS].update_one({"_id": name}, {"$setOnInsert": {"appliedAt": now}, "$inc": {"changed": changed}},
                                   upsert=True)
         log.info("Migration %s applied (%d ledger records changed)", name, changed)
         applied.append(name)

@@ -19,7 +19,7 @@ def test_one_aggregation_and_reads_apart_agree(app):
         db = get_db()
         org = insert_org(db, "Acme", utc(2026, 11, 1))
         team = insert_team(db, org["_id"], "QA", utc(2026, 11, 1))
-        set_membership(db, member["_id"], org["_id"], "member", team["_id"])
+        set_membership(db, member["_id"], org["_id"], "member", team["_id"], DEFAULT_ORG_ID)
         assert _both(db, loner["_id"])[0] == _both(db, loner["_id"])[1]
         db[BUDGETS].insert_many([{"_id": "default", "tokensPerDay": 1}, {"_id": member["_id"], "tokensPerDay": 2},
                                  {"_id": team["_id"], "scope": "team", "tokensPerDay": 3},
@@ -28,8 +28,8 @@ def test_one_aggregation_and_reads_apart_agree(app):
         for user in (loner, member):
             aggregated, apart = _both(db, user["_id"])
             assert aggregated == apart
-        assert [apart[key][0]["tokensPerDay"] for key in (repository.OWN_BUDGET, repository.DEFAULT_BUDGET,
-                                                          repository.TEAM_BUDGET, repository.ORG_BUDGET)] == [2, 1, 3, 4]
+        keys = (repository.OWN_BUDGET, repository.DEFAULT_BUDGET, repository.TEAM_BUDGET, repository.ORG_BUDGET)
+        assert [apart[key][0]["tokensPerDay"] for key in keys] == [2, 1, 3, 4]
         assert (apart[repository.ORG][0]["name"], apart[repository.TEAM][0]["name"]) == ("Acme", "QA")
         loner_view = repository.find_with_budgets(db, loner["_id"])
         assert loner_view[repository.ORG_BUDGET][0]["tokensPerDay"] == 5 and loner_view[repository.TEAM] == []

@@ -10,7 +10,7 @@ import time
 import mongomock
 import pytest
 
-from backend import _start_up
+from backend import start_up_database
 from backend.auth import repository
 from backend.auth.services import ensure_admin
 from backend.db import USERS, get_db
@@ -120,7 +120,7 @@ def test_two_workers_bootstrapping_the_admin_at_once_both_start(make_app, monkey
 
     def start(app):
         try:
-            _start_up(app)
+            start_up_database(app)
         except Exception as exc:  # the bug: the loser's duplicate key killed the worker's boot
             errors.append(exc)
 
