@@ -1,6 +1,8 @@
 from flask_jwt_extended import current_user
 from flask_smorest import Blueprint
 
+from backend.admin import services as analytics
+from backend.admin.schemas import BreakdownItemSchema, UsageRecordSchema
 from backend.auth.guards import admin_required, caller, current_scope, user_required
 from backend.auth.repository import find_by_id
 from backend.budgets import repository
@@ -8,6 +10,8 @@ from backend.budgets.schemas import (
     BudgetInputSchema,
     BudgetListSchema,
     BudgetSchema,
+    MyBreakdownQuerySchema,
+    MyHistoryQuerySchema,
     MyUsageSchema,
 )
 from backend.budgets.services import usage_report
@@ -17,7 +21,7 @@ from backend.errors import NotFound
 from backend.keys.repository import find_key
 from backend.orgs.repository import find_team
 from backend.orgs.services import org_of, require_org, require_platform, require_team
-from backend.schemas import envelope, ok, parse_object_id
+from backend.schemas import envelope, ok, page_of, parse_object_id
 
 blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets",
                 description="Spend budgets of users, teams and organizations (admins)")
@@ -218,3 +222,29 @@ def put_key_budget(limits, key_id):
 @blp.response(200, envelope())
 def delete_key_budget(key_id):
     return _delete(_key_owner(key_id)[0], f"API key {key_id}")
+
+
+@me_blp.get("/usage/history")
+@user_required
+@me_blp.doc(**BEARER)
+@me_blp.arguments(MyHistoryQuerySchema, location="query")
+@me_blp.response(200, envelope(page_of(UsageRecordSchema)))
+def my_history(query):
+    """Your own ledger records (an API key's: its owner's), newest first, paginated; filter by
+    inclusive UTC dates, tag and model."""
+    filters = {"tag": query.get("tag"), "modelName": query.get("model")}
+    data = analytics.user_history(get_db(), caller["_id"], query["page"], query["limit"], query.get("start_date"),
+                                  query.get("end_date"), filters)
+    return ok(data, "Your usage history")
+
+
+@me_blp.get("/usage/breakdown")
+@user_required
+@me_blp.doc(**BEARER)
+@me_blp.arguments(MyBreakdownQuerySchema, location="query")
+@me_blp.response(200, envelope(BreakdownItemSchema, many=True))
+def my_breakdown(query):
+    """Your own totals per model or per tag (a call counts under each of its tags), largest first."""
+    data = analytics.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
+                               {"userId": caller["_id"], "tag": query.get("tag")})
+    return ok(data, f"Your usage by {query['by']}")

@@ -1,6 +1,13 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from backend.schemas import ObjectIdString, UTCDateTime
+from backend.schemas import (
+    MAX_PAGE_SIZE,
+    DateRangeSchema,
+    ObjectIdString,
+    UTCDateTime,
+    page_field,
+)
+from backend.testgen.schemas import TAG
 
 # Counters keep cost in 1e-10 USD in an int64: limits stay well inside it.
 POSITIVE_TOKENS = validate.Range(min=1, max=10**15)
@@ -61,3 +68,15 @@ class WindowUsageSchema(Schema):
 
 class MyUsageSchema(Schema):
     windows = fields.List(fields.Nested(WindowUsageSchema))
+
+
+class MyHistoryQuerySchema(DateRangeSchema):
+    page = page_field()
+    limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
+    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."))
+    model = fields.String(validate=validate.Length(min=1, max=200))
+
+
+class MyBreakdownQuerySchema(DateRangeSchema):
+    by = fields.String(required=True, validate=validate.OneOf(("model", "tag")))
+    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."))

@@ -45,13 +45,16 @@ def insert_org(db, name, now):
     return doc
 
 
-def rename_org(db, org_id, name, now):
+def update_org(db, org_id, changes, now):
+    """Set the name and/or allowedModels given in `changes`."""
+    fields = dict(changes, updatedAt=now)
+    if "name" in changes:
+        fields["nameKey"] = _key(changes["name"])
     try:
-        return db[ORGANIZATIONS].find_one_and_update(
-            {"_id": org_id}, {"$set": {"name": name, "nameKey": _key(name), "updatedAt": now}},
-            return_document=ReturnDocument.AFTER)
+        return db[ORGANIZATIONS].find_one_and_update({"_id": org_id}, {"$set": fields},
+                                                     return_document=ReturnDocument.AFTER)
     except DuplicateKeyError:
-        raise NameTaken(name) from None
+        raise NameTaken(changes["name"]) from None
 
 
 def find_org(db, org_id):

@@ -9,6 +9,7 @@ from backend.orgs.schemas import (
     MemberSchema,
     MembersQuerySchema,
     OrgInputSchema,
+    OrgPatchSchema,
     OrgSchema,
     TeamInputSchema,
     TeamSchema,
@@ -54,11 +55,15 @@ def get_org(org_id):
 @blp.patch("/<org_id>")
 @platform_admin_required
 @blp.doc(**BEARER)
-@blp.arguments(OrgInputSchema)
+@blp.arguments(OrgPatchSchema)
 @blp.response(200, envelope(OrgSchema))
-def rename_org(body, org_id):
-    """Rename an organization."""
-    return ok(services.rename_org(get_db(), _org(org_id), body["name"], now()), "Organization updated")
+def update_org(body, org_id):
+    """Rename an organization and/or set the models its members may use (`allowedModels`: a list,
+    or null for every model the server allows)."""
+    changes = {"name": body["name"]} if "name" in body else {}
+    if "allowed_models" in body:
+        changes["allowedModels"] = body["allowed_models"]
+    return ok(services.update_org(get_db(), _org(org_id), changes, now()), "Organization updated")
 
 
 @blp.post("/<org_id>/members")

@@ -1,8 +1,18 @@
 import unicodedata
 
-from marshmallow import Schema, ValidationError, fields, pre_load, validate
+from marshmallow import (
+    Schema,
+    ValidationError,
+    fields,
+    pre_load,
+    validate,
+    validates_schema,
+)
 
+from backend.config import MODEL_NAME
 from backend.orgs.repository import ORG_ROLES
+
+MAX_ALLOWED_MODELS = 100
 from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 
 # Control, format (zero-width, bidirectional overrides), separator, private-use and unassigned
@@ -36,6 +46,20 @@ class OrgInputSchema(_NameSchema):
     pass
 
 
+class OrgPatchSchema(_NameSchema):
+    name = fields.String(validate=NAME.validators)
+    allowed_models = fields.List(
+        fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name.")),
+        data_key="allowedModels", allow_none=True, validate=validate.Length(min=1, max=MAX_ALLOWED_MODELS),
+        metadata={"description": "the models its members may use (on top of what the server allows); "
+                                 "null: every model the server allows"})
+
+    @validates_schema
+    def _something(self, data, **kwargs):
+        if not data:
+            raise ValidationError("Send name or allowedModels.", "name")
+
+
 class TeamInputSchema(_NameSchema):
     pass
 
@@ -43,6 +67,7 @@ class TeamInputSchema(_NameSchema):
 class OrgSchema(Schema):
     id = ObjectIdString(attribute="_id")
     name = fields.String()
+    allowedModels = fields.List(fields.String(), allow_none=True, dump_default=None)
     memberCount = fields.Integer()
     createdAt = UTCDateTime(allow_none=True)
 

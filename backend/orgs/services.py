@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from bson import ObjectId
 
-from backend.auth.repository import find_by_email
+from backend.auth.repository import ORG, find_by_email
 from backend.auth.services import ROLE_ADMIN
 from backend.db import ORGANIZATIONS, TEAMS
 from backend.errors import Conflict, Forbidden, NotFound
@@ -78,12 +78,25 @@ def create_org(db, name, now):
         raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
 
 
-def rename_org(db, org_id, name, now):
+def update_org(db, org_id, changes, now):
+    """Rename the organization and/or set the models its members may use (`allowedModels`, None: all)."""
     require_org(db, Scope(), org_id)
+    if changes.get("allowedModels"):
+        changes = {**changes, "allowedModels": list(dict.fromkeys(changes["allowedModels"]))}
     try:
-        return _with_counts(db, [repository.rename_org(db, org_id, name, now)])[0]
-    except repository.NameTaken:
-        raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
+        return _with_counts(db, [repository.update_org(db, org_id, changes, now)])[0]
+    except repository.NameTaken as taken:
+        raise Conflict(f"An organization named {taken} exists", errors={"name": ["Already taken."]}) from None
+
+
+def require_allowed_model(user, model):
+    """403 when the user's organization limits its models and this is not one of them."""
+    org = (user.get(ORG) or [{}])[0]
+    allowed = org.get("allowedModels")
+    if allowed is not None and model not in allowed:
+        raise Forbidden(f"Model {model!r} is not allowed in your organization (allowed: {', '.join(allowed)})",
+                        errors={"model": ["Not allowed in your organization."]},
+                        data={"allowedModels": allowed})
 
 
 def list_orgs(db, scope):

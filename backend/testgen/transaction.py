@@ -34,6 +34,7 @@ from backend.llm.base import UnreadableReply
 from backend.llm.calls import finish_call, new_call_id
 from backend.llm.registry import get_provider, resolve_model
 from backend.metrics import metrics
+from backend.orgs.services import require_allowed_model
 from backend.pricing.services import price_sheet
 from backend.schemas import ok
 from backend.testgen import services
@@ -73,6 +74,7 @@ def plan(body):
     provider = get_provider(body.get("provider"))
     owner = caller["_id"]
     request = {**body, "model": resolve_model(provider, body.get("model"))}
+    require_allowed_model(caller, request["model"])
     return services.plan_generation(provider, request,
                                     lambda: current_app.extensions["reference_pool"](get_db(), owner))
 
