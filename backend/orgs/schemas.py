@@ -11,9 +11,9 @@ from marshmallow import (
 
 from backend.config import MODEL_NAME
 from backend.orgs.repository import ORG_ROLES
+from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 
 MAX_ALLOWED_MODELS = 100
-from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 
 # Control, format (zero-width, bidirectional overrides), separator, private-use and unassigned
 # characters: a name holding one could look like another or like nothing.

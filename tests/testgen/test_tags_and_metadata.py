@@ -7,7 +7,13 @@ import pytest
 
 from backend.db import USAGE, get_db
 from backend.usage import rollups
-from tests.helpers import bearer, create_user, insert_records, read_events, usage_record, utc
+from tests.helpers import (
+    create_user,
+    insert_records,
+    read_events,
+    usage_record,
+    utc,
+)
 
 PATHS = ("/api/test-generation", "/api/testcases/generate-with-ai", "/api/testcases/generate-and-save-with-ai")
 
