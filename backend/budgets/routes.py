@@ -44,7 +44,7 @@ def _owner(user_id, changing=False):
     return owner
 
 
-def _org_owner(org_id, changing=False):
+def _org_owner(org_id, changing):
     """An organization's budget: read by its admins, set only by a platform admin."""
     scope = current_scope()
     if changing:
@@ -53,19 +53,26 @@ def _org_owner(org_id, changing=False):
     return org["_id"], {"scope": "org", "orgId": org["_id"]}
 
 
-def _team_owner(team_id):
+def _team_owner(team_id, changing):
     """A team's budget: read and set by the admins of its organization."""
     team = require_team(get_db(), current_scope(), parse_object_id(team_id, "teamId"))
     return team["_id"], {"scope": "team", "orgId": team["orgId"], "teamId": team["_id"]}
 
 
-def _key_owner(key_id):
+def _key_owner(key_id, changing):
     """An API key's budget: read and set by the admins of its organization."""
     key_id = parse_object_id(key_id, "keyId")
     key = find_key(get_db(), key_id)
     if key is None or not current_scope().sees(key["orgId"]):
         raise NotFound(f"API key {key_id} not found")
     return key_id, {"scope": "key", "orgId": key["orgId"], "teamId": key["teamId"], "apiKeyId": key_id}
+
+
+# Budgets on several users' calls together: (owner id, changing) -> (budget _id, owner fields).
+GROUP_OWNERS = {"team": _team_owner, "org": _org_owner, "key": _key_owner}
+GROUP_PATH = "/<any(team, org, key):kind>/<owner_id>"
+GROUP_DOC = {"parameters": [{"in": "path", "name": "kind", "required": True,
+                             "schema": {"type": "string", "enum": list(GROUP_OWNERS)}}]}
 
 
 def _get(owner, scope, label):
@@ -127,65 +134,39 @@ def delete_budget(user_id):
     return _delete(_owner(user_id, changing=True), user_id)
 
 
-@blp.get("/org/<org_id>")
+@blp.get(GROUP_PATH)
 @admin_required
-@blp.doc(**BEARER)
+@blp.doc(**BEARER, **GROUP_DOC)
 @blp.response(200, envelope(BudgetSchema))
-def get_org_budget(org_id):
-    """An organization's budget: a limit on all its members' calls together."""
-    return _get(_org_owner(org_id)[0], "org", f"organization {org_id}")
+def get_group_budget(kind, owner_id):
+    """A team's, organization's or API key's budget: one limit on all the calls of its members
+    (of the key) together, beside each user's own."""
+    return _get(GROUP_OWNERS[kind](owner_id, False)[0], kind, f"{kind} {owner_id}")
 
 
-@blp.put("/org/<org_id>")
+@blp.put(GROUP_PATH)
 @admin_required
-@blp.doc(**BEARER)
+@blp.doc(**BEARER, **GROUP_DOC)
 @blp.arguments(BudgetInputSchema)
 @blp.response(200, envelope(BudgetSchema))
-def put_org_budget(limits, org_id):
-    """Set an organization's budget (platform admins); it binds beside its members' own and team budgets."""
-    return _put(*_org_owner(org_id, changing=True), limits)
-
-
-@blp.delete("/org/<org_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.response(200, envelope())
-def delete_org_budget(org_id):
-    return _delete(_org_owner(org_id, changing=True)[0], f"organization {org_id}")
-
-
-@blp.get("/team/<team_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.response(200, envelope(BudgetSchema))
-def get_team_budget(team_id):
-    """A team's budget: a limit on all its members' calls together."""
-    return _get(_team_owner(team_id)[0], "team", f"team {team_id}")
-
-
-@blp.put("/team/<team_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.arguments(BudgetInputSchema)
-@blp.response(200, envelope(BudgetSchema))
-def put_team_budget(limits, team_id):
-    """Set a team's budget (platform admins and the admins of its organization)."""
-    owner, owner_fields = _team_owner(team_id)
+def put_group_budget(limits, kind, owner_id):
+    """Set a team's or API key's budget (platform admins and the admins of its organization), or
+    an organization's (platform admins)."""
+    owner, owner_fields = GROUP_OWNERS[kind](owner_id, True)
     saved = _put(owner, owner_fields, limits)
-    if find_team(get_db(), owner) is None:
+    if kind == "team" and find_team(get_db(), owner) is None:
         # The team was deleted between the check and the write: its budget goes with it.
         repository.delete_budget(get_db(), owner)
-        raise NotFound(f"Team {team_id} not found")
+        raise NotFound(f"Team {owner_id} not found")
     return saved
 
 
-@blp.delete("/team/<team_id>")
+@blp.delete(GROUP_PATH)
 @admin_required
-@blp.doc(**BEARER)
+@blp.doc(**BEARER, **GROUP_DOC)
 @blp.response(200, envelope())
-def delete_team_budget(team_id):
-    return _delete(_team_owner(team_id)[0], f"team {team_id}")
-
+def delete_group_budget(kind, owner_id):
+    return _delete(GROUP_OWNERS[kind](owner_id, True)[0], f"{kind} {owner_id}")
 
 
 @me_blp.get("/usage")
@@ -195,33 +176,6 @@ def delete_team_budget(team_id):
 def my_usage():
     """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
     return ok({"windows": usage_report(get_db(), caller, now())}, "Usage retrieved")
-
-
-@blp.get("/key/<key_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.response(200, envelope(BudgetSchema))
-def get_key_budget(key_id):
-    """An API key's budget: a limit on the calls made with that key (beside its owner's budgets)."""
-    return _get(_key_owner(key_id)[0], "key", f"API key {key_id}")
-
-
-@blp.put("/key/<key_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.arguments(BudgetInputSchema)
-@blp.response(200, envelope(BudgetSchema))
-def put_key_budget(limits, key_id):
-    """Set an API key's budget (platform admins and the admins of its organization)."""
-    return _put(*_key_owner(key_id), limits)
-
-
-@blp.delete("/key/<key_id>")
-@admin_required
-@blp.doc(**BEARER)
-@blp.response(200, envelope())
-def delete_key_budget(key_id):
-    return _delete(_key_owner(key_id)[0], f"API key {key_id}")
 
 
 @me_blp.get("/usage/history")
