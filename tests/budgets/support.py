@@ -1,5 +1,7 @@
 """Shared by the budget and alert tests: an OpenAI fake whose calls use exactly their reserved worst case."""
+import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
 import tiktoken
@@ -44,3 +46,15 @@ def build(make_app, transport, client=None, **overrides):
 
 def generate(client, headers, prompt=PROMPT):
     return client.post("/api/test-generation", json={"prompt": prompt, "count": 1}, headers=headers)
+
+
+def raced(one_request, count, threads=16):
+    """[one_request(n) for n in range(count)] on `threads` threads switching every microsecond, so
+    any read-then-write window is actually raced."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            return list(pool.map(one_request, range(count)))
+    finally:
+        sys.setswitchinterval(switch_interval)

@@ -1,12 +1,17 @@
 """50 concurrent generations at a budget that allows exactly 7 of them."""
-import sys
-from concurrent.futures import ThreadPoolExecutor
 
 import mongomock
 import pytest
 
 from backend.db import USAGE, USAGE_DAILY, get_db
-from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.budgets.support import (
+    MAX_OUTPUT,
+    build,
+    generate,
+    provider_reporting,
+    raced,
+    worst_case_tokens,
+)
 from tests.helpers import bearer, create_user
 
 
@@ -30,14 +35,7 @@ def test_exactly_seven_of_fifty_concurrent_requests_fit(make_app, instances):
     def one_request(number):
         return generate(apps[number % instances].test_client(), headers)
 
-    # Switch threads every microsecond so any read-then-write window is actually raced.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            responses = list(pool.map(one_request, range(50)))
-    finally:
-        sys.setswitchinterval(switch_interval)
+    responses = raced(one_request, 50)
 
     statuses = sorted(r.status_code for r in responses)
     assert statuses.count(200) == 7 and statuses.count(429) == 43

@@ -5,7 +5,14 @@ import httpx2
 import pytest
 
 from backend.db import get_db
-from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, prompt_tokens, worst_case_tokens
+from tests.budgets.support import (
+    MAX_OUTPUT,
+    build,
+    generate,
+    prompt_tokens,
+    provider_reporting,
+    worst_case_tokens,
+)
 from tests.helpers import bearer, create_user, insert_records, usage_record
 
 INPUT_PER_1M, OUTPUT_PER_1M = 0.15, 0.60  # gpt-4o-mini

@@ -1,14 +1,19 @@
 """Team and organization budgets: one request reserves on its user's, team's and organization's
 counters all or nothing; every counter equals the ledger for its window."""
-import sys
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import mongomock
 from bson import ObjectId
 
 from backend.db import ALERTS, BUDGET_COUNTERS, USAGE, get_db
-from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.budgets.support import (
+    MAX_OUTPUT,
+    build,
+    generate,
+    provider_reporting,
+    raced,
+    worst_case_tokens,
+)
 from tests.helpers import bearer, create_user
 from tests.orgs.support import make_org, make_team, member
 
@@ -51,13 +56,7 @@ def test_an_org_budget_shared_by_several_users_never_overshoots(make_app):
     def one_request(number):
         return generate(apps[number % 2].test_client(), headers[number % 3])
 
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            responses = list(pool.map(one_request, range(50)))
-    finally:
-        sys.setswitchinterval(switch_interval)
+    responses = raced(one_request, 50)
 
     statuses = [r.status_code for r in responses]
     assert statuses.count(200) == 7 and statuses.count(429) == 43 and len(provider_calls) == 7
