@@ -1,17 +1,18 @@
 // TokenLedger admin page. Plain JavaScript over the public admin API; no third-party code.
 // The access token lives in sessionStorage (this tab only, never a cookie); "Log out" clears it.
-"use strict";
+// The API, session, formatting, date-range and table helpers are common.js's, shared with me.js.
+import {
+  $, ApiError, applyPreset, cell, filterOptions, formatNumber, formatUsd, getData, humanize, isAdmin, markBusy,
+  onSessionExpired, placeholder, rangeParams, renderModelTable, report, request, setUpDateRange,
+  setUpSignIn, showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement, timeZoneNote,
+} from "./common.js";
 
-const TOKEN_KEY = "tokenledger.accessToken";
-const EMAIL_KEY = "tokenledger.email";
 const HISTORY_PAGE_SIZE = 10;
 const TOP_USERS = 10;
 const CHART_SERIES = 6;
 const COLORS = ["#1f5fbf", "#e07b00", "#2a9d5c", "#b23a48", "#7b4fb8", "#16879e", "#8a8f98"];
 
-const numberFormat = new Intl.NumberFormat("en-US");
 const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
-const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 const state = {
   preset: "30d", start: null, end: null, operation: "", provider: "", orgId: "",
@@ -21,102 +22,15 @@ const state = {
   scope: null, sessions: 0,
 };
 
-const $ = (id) => document.getElementById(id);
-
-// ---- formatting --------------------------------------------------------------------------
-
-function formatNumber(value) {
-  return numberFormat.format(value);
-}
-
-// Dollars with cents from $1 up; smaller amounts keep 4, then 6 decimals so they never read $0.00.
-function formatUsd(value) {
-  const digits = value === 0 || Math.abs(value) >= 1 ? 2 : Math.abs(value) >= 0.01 ? 4 : 6;
-  return "$" + value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
 function formatMetric(value) {
   return state.metric === "totalCost" ? formatUsd(value) : formatNumber(value);
 }
 
-function isoDay(date) {
-  return date.toISOString().slice(0, 10);
-}
-
-function addDays(day, count) {
-  const date = new Date(day + "T00:00:00Z");
-  date.setUTCDate(date.getUTCDate() + count);
-  return isoDay(date);
-}
-
-// Date ranges are whole UTC days, as the API counts them.
-function presetRange(preset) {
-  const today = isoDay(new Date());
-  switch (preset) {
-    case "today": return [today, today];
-    case "7d": return [addDays(today, -6), today];
-    case "month": return [today.slice(0, 8) + "01", today];
-    default: return [addDays(today, -29), today];
-  }
-}
-
 // ---- the API -----------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function errorMessage(response) {
-  try {
-    const body = await response.json();
-    let text = body.message || response.statusText;
-    if (body.errors && typeof body.errors === "object") {
-      const details = Object.entries(body.errors).map(([field, problems]) =>
-        `${field}: ${[].concat(problems).join(" ")}`);
-      if (details.length) text += ` (${details.join("; ")})`;
-    }
-    return text;
-  } catch (ignored) {
-    return `The server answered ${response.status} ${response.statusText}`;
-  }
-}
-
-async function request(path, options = {}) {
-  const headers = { Accept: "application/json", ...(options.headers || {}) };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let response;
-  try {
-    response = await fetch(path, { ...options, headers });
-  } catch (networkError) {
-    throw new ApiError(0, "The service cannot be reached. Check your connection and try again.");
-  }
-  if (!response.ok) {
-    const message = await errorMessage(response);
-    if (response.status === 401 && token) {
-      endSession("Your session has expired. Please sign in again.");
-    }
-    throw new ApiError(response.status, message);
-  }
-  return response;
-}
-
-async function getData(path, params) {
-  const query = params ? `?${new URLSearchParams(params)}` : "";
-  const response = await request(path + query);
-  return (await response.json()).data;
-}
-
-function rangeParams() {
-  return { startDate: state.start, endDate: state.end };
-}
 
 // The date range in the organization a platform admin chose: what every ledger view reads.
 function scopeParams() {
-  const params = rangeParams();
+  const params = rangeParams(state);
   if (state.orgId) params.orgId = state.orgId;
   return params;
 }
@@ -130,38 +44,17 @@ function filterParams() {
 
 // ---- session -----------------------------------------------------------------------------
 
-function showAlert(message) {
-  const alert = $("alert");
-  alert.textContent = message;
-  alert.hidden = !message;
-}
-
-// A 401 has already ended the session with its own message; anything else is shown as it came.
-function report(failure) {
-  if (failure.status !== 401) showAlert(failure.message);
-}
-
 function endSession(message) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(EMAIL_KEY);
   state.sessions += 1;
   state.user = null;
   clearScope();
   setView("usage");
   $("dashboard-view").hidden = true;
-  $("session").hidden = true;
   $("user-panel").hidden = true;
-  $("login-view").hidden = false;
-  $("login-password").value = "";
-  showAlert(message || "");
-  $("login-email").focus();
+  showSignIn(message);
 }
 
-// Platform admins (role admin) and organization admins (orgRole admin) may use the page.
-function isAdmin(account) {
-  return account.role === "admin" || account.orgRole === "admin";
-}
-
+// Platform admins and organization admins (isAdmin) may use the page.
 const NOT_AN_ADMIN = "this account is not an admin of the platform or of an organization. " +
   "The dashboard is for admins only; ask an admin to promote your account.";
 
@@ -169,12 +62,7 @@ const NOT_AN_ADMIN = "this account is not an admin of the platform or of an orga
 // so a changed role or membership counts at once.
 async function startSession(email, account) {
   const session = ++state.sessions;
-  $("login-view").hidden = true;
-  $("dashboard-view").hidden = false;
-  $("dashboard-view").dataset.state = "loading";
-  $("session").hidden = false;
-  $("session-email").textContent = email;
-  showAlert("");
+  showSignedIn($("dashboard-view"), email);
   try {
     const user = account || await getData("/auth/me");
     if (session !== state.sessions) return;
@@ -190,42 +78,12 @@ async function startSession(email, account) {
     }
     return;
   }
-  if (session === state.sessions) applyPreset(state.preset);
+  if (session === state.sessions) applyPreset(state, state.preset, refresh);
 }
 
-async function login(event) {
-  event.preventDefault();
-  const error = $("login-error");
-  error.hidden = true;
-  const email = $("login-email").value.trim();
-  const password = $("login-password").value;
-  if (!email || !password) {
-    error.textContent = "Enter your email and password.";
-    error.hidden = false;
-    return;
-  }
-  $("login-submit").disabled = true;
-  try {
-    const response = await fetch("/auth/login", {
-      method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
-      body: JSON.stringify({ email, password }),
-    });
-    if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
-    const data = (await response.json()).data;
-    if (!isAdmin(data.user)) {
-      throw new ApiError(403, `Signed in as ${data.user.email}, but ${NOT_AN_ADMIN}`);
-    }
-    sessionStorage.setItem(TOKEN_KEY, data.accessToken);
-    sessionStorage.setItem(EMAIL_KEY, data.user.email);
-    $("login-password").value = "";
-    startSession(data.user.email, data.user);
-  } catch (failure) {
-    error.textContent = failure instanceof ApiError ? failure.message : "Sign-in failed. Please try again.";
-    error.hidden = false;
-  } finally {
-    $("login-submit").disabled = false;
-  }
+// Only an admin's sign-in is kept.
+function acceptAdmin(user) {
+  if (!isAdmin(user)) throw new ApiError(403, `Signed in as ${user.email}, but ${NOT_AN_ADMIN}`);
 }
 
 // ---- scope -------------------------------------------------------------------------------
@@ -287,42 +145,6 @@ function chooseOrg(orgId) {
 
 // ---- filters -----------------------------------------------------------------------------
 
-function applyPreset(preset) {
-  state.preset = preset;
-  for (const button of document.querySelectorAll(".preset")) {
-    button.setAttribute("aria-pressed", String(button.dataset.preset === preset));
-  }
-  const custom = $("custom-range");
-  if (preset === "custom") {
-    custom.hidden = false;
-    $("custom-start").value = state.start || presetRange("30d")[0];
-    $("custom-end").value = state.end || presetRange("30d")[1];
-    $("custom-start").focus();
-    return;
-  }
-  custom.hidden = true;
-  [state.start, state.end] = presetRange(preset);
-  refresh();
-}
-
-function applyCustomRange(event) {
-  event.preventDefault();
-  const start = $("custom-start").value;
-  const end = $("custom-end").value;
-  if (!start || !end) {
-    showAlert("Choose both a start and an end date.");
-    return;
-  }
-  if (start > end) {
-    showAlert("The start date must not be after the end date.");
-    return;
-  }
-  showAlert("");
-  state.start = start;
-  state.end = end;
-  refresh();
-}
-
 function renderOperationTabs(operations) {
   const tabs = $("operation-tabs");
   // The tabs are rebuilt on every load; a keyboard user keeps focus on the tab they chose.
@@ -335,7 +157,7 @@ function renderOperationTabs(operations) {
     button.type = "button";
     button.className = "tab";
     button.dataset.operation = key;
-    button.textContent = key ? key.replaceAll("_", " ") : "All operations";
+    button.textContent = key ? humanize(key) : "All operations";
     button.setAttribute("aria-pressed", String(key === state.operation));
     button.addEventListener("click", () => {
       state.operation = key;
@@ -347,11 +169,7 @@ function renderOperationTabs(operations) {
 }
 
 function renderProviderOptions(providers) {
-  const select = $("provider-filter");
-  const keys = [...providers];
-  if (state.provider && !keys.includes(state.provider)) keys.push(state.provider);
-  select.replaceChildren(new Option("All providers", ""), ...keys.map((key) => new Option(key, key)));
-  select.value = state.provider;
+  filterOptions($("provider-filter"), "All providers", providers, state.provider);
 }
 
 // ---- loading -----------------------------------------------------------------------------
@@ -367,8 +185,7 @@ async function refresh() {
   if (state.view === "reconciliation") return loadReconciliation();
   const load = ++state.loads;
   setBusy(true);
-  $("range-label").textContent = state.start === state.end
-    ? `${state.start} (UTC day)` : `${state.start} to ${state.end} (whole UTC days)`;
+  showRange(state);
   const filters = filterParams();
   try {
     const [operations, providers, dashboard, series, models, topUsers] = await Promise.all([
@@ -412,44 +229,15 @@ function renderCards(dashboard) {
     : "No calls of failed requests in this range.";
 }
 
-function emptyRow(tbody, columns, message) {
-  const row = tbody.insertRow();
-  const cell = row.insertCell();
-  cell.colSpan = columns;
-  cell.className = "empty";
-  cell.textContent = message;
-}
-
-function cell(row, text, numeric) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (numeric) td.className = "num";
-  return td;
-}
-
 function renderBreakdown(rows) {
-  const tbody = $("breakdown-table").tBodies[0];
-  tbody.replaceChildren();
-  if (!rows.length) return emptyRow(tbody, 6, EMPTY_MESSAGE);
-  for (const item of rows) {
-    const row = tbody.insertRow();
-    cell(row, item.key);
-    cell(row, item.provider);
-    cell(row, formatNumber(item.totalRequests), true);
-    cell(row, formatNumber(item.totalTokens), true);
-    cell(row, formatUsd(item.totalCost), true);
-    const share = cell(row, `${(item.share * 100).toFixed(1)}%`, true);
-    const bar = document.createElement("span");
-    bar.className = "share";
-    bar.style.width = `${Math.max(2, Math.round(item.share * 60))}px`;
-    share.prepend(bar);
-  }
+  renderModelTable($("breakdown-table"), rows, EMPTY_MESSAGE);
 }
 
 function renderTopUsers(rows) {
-  const tbody = $("top-users-table").tBodies[0];
+  const table = $("top-users-table");
+  if (!rows.length) return placeholder(table, 5, EMPTY_MESSAGE);
+  const tbody = table.tBodies[0];
   tbody.replaceChildren();
-  if (!rows.length) return emptyRow(tbody, 5, EMPTY_MESSAGE);
   rows.forEach((item, index) => {
     const row = tbody.insertRow();
     cell(row, String(index + 1));
@@ -569,8 +357,7 @@ function openUser(user) {
 
 async function loadUser(user, page) {
   const panel = $("user-panel");
-  panel.setAttribute("aria-busy", "true");
-  panel.dataset.state = "loading";
+  markBusy(panel, true);
   try {
     const filters = filterParams();
     const [stats, history] = await Promise.all([
@@ -587,34 +374,26 @@ async function loadUser(user, page) {
   } catch (failure) {
     report(failure);
   } finally {
-    panel.setAttribute("aria-busy", "false");
-    panel.dataset.state = "ready";
+    markBusy(panel, false);
   }
 }
 
 function renderHistory(history) {
-  const tbody = $("history-table").tBodies[0];
+  const table = $("history-table");
+  const tbody = table.tBodies[0];
   tbody.replaceChildren();
-  if (!history.data.length) emptyRow(tbody, 7, "No calls by this user for this range and filter.");
+  if (!history.data.length) placeholder(table, 7, "No calls by this user for this range and filter.");
   for (const record of history.data) {
     const row = tbody.insertRow();
-    const when = row.insertCell();
-    const time = document.createElement("time");
-    time.dateTime = record.timestamp;
-    time.title = `${record.timestamp} (UTC)`;
-    time.textContent = timeFormat.format(new Date(record.timestamp));
-    when.append(time);
-    cell(row, record.operation.replaceAll("_", " "));
+    row.insertCell().append(timeElement(record.timestamp));
+    cell(row, humanize(record.operation));
     cell(row, `${record.modelName} (${record.provider})`);
     cell(row, formatNumber(record.promptTokens), true);
     cell(row, formatNumber(record.completionTokens), true);
     cell(row, formatNumber(record.totalTokens), true);
     cell(row, formatUsd(record.cost), true);
   }
-  const pages = Math.max(1, history.totalPages);
-  $("history-page").textContent = `Page ${history.page} of ${pages} · ${formatNumber(history.total)} calls`;
-  $("history-prev").disabled = history.page <= 1;
-  $("history-next").disabled = history.page >= pages;
+  showPager(history);
 }
 
 // ---- reconciliation ----------------------------------------------------------------------
@@ -646,18 +425,16 @@ function signed(value) {
 function verdictBadge(verdict) {
   const badge = document.createElement("span");
   badge.className = `verdict verdict-${verdict || "none"}`;
-  badge.textContent = verdict ? verdict.replaceAll("_", " ") : "not compared";
+  badge.textContent = verdict ? humanize(verdict) : "not compared";
   return badge;
 }
 
 async function loadReconciliation() {
   const load = ++state.loads;
   const view = $("reconciliation-view");
-  view.setAttribute("aria-busy", "true");
-  view.dataset.state = "loading";
-  $("range-label").textContent = state.start === state.end
-    ? `${state.start} (UTC day)` : `${state.start} to ${state.end} (whole UTC days)`;
-  const params = rangeParams();
+  markBusy(view, true);
+  showRange(state);
+  const params = rangeParams(state);
   if (state.provider) params.provider = state.provider;
   try {
     const data = await getData("/admin/openai/reconciliation", params);
@@ -671,10 +448,7 @@ async function loadReconciliation() {
     if (failure.status === 403) showAlert("Reconciliation is for platform admins only.");
     else report(failure);
   } finally {
-    if (load === state.loads) {
-      view.setAttribute("aria-busy", "false");
-      view.dataset.state = "ready";
-    }
+    if (load === state.loads) markBusy(view, false);
   }
 }
 
@@ -686,12 +460,13 @@ function renderReconciliation(results) {
     ? `${mismatches} mismatch${mismatches === 1 ? "" : "es"}, ${counts.unavailable || 0} unavailable, ` +
       `${counts.match || 0} matched, ${counts.not_supported || 0} not supported.`
     : "";
-  const tbody = $("reconciliation-table").tBodies[0];
-  tbody.replaceChildren();
+  const table = $("reconciliation-table");
   if (!results.length) {
-    return emptyRow(tbody, 9, "No reconciliation results for this range and provider. Each day is reconciled " +
+    return placeholder(table, 9, "No reconciliation results for this range and provider. Each day is reconciled " +
       "once it has settled; run scripts/reconcile.py --date YYYY-MM-DD for another day.");
   }
+  const tbody = table.tBodies[0];
+  tbody.replaceChildren();
   results.forEach((result, index) => {
     const row = tbody.insertRow();
     row.dataset.provider = result.provider;
@@ -803,22 +578,11 @@ async function exportCsv() {
 
 // ---- start -------------------------------------------------------------------------------
 
-function timeZoneNote() {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-  const minutes = -new Date().getTimezoneOffset();
-  const sign = minutes >= 0 ? "+" : "-";
-  const offset = `${String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0")}:${String(Math.abs(minutes) % 60).padStart(2, "0")}`;
-  return `Times are shown in your time zone (${zone}, UTC${sign}${offset}); hover a time for UTC. ` +
-    "Date ranges and the chart count whole UTC days.";
-}
-
 function init() {
-  $("login-form").addEventListener("submit", login);
+  onSessionExpired(endSession);
+  setUpSignIn(startSession, acceptAdmin);
   $("logout").addEventListener("click", () => endSession("You have logged out."));
-  for (const button of document.querySelectorAll(".preset")) {
-    button.addEventListener("click", () => applyPreset(button.dataset.preset));
-  }
-  $("custom-range").addEventListener("submit", applyCustomRange);
+  setUpDateRange(state, refresh);
   $("provider-filter").addEventListener("change", (event) => {
     state.provider = event.target.value;
     refresh();
@@ -842,10 +606,10 @@ function init() {
   $("user-close").addEventListener("click", closeUser);
   $("history-prev").addEventListener("click", () => loadUser(state.user, state.historyPage - 1));
   $("history-next").addEventListener("click", () => loadUser(state.user, state.historyPage + 1));
-  $("tz-note").textContent = timeZoneNote();
+  $("tz-note").textContent = timeZoneNote("the chart");
 
-  const email = sessionStorage.getItem(EMAIL_KEY);
-  if (sessionStorage.getItem(TOKEN_KEY) && email) {
+  const { token, email } = storedSession();
+  if (token && email) {
     startSession(email);
   } else {
     $("login-email").focus();

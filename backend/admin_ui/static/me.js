@@ -1,134 +1,23 @@
 // TokenLedger "My usage" page: the signed-in user's own budget, totals, breakdowns and calls, read
 // from /api/me/usage*. Plain JavaScript, no third-party code; everything shown is set as text.
-// The access token lives in sessionStorage (this tab only, never a cookie), under the same key as
-// the admin page's, so an admin moves between the two pages without signing in again.
-"use strict";
+// The API, session (the admin page's, in sessionStorage), formatting, date-range and table helpers
+// are common.js's, shared with admin.js.
+import {
+  $, applyPreset, cell, filterOptions, formatNumber, formatUsd, getData, humanize, isAdmin, markBusy,
+  onSessionExpired, placeholder, rangeParams, renderModelTable, report, setUpDateRange, setUpSignIn,
+  showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement, timeZoneNote,
+} from "./common.js";
 
-const TOKEN_KEY = "tokenledger.accessToken";
-const EMAIL_KEY = "tokenledger.email";
 const HISTORY_PAGE_SIZE = 10;
 const COST_DECIMALS = 10;
 const WINDOW_NAMES = { day: "Today", month: "This month" };
-
-const numberFormat = new Intl.NumberFormat("en-US");
-const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
 
 const state = {
   preset: "30d", start: null, end: null, model: "", tag: "", historyPage: 1,
   loads: 0, historyLoads: 0, sessions: 0,
 };
 
-const $ = (id) => document.getElementById(id);
-
-// ---- formatting (the admin page's rules) -------------------------------------------------
-
-function formatNumber(value) {
-  return numberFormat.format(value);
-}
-
-// Dollars with cents from $1 up; smaller amounts keep 4, then 6 decimals so they never read $0.00.
-function formatUsd(value) {
-  const digits = value === 0 || Math.abs(value) >= 1 ? 2 : Math.abs(value) >= 0.01 ? 4 : 6;
-  return "$" + value.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
-}
-
-function humanize(key) {
-  return String(key).replaceAll("_", " ");
-}
-
-function isoDay(date) {
-  return date.toISOString().slice(0, 10);
-}
-
-function addDays(day, count) {
-  const date = new Date(day + "T00:00:00Z");
-  date.setUTCDate(date.getUTCDate() + count);
-  return isoDay(date);
-}
-
-// Date ranges are whole UTC days, as the API counts them.
-function presetRange(preset) {
-  const today = isoDay(new Date());
-  switch (preset) {
-    case "today": return [today, today];
-    case "7d": return [addDays(today, -6), today];
-    case "month": return [today.slice(0, 8) + "01", today];
-    default: return [addDays(today, -29), today];
-  }
-}
-
-// A <time> in the reader's zone with the UTC instant on hover.
-function timeElement(iso) {
-  const time = document.createElement("time");
-  time.dateTime = iso;
-  time.title = `${iso} (UTC)`;
-  time.textContent = timeFormat.format(new Date(iso));
-  return time;
-}
-
-// ---- the API -----------------------------------------------------------------------------
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-async function errorMessage(response) {
-  try {
-    const body = await response.json();
-    let text = body.message || response.statusText;
-    if (body.errors && typeof body.errors === "object") {
-      const details = Object.entries(body.errors).map(([field, problems]) =>
-        `${field}: ${[].concat(problems).join(" ")}`);
-      if (details.length && !text.includes(details[0])) text += ` (${details.join("; ")})`;
-    }
-    return text;
-  } catch (ignored) {
-    return `The server answered ${response.status} ${response.statusText}`;
-  }
-}
-
-async function getData(path, params) {
-  const query = params ? `?${new URLSearchParams(params)}` : "";
-  const headers = { Accept: "application/json" };
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let response;
-  try {
-    response = await fetch(path + query, { headers });
-  } catch (networkError) {
-    throw new ApiError(0, "The service cannot be reached. Check your connection and try again.");
-  }
-  if (!response.ok) {
-    const message = await errorMessage(response);
-    if (response.status === 401 && token) endSession("Your session has expired. Please sign in again.");
-    throw new ApiError(response.status, message);
-  }
-  return (await response.json()).data;
-}
-
-function rangeParams() {
-  return { startDate: state.start, endDate: state.end };
-}
-
 // ---- session -----------------------------------------------------------------------------
-
-function showAlert(message) {
-  const alert = $("alert");
-  alert.textContent = message;
-  alert.hidden = !message;
-}
-
-// A 401 has already ended the session with its own message; anything else is shown as it came.
-function report(failure) {
-  if (failure.status !== 401) showAlert(failure.message);
-}
-
-function isAdmin(account) {
-  return account.role === "admin" || account.orgRole === "admin";
-}
 
 // Nothing of the previous account stays in the page for the next one to see.
 function clearFigures() {
@@ -148,31 +37,20 @@ function clearFigures() {
 }
 
 function endSession(message) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  sessionStorage.removeItem(EMAIL_KEY);
   state.sessions += 1;
   state.loads += 1;
   state.historyLoads += 1;
   clearFigures();
   $("usage-view").hidden = true;
   $("usage-view").dataset.state = "ready";
-  $("session").hidden = true;
   $("admin-link").hidden = true;
-  $("login-view").hidden = false;
-  $("login-password").value = "";
-  showAlert(message || "");
-  $("login-email").focus();
+  showSignIn(message);
 }
 
 // `account` is the user the sign-in returned; after a reload it is read again from /auth/me.
 async function startSession(email, account) {
   const session = ++state.sessions;
-  $("login-view").hidden = true;
-  $("usage-view").hidden = false;
-  $("usage-view").dataset.state = "loading";
-  $("session").hidden = false;
-  $("session-email").textContent = email;
-  showAlert("");
+  showSignedIn($("usage-view"), email);
   let user = account;
   try {
     user = user || await getData("/auth/me");
@@ -186,81 +64,7 @@ async function startSession(email, account) {
   if (session !== state.sessions) return;
   $("session-email").textContent = user.email;
   $("admin-link").hidden = !isAdmin(user);
-  applyPreset(state.preset);
-}
-
-async function login(event) {
-  event.preventDefault();
-  const error = $("login-error");
-  error.hidden = true;
-  const email = $("login-email").value.trim();
-  const password = $("login-password").value;
-  if (!email || !password) {
-    error.textContent = "Enter your email and password.";
-    error.hidden = false;
-    return;
-  }
-  $("login-submit").disabled = true;
-  try {
-    let response;
-    try {
-      response = await fetch("/auth/login", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "application/json" },
-        body: JSON.stringify({ email, password }),
-      });
-    } catch (networkError) {
-      throw new ApiError(0, "The service cannot be reached. Check your connection and try again.");
-    }
-    if (!response.ok) throw new ApiError(response.status, await errorMessage(response));
-    const data = (await response.json()).data;
-    sessionStorage.setItem(TOKEN_KEY, data.accessToken);
-    sessionStorage.setItem(EMAIL_KEY, data.user.email);
-    $("login-password").value = "";
-    startSession(data.user.email, data.user);
-  } catch (failure) {
-    error.textContent = failure instanceof ApiError ? failure.message : "Sign-in failed. Please try again.";
-    error.hidden = false;
-  } finally {
-    $("login-submit").disabled = false;
-  }
-}
-
-// ---- date range --------------------------------------------------------------------------
-
-function applyPreset(preset) {
-  state.preset = preset;
-  for (const button of document.querySelectorAll(".preset")) {
-    button.setAttribute("aria-pressed", String(button.dataset.preset === preset));
-  }
-  const custom = $("custom-range");
-  if (preset === "custom") {
-    custom.hidden = false;
-    $("custom-start").value = state.start || presetRange("30d")[0];
-    $("custom-end").value = state.end || presetRange("30d")[1];
-    $("custom-start").focus();
-    return;
-  }
-  custom.hidden = true;
-  [state.start, state.end] = presetRange(preset);
-  refresh();
-}
-
-function applyCustomRange(event) {
-  event.preventDefault();
-  const start = $("custom-start").value;
-  const end = $("custom-end").value;
-  if (!start || !end) {
-    showAlert("Choose both a start and an end date.");
-    return;
-  }
-  if (start > end) {
-    showAlert("The start date must not be after the end date.");
-    return;
-  }
-  state.start = start;
-  state.end = end;
-  refresh();
+  applyPreset(state, state.preset, refresh);
 }
 
 // ---- loading -----------------------------------------------------------------------------
@@ -278,8 +82,7 @@ async function refresh() {
   const load = ++state.loads;
   setBusy(true);
   showAlert("");
-  $("range-label").textContent = state.start === state.end
-    ? `${state.start} (UTC day)` : `${state.start} to ${state.end} (whole UTC days)`;
+  showRange(state);
   const results = await Promise.allSettled([loadBudget(load), loadBreakdowns(load), loadHistory(1)]);
   if (load !== state.loads) return;
   const failed = results.find((result) => result.status === "rejected" && result.reason);
@@ -301,8 +104,8 @@ async function loadBudget(load) {
 async function loadBreakdowns(load) {
   try {
     const [models, tags] = await Promise.all([
-      getData("/api/me/usage/breakdown", { ...rangeParams(), by: "model" }),
-      getData("/api/me/usage/breakdown", { ...rangeParams(), by: "tag" }),
+      getData("/api/me/usage/breakdown", { ...rangeParams(state), by: "model" }),
+      getData("/api/me/usage/breakdown", { ...rangeParams(state), by: "tag" }),
     ]);
     if (load !== state.loads) return;
     renderTotals(models);
@@ -324,9 +127,8 @@ async function loadBreakdowns(load) {
 async function loadHistory(page) {
   const load = ++state.historyLoads;
   const panel = $("history-panel");
-  panel.setAttribute("aria-busy", "true");
-  panel.dataset.state = "loading";
-  const params = { ...rangeParams(), page, limit: HISTORY_PAGE_SIZE };
+  markBusy(panel, true);
+  const params = { ...rangeParams(state), page, limit: HISTORY_PAGE_SIZE };
   if (state.model) params.model = state.model;
   if (state.tag) params.tag = state.tag;
   try {
@@ -342,10 +144,7 @@ async function loadHistory(page) {
     $("history-next").disabled = true;
     throw failure;
   } finally {
-    if (load === state.historyLoads) {
-      panel.setAttribute("aria-busy", "false");
-      panel.dataset.state = "ready";
-    }
+    if (load === state.historyLoads) markBusy(panel, false);
   }
 }
 
@@ -364,28 +163,12 @@ function note(text, className = "muted") {
   return paragraph;
 }
 
-function placeholder(table, columns, message, className = "empty") {
-  const tbody = table.tBodies[0];
-  tbody.replaceChildren();
-  const cell = tbody.insertRow().insertCell();
-  cell.colSpan = columns;
-  cell.className = className === "empty" ? "empty" : `empty ${className}`;
-  cell.textContent = message;
-}
-
 // Each cell names its column, for the narrow layout where a row reads as a card (admin.css .stack).
 function labelCells(table) {
   const names = [...table.tHead.rows[0].cells].map((th) => th.textContent);
   for (const row of table.tBodies[0].rows) {
     [...row.cells].forEach((td, index) => { td.dataset.label = names[index] || ""; });
   }
-}
-
-function cell(row, text, numeric) {
-  const td = row.insertCell();
-  td.textContent = text;
-  if (numeric) td.className = "num";
-  return td;
 }
 
 // "574 used of 100,000 · 99,426 left", or "574 used · no limit"; a meter when there is a limit.
@@ -450,23 +233,8 @@ const NO_CALLS = "No calls in this range. Try a wider date range.";
 
 function renderModels(rows) {
   const table = $("models-table");
-  if (!rows.length) return placeholder(table, 6, NO_CALLS);
-  const tbody = table.tBodies[0];
-  tbody.replaceChildren();
-  for (const item of rows) {
-    const row = tbody.insertRow();
-    cell(row, item.key);
-    cell(row, item.provider);
-    cell(row, formatNumber(item.totalRequests), true);
-    cell(row, formatNumber(item.totalTokens), true);
-    cell(row, formatUsd(item.totalCost), true);
-    const share = cell(row, `${(item.share * 100).toFixed(1)}%`, true);
-    const bar = document.createElement("span");
-    bar.className = "share";
-    bar.style.width = `${Math.max(2, Math.round(item.share * 60))}px`;
-    share.prepend(bar);
-  }
-  labelCells(table);
+  renderModelTable(table, rows, NO_CALLS);
+  if (rows.length) labelCells(table);
 }
 
 function renderTags(rows) {
@@ -490,14 +258,6 @@ function tagChip(tag) {
   chip.className = "tag";
   chip.textContent = tag;
   return chip;
-}
-
-// The choices are what the range holds; a chosen one the range lacks stays, so it can be undone.
-function filterOptions(select, allLabel, keys, chosen = "") {
-  const values = [...new Set(keys)];
-  if (chosen && !values.includes(chosen)) values.push(chosen);
-  select.replaceChildren(new Option(allLabel, ""), ...values.map((key) => new Option(key, key)));
-  select.value = chosen;
 }
 
 function renderHistory(history) {
@@ -527,13 +287,10 @@ function renderHistory(history) {
     }
     labelCells(table);
   }
-  const pages = Math.max(1, history.totalPages);
-  $("history-page").textContent = `Page ${history.page} of ${pages} · ${formatNumber(history.total)} calls`;
+  const focused = document.activeElement;
+  showPager(history);
   const previous = $("history-prev");
   const next = $("history-next");
-  const focused = document.activeElement;
-  previous.disabled = history.page <= 1;
-  next.disabled = history.page >= pages;
   // A keyboard user on the button that just became disabled keeps their place in the pager.
   if (focused === next && next.disabled && !previous.disabled) previous.focus();
   if (focused === previous && previous.disabled && !next.disabled) next.focus();
@@ -541,22 +298,11 @@ function renderHistory(history) {
 
 // ---- start -------------------------------------------------------------------------------
 
-function timeZoneNote() {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-  const minutes = -new Date().getTimezoneOffset();
-  const sign = minutes >= 0 ? "+" : "-";
-  const offset = `${String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0")}:${String(Math.abs(minutes) % 60).padStart(2, "0")}`;
-  return `Times are shown in your time zone (${zone}, UTC${sign}${offset}); hover a time for UTC. ` +
-    "Date ranges and budgets count whole UTC days.";
-}
-
 function init() {
-  $("login-form").addEventListener("submit", login);
+  onSessionExpired(endSession);
+  setUpSignIn(startSession);
   $("logout").addEventListener("click", () => endSession("You have logged out."));
-  for (const button of document.querySelectorAll(".preset")) {
-    button.addEventListener("click", () => applyPreset(button.dataset.preset));
-  }
-  $("custom-range").addEventListener("submit", applyCustomRange);
+  setUpDateRange(state, refresh);
   $("history-model").addEventListener("change", (event) => {
     state.model = event.target.value;
     reloadHistory(1);
@@ -567,10 +313,10 @@ function init() {
   });
   $("history-prev").addEventListener("click", () => reloadHistory(state.historyPage - 1));
   $("history-next").addEventListener("click", () => reloadHistory(state.historyPage + 1));
-  $("tz-note").textContent = timeZoneNote();
+  $("tz-note").textContent = timeZoneNote("budgets");
 
-  const email = sessionStorage.getItem(EMAIL_KEY);
-  if (sessionStorage.getItem(TOKEN_KEY)) {
+  const { token, email } = storedSession();
+  if (token) {
     startSession(email || "");
   } else {
     $("login-email").focus();
