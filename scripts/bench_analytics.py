@@ -1,7 +1,7 @@
 """Benchmark the admin analytics on the rollup path and on the raw-ledger path.
 
 Usage: python scripts/bench_analytics.py --records N [N ...] [--repeats K] [--raw-repeats K] [--skip-raw]
-           [--orgs O] [--teams-per-org T] [--seed S] [--db NAME]
+           [--orgs O] [--teams-per-org T] [--seed S] [--db NAME] [--only TEXT ...]
 
 For each N, loads N synthetic ledger records (about 1,000 users with a skewed spread, five
 models, three operations, 90 days) into its own database of the configured store (MONGO_URI,
@@ -57,6 +57,10 @@ ROLLUP, RAW = "rollup", "raw"
 COST_TOLERANCE = 1e-6
 
 
+# What the calls were for: 0-3 tags a call (a call counts under each in the tag rollup).
+TAGS = ["ci", "nightly", "feature:login", "feature:checkout", "env:prod", "env:staging", "team-import", "smoke"]
+
+
 def synthetic_records(count, rng, users, today):
     """Heavy users make most calls (weights ~ 1/rank), as in real usage. Shaped as
     backend/usage/recorder.py's LedgerRecord writes them, outcome and membership included."""
@@ -74,7 +78,7 @@ def synthetic_records(count, rng, users, today):
         cost = round((prompt - cached) * input_rate / 1e6 + cached * input_rate / 2e6 + completion * output_rate / 1e6, 10)
         yield {
             "userId": user["_id"], "userEmail": user["email"], "orgId": user["orgId"], "teamId": user["teamId"],
-            "apiKeyId": None, "tags": [], "metadata": {},
+            "apiKeyId": None, "tags": rng.sample(TAGS, rng.choice((0, 1, 1, 2, 3))), "metadata": {},
             "provider": provider, "modelName": model,
             "responseModel": model, "promptTokens": prompt, "completionTokens": completion,
             "cachedInputTokens": cached, "cacheWriteTokens": 0, "reasoningTokens": 0,
@@ -193,6 +197,9 @@ def endpoints(window, context):
         ("breakdown (org)", PLATFORM, "/admin/openai/breakdown", {**window, "by": "org"}),
         ("breakdown (team)", PLATFORM, "/admin/openai/breakdown", {**window, "by": "team"}),
         ("dashboard, orgId=", PLATFORM, "/admin/openai/dashboard", {**window, "orgId": context["org"]}),
+        ("breakdown (tag)", PLATFORM, "/admin/openai/breakdown", {**window, "by": "tag"}),
+        ("dashboard, tag=", PLATFORM, "/admin/openai/dashboard", {**window, "tag": "ci"}),
+        ("breakdown (tag)", ORG, "/admin/openai/breakdown", {**window, "by": "tag"}),
         ("dashboard", ORG, "/admin/openai/dashboard", window),
         ("top-users", ORG, "/admin/openai/top-users", {**window, "limit": 10}),
         ("user stats", ORG, f"/admin/openai/user/{user}/stats", window),
@@ -295,6 +302,9 @@ def main():
                         help="teams in each organization (each also has members in no team)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default="tokenledger_bench", help="database name prefix: <db>_<N>")
+    parser.add_argument("--only", action="append", metavar="TEXT",
+                        help='time only the rows whose "endpoint (caller)" contains TEXT (repeatable), '
+                             'e.g. --only "org admin" --only "breakdown (team)"')
     args = parser.parse_args()
     if args.orgs < 1 or args.teams_per_org < 0:
         parser.error("--orgs must be at least 1 and --teams-per-org at least 0")
@@ -315,6 +325,8 @@ def main():
     problems = []
     rows = [endpoints(window, context) for _, _, context in benches.values()]
     for index, (label, caller, *_) in enumerate(rows[0]):
+        if args.only and not any(text in f"{label} ({caller})" for text in args.only):
+            continue
         variants = {}
         for count, (_, client, _) in benches.items():
             _, _, path, query, status = rows[counts.index(count)][index]
