@@ -145,6 +145,10 @@ def _register_blueprints(app):
     app.register_blueprint(admin_page)
 
 
+# How long a starting worker waits for another one's migration before serving (and retrying in the background).
+START_UP_MIGRATION_WAIT_SECONDS = 20
+
+
 def start_up_database(app):
     """Migrations, indexes and the bootstrap admin; a database that is down is logged, not
     fatal, and the background thread runs them again until they are done."""
@@ -152,13 +156,13 @@ def start_up_database(app):
     from backend.clock import utc_now
     from backend.db import atomic, get_db
     from backend.indexes import ensure_indexes
-    from backend.usage.migrations import migrate
+    from backend.usage.migrations import MigrationPending, migrate
 
     db = get_db(app)
     try:
         # The embedded store is not safe for concurrent bulk updates: apps sharing it migrate in turn.
         with atomic(db):
-            migrate(db, utc_now())
+            migrate(db, utc_now(), wait_seconds=START_UP_MIGRATION_WAIT_SECONDS)
         if app.config["AUTO_CREATE_INDEXES"]:
             ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
@@ -168,6 +172,10 @@ def start_up_database(app):
             elif outcome == "not-admin":
                 log.warning("ADMIN_EMAIL %s belongs to an existing account that is not an active admin; it is "
                             "left as it is (promote it explicitly with scripts/create_admin.py)", user["email"])
+    except MigrationPending as exc:
+        log.warning("Start-up database tasks wait for another worker (retried in the background): %s", exc)
+        app.extensions["start_up_pending"] = True
+        return
     except PyMongoError as exc:
         log.error("Start-up database tasks skipped, database unreachable (retried in the background): %s", exc)
         app.extensions["start_up_pending"] = True

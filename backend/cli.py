@@ -21,7 +21,7 @@ from backend.indexes import ensure_indexes
 from backend.metrics import metrics
 from backend.reconciliation.commands import reconcile_command
 from backend.usage import rollups
-from backend.usage.migrations import migrate, migration_report
+from backend.usage.migrations import MigrationPending, migrate, migration_report
 from backend.usage.recorder import replay_spool
 from backend.usage.services import apply_retention
 
@@ -92,7 +92,10 @@ def create_indexes_command():
 def migrate_command():
     """Apply the data migrations not applied yet (start-up does too) and list when each was applied."""
     require_real_database("migrate")
-    migrate(get_db(), utc_now())
+    try:
+        migrate(get_db(), utc_now())
+    except MigrationPending as exc:
+        raise click.ClickException(f"{exc}; run it again once that worker is done") from exc
     for name, applied_at, changed in migration_report(get_db()):
         click.echo(f"{name}: applied {applied_at:%Y-%m-%d %H:%M:%S}Z, {changed} ledger record(s) changed")
 

@@ -105,15 +105,18 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
     assert [(s.collection, [field for field, _ in s.keys]) for s in INDEXES if s.unique] == [
         ("openai_token_usage", ["callId"]), ("users", ["email"]), ("organizations", ["nameKey"]),
         ("teams", ["orgId", "nameKey"]), ("api_keys", ["hash"]),
-        ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation", "outcome", "orgId",
-                                      "teamId", "apiKeyId"]),
-        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation", "outcome", "orgId",
-                                             "teamId"]),
+        ("openai_token_usage_daily_totals", ["date", "provider", "modelName", "operation", "outcome"]),
+        ("openai_token_usage_tag_monthly", ["tag", "month", "outcome"]),
+        ("openai_token_usage_org_monthly", ["orgId", "month", "teamId", "provider", "modelName", "operation",
+                                            "outcome"]),
+        ("openai_token_usage_org_tag_monthly", ["orgId", "month", "tag", "teamId", "provider", "modelName",
+                                                "operation", "outcome"]),
         ("openai_token_usage_user_monthly", ["userId", "month", "orgId", "teamId", "apiKeyId"]),
         ("openai_token_usage_user_operation_monthly", ["userId", "month", "provider", "operation", "orgId",
                                                        "teamId"]),
-        ("openai_token_usage_daily_tags", ["date", "tag", "userId", "provider", "modelName", "operation", "outcome",
-                                           "orgId", "teamId"])]
+        ("openai_token_usage_user_tag_monthly", ["userId", "month", "tag", "orgId", "teamId"]),
+        ("openai_token_usage_daily", ["date", "userId", "provider", "modelName", "operation", "outcome", "orgId",
+                                      "teamId", "apiKeyId"])]
 
 
 def test_ensure_indexes_is_idempotent(db):

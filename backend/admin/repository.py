@@ -3,38 +3,17 @@ from datetime import date
 
 from pymongo import ASCENDING, DESCENDING
 
-from backend.admin.pipelines import (
-    RAW,
-    USER_MONTHLY,
-    USER_OPERATION_MONTHLY,
-    match,
-    user_month_query,
-)
-from backend.db import USAGE
-from backend.usage.rollups import ROLLUPS
+from backend.admin.pipelines import RAW, match
+from backend.db import USAGE, USAGE_USER_MONTHLY
 
-# The views' sources: the ledger and every rollup of the registry, by name.
-COLLECTIONS = {RAW: USAGE, **{rollup.name: rollup.collection for rollup in ROLLUPS}}
 EXPORT_BATCH = 1000
 WALKED_DAYS = 366
-
-
-def aggregate(db, source, pipeline):
-    return list(db[COLLECTIONS[source]].aggregate(pipeline, allowDiskUse=True))
-
-
-def user_months(db, start=None, end=None, user_id=None, filters=None):
-    """User-month documents for the range: USER_MONTHLY, or USER_OPERATION_MONTHLY when
-    `filters` narrow the question by operation or provider (both carry orgId and teamId)."""
-    query, projection = user_month_query(start, end, user_id, filters)
-    by_operation = any(field in (filters or {}) for field in ("operation", "provider"))
-    return db[COLLECTIONS[USER_OPERATION_MONTHLY if by_operation else USER_MONTHLY]].find(query, projection)
 
 
 def user_has_records(db, user_id, org_id=None):
     """Whether the ledger holds calls of the user (made in org_id, when given)."""
     query = {"userId": user_id} if org_id is None else {"userId": user_id, "orgId": org_id}
-    return any(db[name].find_one(query, {"_id": 1}) for name in (COLLECTIONS[USER_MONTHLY], USAGE))
+    return any(db[name].find_one(query, {"_id": 1}) for name in (USAGE_USER_MONTHLY, USAGE))
 
 
 def ledger_page(db, filters, skip, limit, start=None, end=None):

@@ -6,7 +6,7 @@ verification and the benchmark); both answer every question identically.
 import math
 from datetime import date, timedelta
 
-from backend.admin import pipelines, repository
+from backend.admin import pipelines, repository, sources
 from backend.auth.repository import find_by_id
 from backend.errors import NotFound, UnprocessableEntity
 from backend.orgs import services as orgs
@@ -20,18 +20,6 @@ MAX_PERIODS = 1000
 OTHER = "other"
 
 
-def _keyed_source(source, filters=None, group_by="none"):
-    """RAW when asked; TAGS when the question is about tags; DAILY when it is about users; else
-    TOTALS, which has no user dimension and so stays small however many users and calls there are."""
-    if source == "raw":
-        return pipelines.RAW
-    if group_by == "tag" or (filters or {}).get("tag") is not None:
-        return pipelines.TAGS
-    if group_by == "user" or (filters or {}).get("userId") is not None:
-        return pipelines.DAILY
-    return pipelines.TOTALS
-
-
 def _totals(row):
     """The summed fields of a row, cost rounded back to the ledger's exact precision."""
     totals = {field: row.get(field, 0) for field in TOTAL_FIELDS}
@@ -39,46 +27,29 @@ def _totals(row):
     return totals
 
 
-USER_MONTH_FIELDS = ("operation", "provider", "orgId", "teamId")
+def _grouped(db, source, fields, start=None, end=None, filters=None):
+    """Totals per distinct value of `fields` from the smallest source that can answer (sources.py)."""
+    return sources.grouped(db, sources.choose(source, fields, filters), fields, start, end, filters)
 
 
-def _operation_filters(filters):
-    """The filters the user-month rollups can answer that are set (operation and provider, read
-    from the per-operation ones; organization and team, in both)."""
-    return {field: value for field, value in (filters or {}).items()
-            if field in USER_MONTH_FIELDS and value is not None}
+def _sort_key(value):
+    return (value is None, str(value))
 
 
-def per_user_totals(db, start=None, end=None, user_id=None, filters=None):
-    """{userId: totals with userEmail} from the user-month rollups: users with requests in the range."""
-    first, last = (start.isoformat() if start else ""), (end.isoformat() if end else "9999")
-    users = {}
-    for document in repository.user_months(db, start, end, user_id, _operation_filters(filters)):
-        totals = users.setdefault(document["userId"], {"userEmail": document["userEmail"]})
-        for day, sums in document.get("days", {}).items():
-            if first <= day <= last:
-                _add(totals, {**sums, "totalCost": sums["cost"], "totalRequests": sums["requests"]})
-    return {user: totals for user, totals in users.items() if totals.get("totalRequests")}
-
-
-def _per_user_source(source, filters):
-    """RAW when asked; TAGS when a tag narrows the question, DAILY when an outcome does (the
-    user-month rollups have neither); None: the user-month rollups."""
-    if source == "raw":
-        return pipelines.RAW
-    if (filters or {}).get("tag") is not None:
-        return pipelines.TAGS
-    if (filters or {}).get("outcome") is not None:
-        return pipelines.DAILY
-    return None
+def _largest_first(rows, fields):
+    return sorted(rows, key=lambda row: (-row["totalTokens"], *(_sort_key(row["_id"].get(f)) for f in fields)))
 
 
 def by_outcome(db, start=None, end=None, source="rollup", filters=None):
     """What the calls of each outcome cost: failed calls are billed too (ok first, then by cost)."""
-    kind = _keyed_source(source, filters)
-    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, "outcome", start, end, filters))
-    items = [{"outcome": row["_id"]["outcome"], **_totals(row)} for row in rows]
+    items = [{"outcome": row["_id"]["outcome"], **_totals(row)}
+             for row in _grouped(db, source, ("outcome",), start, end, filters)]
     return sorted(items, key=lambda item: (item["outcome"] != "ok", -item["totalCost"], item["outcome"]))
+
+
+def _per_user(db, start, end, source, filters):
+    """Rows of totals per user (with userEmail) of the users with requests in the range."""
+    return [row for row in _grouped(db, source, ("userId",), start, end, filters) if row["totalRequests"]]
 
 
 def dashboard(db, start=None, end=None, source="rollup", filters=None):
@@ -86,30 +57,18 @@ def dashboard(db, start=None, end=None, source="rollup", filters=None):
     the calls of failed requests cost (`failedCost`, `failedRequests`)."""
     outcomes = by_outcome(db, start, end, source, filters)
     failed = [item for item in outcomes if item["outcome"] != "ok"]
-    extra = {"byOutcome": outcomes,
-             "failedCost": round(sum(item["totalCost"] for item in failed), COST_DECIMALS),
-             "failedRequests": sum(item["totalRequests"] for item in failed)}
-    kind = _per_user_source(source, filters)
-    if kind is not None:
-        rows = repository.aggregate(db, kind, pipelines.dashboard_pipeline(start, end, filters, kind))
-        totals = {**_totals(rows[0]), "uniqueUsers": rows[0]["uniqueUsers"]} if rows else {**EMPTY_TOTALS,
-                                                                                         "uniqueUsers": 0}
-        return {**totals, **extra}
-    users = per_user_totals(db, start, end, filters=filters)
+    users = _per_user(db, start, end, source, filters)
     overall = {}
-    for totals in users.values():
-        _add(overall, totals)
-    return {**_totals(overall), "uniqueUsers": len(users), **extra}
+    for row in users:
+        _add(overall, row)
+    return {**_totals(overall), "uniqueUsers": len(users), "byOutcome": outcomes,
+            "failedCost": round(sum(item["totalCost"] for item in failed), COST_DECIMALS),
+            "failedRequests": sum(item["totalRequests"] for item in failed)}
 
 
 def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
-    kind = _per_user_source(source, filters)
-    if kind is not None:
-        rows = repository.aggregate(db, kind, pipelines.top_users_pipeline(limit, start, end, filters, kind))
-        return [{"_id": row["_id"], "userEmail": row["userEmail"], **_totals(row)} for row in rows]
-    users = per_user_totals(db, start, end, filters=filters)
-    ranked = sorted(users.items(), key=lambda item: (-item[1]["totalTokens"], str(item[0])))[:limit]
-    return [{"_id": user, "userEmail": totals["userEmail"], **_totals(totals)} for user, totals in ranked]
+    ranked = _largest_first(_per_user(db, start, end, source, filters), ("userId",))[:limit]
+    return [{"_id": row["_id"]["userId"], "userEmail": row["userEmail"], **_totals(row)} for row in ranked]
 
 
 def require_known_user(db, user_id, scope=Scope()):
@@ -136,11 +95,8 @@ def confine(db, scope, filters):
 
 def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None, scope=Scope()):
     require_known_user(db, user_id, scope)
-    kind = _per_user_source(source, filters)
-    if kind is not None:
-        rows = repository.aggregate(db, kind, pipelines.user_stats_pipeline(user_id, start, end, filters, kind))
-        return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
-    return _totals(per_user_totals(db, start, end, user_id, filters).get(user_id, {}))
+    rows = _grouped(db, source, (), start, end, {**(filters or {}), "userId": user_id})
+    return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
 
 
 def user_history(db, user_id, page, limit, start=None, end=None, filters=None, scope=Scope()):
@@ -154,13 +110,13 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
     """Totals per model, provider, operation, outcome, org, team (with each one's name as
     `label`) or tag (a call counts under each of its tags); `filters` narrows by userId,
     operation, provider, outcome, orgId, teamId, tag."""
-    kind = _keyed_source(source, filters, by)
-    rows = repository.aggregate(db, kind, pipelines.breakdown_pipeline(kind, by, start, end, filters))
+    fields = ("provider", "modelName") if by == "model" else (pipelines.GROUP_FIELDS[by],)
+    rows = _largest_first(_grouped(db, source, fields, start, end, filters), fields)
     grand_total = sum(row["totalTokens"] for row in rows)
-    names = orgs.labels(db, by, [row["_id"].get(by) for row in rows]) if by in ("org", "team") else {}
+    names = orgs.labels(db, by, [row["_id"].get(fields[-1]) for row in rows]) if by in ("org", "team") else {}
     result = []
     for row in rows:
-        key = row["_id"].get("modelName" if by == "model" else by)
+        key = row["_id"].get(fields[-1])
         item = {"key": str(key) if key is not None else None, **_totals(row)}
         if by == "model":
             item["provider"] = row["_id"]["provider"]
@@ -214,14 +170,14 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     start, end = series_range(start, end, today)
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
         raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
-    kind = _keyed_source(source, filters, group_by)
-    rows = repository.aggregate(db, kind, pipelines.timeseries_pipeline(kind, group_by, start, end, filters))
+    field = pipelines.GROUP_FIELDS.get(group_by)
+    rows = _grouped(db, source, ("date", field) if field else ("date",), start, end, filters)
     periods = periods_between(start, end, bucket)
 
     series = {}
     for row in rows:
-        key = str(row["_id"].get("key", "all"))
-        entry = series.setdefault(key, {"key": key, "label": row.get("label") or key, "totals": {}, "points": {}})
+        key = str(row["_id"].get(field)) if field else "all"
+        entry = series.setdefault(key, {"key": key, "label": row.get("userEmail") or key, "totals": {}, "points": {}})
         _add(entry["totals"], row)
         _add(entry["points"].setdefault(_period(date.fromisoformat(row["_id"]["date"]), bucket), {}), row)
 
@@ -257,11 +213,10 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
 def usage_logs(db, filters, limit, offset, start=None, end=None):
     """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
     records, total = repository.ledger_page(db, filters, offset, limit, start, end)
-    kind = _keyed_source("rollup", filters)
-    rows = repository.aggregate(db, kind, pipelines.usage_stats_pipeline(kind, start, end, filters))
+    rows = sorted(_grouped(db, "rollup", ("operation",), start, end, filters), key=lambda row: row["_id"]["operation"])
     stats = [
         {
-            "operation": row["_id"],
+            "operation": row["_id"]["operation"],
             "totalTokens": row["totalTokens"],
             "inputTokens": row["promptTokens"],
             "outputTokens": row["completionTokens"],

@@ -1,20 +1,30 @@
 """Changes to stored ledger data, applied once at start-up (and by scripts/create_indexes.py).
 
-Each migration is idempotent and safe when several workers start at once: its steps can run
-twice without harm, and it is marked done only after they all ran.
+Each migration is idempotent: its steps can run twice without harm, and it is marked done only
+after they all ran. Workers starting at once run each migration one at a time: the first takes
+a lease on it, the others wait until it is done (and take over a lease left by a worker that died).
 """
 import logging
+import time
+from datetime import timedelta
 
-from pymongo.errors import OperationFailure
+from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from backend.clock import utc_now
 from backend.db import MIGRATIONS, USAGE, USERS
 from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER, ensure_default_org
-from backend.usage.rollups import KEY_DEFAULTS, MEMBERSHIP, ROLLUPS
+from backend.usage.rollups import KEY_DEFAULTS, MEMBERSHIP, ROLLUPS, rebuild
 
 log = logging.getLogger("backend.usage")
 OUTCOMES = "2026-11-ledger-outcomes"
 ORGANIZATIONS = "2026-11-organizations"
 API_KEYS = "2026-11-api-keys"
+ROLLUP_SHAPES = "2026-11-rollup-shapes"
+# A worker that dies while migrating leaves its lease; another takes it over after this long.
+LEASE_SECONDS = 600
+WAIT_STEP_SECONDS = 0.2
+OLD_TAG_ROLLUP = "openai_token_usage_daily_tags"
+RESHAPED = ("daily_totals", "tag_monthly", "org_monthly", "org_tag_monthly", "user_tag_monthly")
 
 
 def _drop_outdated_key_indexes(db):
@@ -68,19 +78,68 @@ def _api_keys(db, now):
     return 0
 
 
-MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations), (API_KEYS, _api_keys))
+def _rollup_shapes(db, now):
+    """`daily_totals` lost orgId and teamId (organizations and teams have `org_monthly`), and the
+    daily tag rollup keyed by user became `tag_monthly`, `org_tag_monthly` and `user_tag_monthly`: those five are
+    rebuilt from the ledger, the old tag rollup is dropped."""
+    _drop_outdated_key_indexes(db)
+    db.drop_collection(OLD_TAG_ROLLUP)
+    written = rebuild(db, names=RESHAPED)
+    log.info("Rollups rebuilt: %s", ", ".join(f"{count} {name}" for name, count in written.items()))
+    return 0
 
 
-def migrate(db, now):
-    """Apply every migration not yet marked done; returns the names applied."""
+MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations), (API_KEYS, _api_keys),
+                       (ROLLUP_SHAPES, _rollup_shapes))
+
+
+class MigrationPending(RuntimeError):
+    """Another worker holds the migration's lease and did not finish within the wait."""
+
+
+def _done(db, name):
+    return db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None
+
+
+def _take_lease(db, name):
+    """Whether this worker may run the migration: it took the lease, or took over a stale one."""
+    lease, now = f"{name}:lease", utc_now()
+    try:
+        db[MIGRATIONS].insert_one({"_id": lease, "takenAt": now})
+        return True
+    except DuplicateKeyError:
+        stale = {"_id": lease, "takenAt": {"$lt": now - timedelta(seconds=LEASE_SECONDS)}}
+        return db[MIGRATIONS].find_one_and_update(stale, {"$set": {"takenAt": now}}) is not None
+
+
+def _wait_for(db, name, wait_seconds):
+    """Wait until the migration is done by another worker or its lease can be taken over;
+    True when this worker must run it."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        if _done(db, name):
+            return False
+        if _take_lease(db, name):
+            if not _done(db, name):
+                return True
+            db[MIGRATIONS].delete_one({"_id": f"{name}:lease"})  # finished just before the lease was taken
+            return False
+        if time.monotonic() >= deadline:
+            raise MigrationPending(f"Migration {name} is being applied by another worker")
+        time.sleep(WAIT_STEP_SECONDS)
+
+
+def migrate(db, now, wait_seconds=LEASE_SECONDS):
+    """Apply every migration not yet marked done; returns the names this worker applied. Raises
+    MigrationPending when another worker holds one for longer than `wait_seconds`."""
     applied = []
     for name, step in MIGRATIONS_IN_ORDER:
-        if db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None:
+        if not _wait_for(db, name, wait_seconds):
             continue
         changed = step(db, now)
-        # Workers that ran a step at once changed disjoint records: their counts add up.
         db[MIGRATIONS].update_one({"_id": name}, {"$setOnInsert": {"appliedAt": now}, "$inc": {"changed": changed}},
                                   upsert=True)
+        db[MIGRATIONS].delete_one({"_id": f"{name}:lease"})
         log.info("Migration %s applied (%d ledger records changed)", name, changed)
         applied.append(name)
     return applied
@@ -88,6 +147,6 @@ def migrate(db, now):
 
 def migration_report(db):
     """[(name, applied at, ledger records changed)] of the applied migrations, in order."""
-    done = {doc["_id"]: doc for doc in db[MIGRATIONS].find()}
+    done = {doc["_id"]: doc for doc in db[MIGRATIONS].find({"appliedAt": {"$exists": True}})}
     return [(name, done[name]["appliedAt"], done[name].get("changed", 0))
             for name, _ in MIGRATIONS_IN_ORDER if name in done]

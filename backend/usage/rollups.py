@@ -1,23 +1,28 @@
 """Rollups of the usage ledger, kept by $inc as records are written and rebuilt from it on demand.
 
-Each rollup sums tokens, cost and requests of the active records sharing its key:
+Each rollup sums tokens, cost and requests of the active records sharing its key. Daily ones
+hold one document per day; monthly ones one per month with the sums kept per day in
+`days.<YYYY-MM-DD>` (about 30 times fewer documents to read for the same question).
 - daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation,
-  outcome, orgId, teamId, apiKeyId). Views about one user (userId filter, groupBy=user) or one outcome read it.
-- daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName,
-  operation, outcome, orgId, teamId), no user. Breakdowns, time series and usage stats read it
-  (scoped to an organization or team by its key): its size is bounded by days x models x
-  operations x outcomes x teams.
-- user_monthly (openai_token_usage_user_monthly): per (userId, month, orgId, teamId, apiKeyId), the sums
-  kept per day in `days.<YYYY-MM-DD>`. The dashboard, top users, user stats and the budget
-  counters' openings read it: its size is bounded by users x months (x the memberships a user
-  had in the month), whatever the number of calls.
+  outcome, orgId, teamId, apiKeyId): questions about users and models at once.
+- daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName, operation,
+  outcome), no user and no organization: the platform-wide breakdowns, time series and usage
+  statistics; bounded by days x models x operations x outcomes.
+- org_monthly (openai_token_usage_org_monthly): the same per (orgId, month, teamId, ...) with
+  per-day sums: the same views for one organization or team, or broken down by them.
+- user_monthly (openai_token_usage_user_monthly): per (userId, month, orgId, teamId, apiKeyId).
+  The dashboard, top users, user stats and the budget counters' openings read it: bounded by
+  users x months (x the memberships and keys a user had in the month), whatever the number of calls.
 - user_operation_monthly (openai_token_usage_user_operation_monthly): the same per
-  (userId, month, provider, operation, orgId, teamId), read by those views filtered by
-  operation or provider; bounded by users x months x providers x operations.
+  (userId, month, provider, operation, orgId, teamId), for those views filtered by operation or provider.
+- tag_monthly, org_tag_monthly and user_tag_monthly (openai_token_usage_<name>): a call counts
+  once under each of its tags (not at all when it has none); per (tag, month, outcome) for the
+  platform-wide tag views, per (orgId, month, tag, teamId, provider, modelName, operation,
+  outcome) for those of an organization or team or narrowed by model or operation, and per
+  (userId, month, tag, orgId, teamId) for questions about users.
 
-- daily_tags (openai_token_usage_daily_tags): per (date, tag, userId, provider, modelName,
-  operation, outcome, orgId, teamId): a call counts once under each of its tags (none when it
-  has none). Views filtered or broken down by tag read it; bounded by days x tags x users x models.
+Which rollup answers a view is decided in one place (backend/admin/sources.py): the smallest
+whose key holds every field the view filters or groups by.
 
 The organization and team are those stamped on the record (the user's membership when the
 call was made), so a user who moves keeps their past usage where it was made.
@@ -35,10 +40,13 @@ from pymongo import UpdateOne
 from backend.db import (
     USAGE,
     USAGE_DAILY,
-    USAGE_DAILY_TAGS,
     USAGE_DAILY_TOTALS,
+    USAGE_ORG_MONTHLY,
+    USAGE_ORG_TAG_MONTHLY,
+    USAGE_TAG_MONTHLY,
     USAGE_USER_MONTHLY,
     USAGE_USER_OPERATION_MONTHLY,
+    USAGE_USER_TAG_MONTHLY,
     atomic,
     is_embedded,
 )
@@ -63,19 +71,25 @@ COST_TOLERANCE = 1e-9
 # fan_out: (list field of the record, key field): one row per element instead of one per record.
 Rollup = namedtuple("Rollup", "name collection key per_day scans fan_out", defaults=(None,))
 TAG_FAN_OUT = ("tags", "tag")
+MODEL_KEY = ("provider", "modelName", "operation", "outcome")
 ROLLUPS = (
-    Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
-    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", "provider", "modelName", "operation", "outcome", *MEMBERSHIP),
-           False, (("orgId", "date"), ("teamId", "date"))),
+    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", *MODEL_KEY), False, ()),
+    Rollup("tag_monthly", USAGE_TAG_MONTHLY, ("tag", "month", "outcome"), True, (), TAG_FAN_OUT),
+    Rollup("org_monthly", USAGE_ORG_MONTHLY, ("orgId", "month", "teamId", *MODEL_KEY), True,
+           (("teamId", "month"),)),
+    Rollup("org_tag_monthly", USAGE_ORG_TAG_MONTHLY, ("orgId", "month", "tag", "teamId", *MODEL_KEY), True,
+           (("tag", "month"),), TAG_FAN_OUT),
     Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month", *MEMBERSHIP, "apiKeyId"), True,
            (("month", "userId"), ("orgId", "month"), ("teamId", "month"), ("apiKeyId", "month"))),
     Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY,
            ("userId", "month", "provider", "operation", *MEMBERSHIP), True,
            (("month", "operation", "provider"), ("orgId", "month"))),
-    Rollup("daily_tags", USAGE_DAILY_TAGS,
-           ("date", "tag", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP), False,
-           (("tag", "date"), ("orgId", "date")), TAG_FAN_OUT),
+    Rollup("user_tag_monthly", USAGE_USER_TAG_MONTHLY, ("userId", "month", "tag", *MEMBERSHIP), True,
+           (("tag", "month"), ("orgId", "month")), TAG_FAN_OUT),
+    Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
 )
+# The order above is the order of preference of the admin views: smallest first.
+ROLLUP_BY_NAME = {rollup.name: rollup for rollup in ROLLUPS}
 
 
 def _key_of(rollup, fields):
@@ -224,12 +238,14 @@ def _month_filter(start, end):
     return {key: value for key, value in whole_months(start, end).items() if key == "month"}
 
 
-def rebuild(db, start=None, end=None):
-    """Replace every rollup for whole months covering [start, end] (all time when open). Idempotent.
-    Returns {rollup name: documents written}."""
+def rebuild(db, start=None, end=None, names=None):
+    """Replace every rollup (or those named) for whole months covering [start, end] (all time when
+    open). Idempotent. Returns {rollup name: documents written}."""
     months = _month_filter(start, end)
     written = {}
     for rollup, documents in expected(db, start, end).items():
+        if names is not None and rollup.name not in names:
+            continue
         db[rollup.collection].delete_many(months)
         if documents:
             db[rollup.collection].insert_many(documents)

@@ -34,15 +34,19 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     runner = app.test_cli_runner()
     check = runner.invoke(args=["rebuild-rollups", "--check"])
     assert check.exit_code == 1
-    for rollup in ("daily ", "daily_totals ", "user_monthly ", "user_operation_monthly "):
+    for rollup in ("daily_totals ", "org_monthly ", "tag_monthly "):
         assert f"drift {rollup}" in check.output
-    assert "difference(s) in the beginning .. the end (whole months)" in check.output
+    # Five fields differ for the first missed call (prompt, completion, total tokens, cost,
+    # requests), four for the second (it cost 0), in each of the five rollups without tags;
+    # the first call's two tags make 2 x 5 in each of the three tag rollups: 45 + 30.
+    assert "75 difference(s) in the beginning .. the end (whole months)" in check.output
 
     rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
     assert rebuilt.exit_code == 0
     assert rebuilt.output.strip() == ("rebuilt 2024-01-01 .. 2024-02-29 (whole months): "
-                                      "3 daily, 3 daily_totals, 2 user_monthly, 2 user_operation_monthly and "
-                                      "2 daily_tags documents")
+                                      "3 daily_totals, 2 tag_monthly, 2 org_monthly, 2 org_tag_monthly, "
+                                      "2 user_monthly, 2 user_operation_monthly, 2 user_tag_monthly and "
+                                      "3 daily documents")
     assert runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
     again = runner.invoke(args=["rebuild-rollups"])
     assert again.exit_code == 0 and runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0

@@ -162,3 +162,116 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
         assert (stat["totalTokens"], stat["inputTokens"], stat["outputTokens"], stat["totalRequests"]) == (
             members["totalTokens"], members["promptTokens"], members["completionTokens"], members["totalRequests"])
     assert sorted(s["operation"] for s in usage["stats"]) == sorted({r["operation"] for r in chosen})
+
+
+TAGS = ["ci", "nightly", "feature:login", "env:prod"]
+BREAKDOWNS = (("model", "modelName"), ("provider", "provider"), ("operation", "operation"), ("outcome", "outcome"),
+              ("org", "orgId"), ("team", "teamId"), ("tag", "tags"))
+
+
+def matching(records, start, end, filters):
+    """The active records in [start, end] matching `filters`; a tag filter matches a record carrying it."""
+    chosen = active(records, start, end)
+    for field, value in filters.items():
+        if field == "tag":
+            chosen = [r for r in chosen if value in r.get("tags", [])]
+        else:
+            chosen = [r for r in chosen if str(r[field]) == str(value)]
+    return chosen
+
+
+def groups_of(records, field, only_tag=None):
+    """{str(key): records}; by tags, a record under each of its tags (only the filtered one when a tag filters)."""
+    groups = defaultdict(list)
+    for r in records:
+        for key in (r.get("tags", []) if field == "tags" else [r[field]]):
+            if only_tag is None or field != "tags" or key == only_tag:
+                groups[None if key is None else str(key)].append(r)
+    return groups
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_views_of_organizations_teams_and_tags_equal_the_raw_ledger(make_app, seed):
+    """Each filter combination is answered by a different rollup (or, for a few, the ledger):
+    every view equals both the raw path and totals computed here from the documents."""
+    from backend.db import get_db
+    from backend.orgs import repository as orgs
+
+    rng = random.Random(100 + seed)
+    app = make_app()
+    client = app.test_client()
+    users = [create_user(app, f"u{i}@example.com") for i in range(rng.randint(2, 5))]
+    with app.app_context():
+        db = get_db()
+        org_ids = [orgs.insert_org(db, f"Org {i}", utc(2024, 1, 1))["_id"] for i in range(2)]
+        teams = {org: [orgs.insert_team(db, org, f"Team {i}", utc(2024, 1, 1))["_id"] for i in range(2)]
+                 for org in org_ids}
+    records = random_ledger(rng, users)
+    for record in records:
+        record["orgId"] = rng.choice(org_ids)
+        record["teamId"] = rng.choice([None, *teams[record["orgId"]]])
+        record["tags"] = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 3)))
+    insert_records(app, records)
+    create_user(app, "admin@example.com", role="admin")
+    headers = bearer(client, "admin@example.com")
+
+    def get(path, **query):
+        response = client.get(f"/admin/openai/{path}", query_string=query, headers=headers)
+        assert response.status_code == 200, response.json
+        raw = client.get(f"/admin/openai/{path}", query_string={**query, "source": "raw"}, headers=headers)
+        assert raw.json["data"] == response.json["data"], (path, query)
+        return response.json["data"]
+
+    org, tag = rng.choice(org_ids), rng.choice(TAGS)
+    team = rng.choice(teams[org])
+    operation, (provider, _), outcome = rng.choice(OPERATIONS), rng.choice(MODELS), rng.choice(OUTCOMES[5:])
+    start = (FIRST_DAY + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
+    ranged = {"startDate": start, "endDate": (date.fromisoformat(start) + timedelta(days=15)).isoformat()}
+    for window in ({}, {"orgId": org}, {"teamId": team}, {"tag": tag}, {"tag": tag, "orgId": org, **ranged},
+                   {"tag": tag, "operation": operation}, {"tag": tag, "outcome": outcome},
+                   {"tag": tag, "provider": provider, "teamId": team}, {"orgId": org, "operation": operation},
+                   {"teamId": team, "outcome": "ok", **ranged}):
+        filters = {key: value for key, value in window.items() if key not in ("startDate", "endDate")}
+        chosen = matching(records, window.get("startDate"), window.get("endDate"),
+                          {("orgId" if k == "orgId" else k): v for k, v in filters.items()})
+        query = {key: str(value) for key, value in window.items()}
+
+        dashboard = get("dashboard", **query)
+        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests")
+        assert_same({k: v for k, v in dashboard.items() if k not in summary}, totals(chosen))
+        assert dashboard["uniqueUsers"] == len({r["userId"] for r in chosen})
+        assert {item["outcome"]: item["totalRequests"] for item in dashboard["byOutcome"]} == {
+            key: len(members) for key, members in groups_of(chosen, "outcome").items()}
+
+        by_user = groups_of(chosen, "userId")
+        top = get("top-users", limit=50, **query)
+        assert [row["_id"] for row in top] == sorted(by_user, key=lambda uid: (-totals(by_user[uid])["totalTokens"],
+                                                                              uid))
+        for user in users:
+            assert_same(get(f"user/{user['_id']}/stats", **query), totals(by_user.get(str(user["_id"]), [])))
+
+        for by, field in BREAKDOWNS:
+            groups = groups_of(chosen, field, filters.get("tag"))
+            rows = get("breakdown", by=by, **query)
+            assert sorted(str(row["key"]) for row in rows) == sorted(str(key) for key in groups), (by, window)
+            for row in rows:
+                assert_same({k: v for k, v in row.items() if k not in ("key", "provider", "share", "label")},
+                            totals(groups[row["key"]]))
+        mine = by_user.get(str(users[0]["_id"]), [])
+        for by, field in (("tag", "tags"), ("model", "modelName")):
+            rows = get("breakdown", by=by, userId=str(users[0]["_id"]), **query)
+            groups = groups_of(mine, field, filters.get("tag"))
+            assert {row["key"]: row["totalTokens"] for row in rows} == {
+                key: totals(members)["totalTokens"] for key, members in groups.items()}
+
+        for group_by, field in (("none", None), ("model", "modelName"), ("user", "userId")):
+            series = get("timeseries", groupBy=group_by, limit=50, startDate=FIRST_DAY.isoformat(),
+                         endDate=(FIRST_DAY + timedelta(days=DAYS - 1)).isoformat(),
+                         **{k: v for k, v in query.items() if k not in ("startDate", "endDate")})["series"]
+            in_series = matching(records, None, None, filters)
+            for entry in series:
+                members = [r for r in in_series if field is None or str(r[field]) == entry["key"]]
+                assert_same(entry["totals"], totals(members))
+    with app.app_context():
+        from backend.usage import rollups
+        assert rollups.check(get_db()) == []

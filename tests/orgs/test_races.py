@@ -119,11 +119,11 @@ def test_start_up_tasks_missed_while_the_database_was_down_run_in_the_background
     real_migrate = migrations.migrate
     calls = []
 
-    def down_once(db, now):
+    def down_once(db, now, **options):
         calls.append(1)
         if len(calls) == 1:
             raise ServerSelectionTimeoutError("no servers")
-        return real_migrate(db, now)
+        return real_migrate(db, now, **options)
 
     monkeypatch.setattr(migrations, "migrate", down_once)
     app = make_app()

@@ -2,7 +2,15 @@
 from datetime import datetime, timezone
 
 from backend.db import MIGRATIONS, USAGE, USAGE_DAILY, get_db
-from backend.usage.migrations import API_KEYS, ORGANIZATIONS, OUTCOMES, migrate
+from backend.usage.migrations import (
+    API_KEYS,
+    LEASE_SECONDS,
+    ORGANIZATIONS,
+    OUTCOMES,
+    ROLLUP_SHAPES,
+    MigrationPending,
+    migrate,
+)
 from tests.helpers import create_user, insert_records, usage_record, utc
 
 NOW = datetime(2026, 11, 23, tzinfo=timezone.utc)
@@ -20,11 +28,11 @@ def test_records_from_before_outcomes_are_marked_ok_once(app):
                                      unique=True)
         db[MIGRATIONS].delete_many({})
 
-        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS]
+        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS, ROLLUP_SHAPES]
         assert db[USAGE].find_one()["outcome"] == "ok" and db[USAGE_DAILY].find_one()["outcome"] == "ok"
         assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
         assert migrate(db, NOW) == []
-        assert db[MIGRATIONS].count_documents({}) == 3
+        assert db[MIGRATIONS].count_documents({}) == 4
 
 
 def test_two_workers_starting_at_once_both_migrate_without_error(app):
@@ -83,3 +91,96 @@ def test_data_from_before_organizations_moves_to_the_default_organization_once(a
         insert_records(app, [usage_record(user, utc(2026, 11, 4, 10))])
         assert db[USAGE_USER_MONTHLY].count_documents({}) == 1 and rollups.check(db) == []
         assert migrate(db, NOW) == []
+
+
+def test_rollups_of_the_previous_shape_are_rebuilt_and_the_old_tag_rollup_dropped_once(app):
+    from bson import ObjectId
+
+    from backend.db import (
+        USAGE_DAILY_TOTALS,
+        USAGE_ORG_MONTHLY,
+        USAGE_ORG_TAG_MONTHLY,
+        USAGE_TAG_MONTHLY,
+        USAGE_USER_TAG_MONTHLY,
+    )
+    from backend.usage import rollups
+
+    user = create_user(app, "old@example.com")
+    org, team = ObjectId(), ObjectId()
+    records = [usage_record(user, utc(2026, 11, 2, 10), 100, 50, 0.25, org_id=org, team_id=team),
+               usage_record(user, utc(2026, 11, 2, 11), 10, 5, 0.5, org_id=org),
+               usage_record(user, utc(2026, 10, 30, 9), 1, 2, 1.0)]
+    records[0]["tags"], records[2]["tags"] = ["ci", "nightly"], ["ci"]
+    insert_records(app, records)
+    with app.app_context():
+        db = get_db()
+        # Before: daily_totals keyed (and uniquely indexed) with orgId and teamId, one document per
+        # membership and day; the tag rollup daily, keyed by user; no monthly org or tag rollups.
+        db[USAGE_DAILY_TOTALS].drop()
+        key = ("date", "provider", "modelName", "operation", "outcome", "orgId", "teamId")
+        db[USAGE_DAILY_TOTALS].create_index([(name, 1) for name in key], unique=True)
+        for record in records:
+            db[USAGE_DAILY_TOTALS].insert_one({**{name: record.get(name) for name in key}, "totalTokens": 1,
+                                                "requests": 1})
+        db["openai_token_usage_daily_tags"].insert_one({"date": "2026-11-02", "tag": "ci", "requests": 1})
+        for name in (USAGE_ORG_MONTHLY, USAGE_TAG_MONTHLY, USAGE_ORG_TAG_MONTHLY, USAGE_USER_TAG_MONTHLY):
+            db[name].drop()
+        db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
+        assert rollups.check(db) != []
+
+        assert migrate(db, NOW) == [ROLLUP_SHAPES]
+        assert rollups.check(db) == []
+        assert "openai_token_usage_daily_tags" not in db.list_collection_names()
+        assert "date_1_provider_1_modelName_1_operation_1_outcome_1_orgId_1_teamId_1" not in (
+            db[USAGE_DAILY_TOTALS].index_information())
+        # Two days, no organization in the key: 2026-11-02 sums both calls of that day.
+        totals = {doc["date"]: (doc["totalTokens"], doc["requests"]) for doc in db[USAGE_DAILY_TOTALS].find()}
+        assert totals == {"2026-11-02": (165, 2), "2026-10-30": (3, 1)}
+        assert sorted((doc["tag"], doc["month"], doc["days"][day]["requests"]) for doc in db[USAGE_TAG_MONTHLY].find()
+                      for day in doc["days"]) == [("ci", "2026-10", 1), ("ci", "2026-11", 1), ("nightly", "2026-11", 1)]
+        in_org = db[USAGE_ORG_MONTHLY].find({"orgId": org})
+        assert sorted((doc["teamId"] == team, doc["days"]["2026-11-02"]["cost"]) for doc in in_org) == [
+            (False, 0.5), (True, 0.25)]
+        assert migrate(db, NOW) == []
+
+
+def test_a_worker_waits_for_the_migration_another_one_holds_and_takes_over_a_dead_ones_lease(app):
+    from datetime import timedelta
+
+    from backend.clock import utc_now
+
+    with app.app_context():
+        db = get_db()
+        db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
+        db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now()})
+        try:
+            migrate(db, NOW, wait_seconds=0.5)
+            raise AssertionError("a held migration did not make the worker wait")
+        except MigrationPending as exc:
+            assert ROLLUP_SHAPES in str(exc)
+        assert db[MIGRATIONS].find_one({"_id": ROLLUP_SHAPES}) is None
+
+        # The holder died long ago: its lease is taken over and the migration applied.
+        stale = utc_now() - timedelta(seconds=LEASE_SECONDS + 1)
+        db[MIGRATIONS].update_one({"_id": f"{ROLLUP_SHAPES}:lease"}, {"$set": {"takenAt": stale}})
+        assert migrate(db, NOW, wait_seconds=0) == [ROLLUP_SHAPES]
+        assert db[MIGRATIONS].find_one({"_id": f"{ROLLUP_SHAPES}:lease"}) is None
+
+
+def test_a_starting_worker_serves_while_another_migrates_and_finishes_in_the_background(app, monkeypatch):
+    import backend
+    from backend.background import run_once
+    from backend.clock import utc_now
+
+    monkeypatch.setattr(backend, "START_UP_MIGRATION_WAIT_SECONDS", 0)
+    with app.app_context():
+        db = get_db()
+        db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
+        db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now()})
+    backend.start_up_database(app)
+    assert app.extensions["start_up_pending"] is True
+    with app.app_context():  # the other worker finishes
+        db[MIGRATIONS].insert_one({"_id": ROLLUP_SHAPES, "appliedAt": NOW, "changed": 0})
+        db[MIGRATIONS].delete_one({"_id": f"{ROLLUP_SHAPES}:lease"})
+    run_once(app)
+    assert app.extensions["start_up_pending"] is False
