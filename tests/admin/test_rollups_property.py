@@ -64,6 +64,22 @@ def assert_same(got, expected):
     assert got["totalCost"] == pytest.approx(expected["totalCost"], abs=1e-9)
 
 
+def admin_getter(app, client):
+    """(get, admin headers): get(path, **query) answers an admin view's data on the rollup path,
+    after checking that the raw path (source=raw) answers exactly the same."""
+    create_user(app, "admin@example.com", role="admin")
+    headers = bearer(client, "admin@example.com")
+
+    def get(path, **query):
+        response = client.get(f"/admin/openai/{path}", query_string=query, headers=headers)
+        assert response.status_code == 200, response.json
+        raw = client.get(f"/admin/openai/{path}", query_string={**query, "source": "raw"}, headers=headers)
+        assert raw.json["data"] == response.json["data"], (path, query)
+        return response.json["data"]
+
+    return get, headers
+
+
 @pytest.mark.parametrize("seed", range(12))
 def test_rollup_views_equal_the_raw_ledger(make_app, seed):
     rng = random.Random(seed)
@@ -72,15 +88,7 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
     users = [create_user(app, f"u{i}@example.com") for i in range(rng.randint(2, 6))]
     records = random_ledger(rng, users)
     insert_records(app, records)
-    create_user(app, "admin@example.com", role="admin")
-    headers = bearer(client, "admin@example.com")
-
-    def get(path, **query):
-        response = client.get(f"/admin/openai/{path}", query_string=query, headers=headers)
-        assert response.status_code == 200, response.json
-        raw = client.get(f"/admin/openai/{path}", query_string={**query, "source": "raw"}, headers=headers)
-        assert raw.json["data"] == response.json["data"], path
-        return response.json["data"]
+    get, headers = admin_getter(app, client)
 
     start = (FIRST_DAY + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
     end = (date.fromisoformat(start) + timedelta(days=rng.randrange(DAYS // 2))).isoformat()
@@ -212,15 +220,7 @@ def test_views_of_organizations_teams_and_tags_equal_the_raw_ledger(make_app, se
         record["teamId"] = rng.choice([None, *teams[record["orgId"]]])
         record["tags"] = rng.sample(TAGS, rng.choice((0, 1, 1, 2, 3)))
     insert_records(app, records)
-    create_user(app, "admin@example.com", role="admin")
-    headers = bearer(client, "admin@example.com")
-
-    def get(path, **query):
-        response = client.get(f"/admin/openai/{path}", query_string=query, headers=headers)
-        assert response.status_code == 200, response.json
-        raw = client.get(f"/admin/openai/{path}", query_string={**query, "source": "raw"}, headers=headers)
-        assert raw.json["data"] == response.json["data"], (path, query)
-        return response.json["data"]
+    get, _ = admin_getter(app, client)
 
     org, tag = rng.choice(org_ids), rng.choice(TAGS)
     team = rng.choice(teams[org])
