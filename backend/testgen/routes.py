@@ -11,7 +11,6 @@ from backend.testgen.schemas import (
     EstimateSchema,
     GenerationRequestSchema,
     GenerationSchema,
-    PromptSchema,
     TokenInfoQuerySchema,
     TokenInfoSchema,
 )
@@ -49,11 +48,13 @@ def generate(body):
 @blp.post("/estimate-tokens")
 @user_required
 @blp.doc(**BEARER)
-@blp.arguments(PromptSchema)
+@blp.arguments(GenerationRequestSchema)
 @blp.response(200, envelope(EstimateSchema))
 @estimate_rate_limit
 def estimate_tokens(body):
-    """Input tokens and cost a generation request would use, before making it (no LLM call)."""
+    """Input tokens and cost a generation request would use, before making it (no LLM call). It takes
+    the generation request's own body: `stream`, `includeTokenUsage`, `tags` and `metadata` are
+    validated as there and do not change the estimate."""
     config = current_app.config
     data = services.estimate(transaction.plan(body), config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
     return ok(data, "Token estimate computed")

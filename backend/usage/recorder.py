@@ -150,14 +150,19 @@ def write_records(db, records, metrics=None):
         metrics.usage_writes.inc(len(inserted))
         metrics.count_records(inserted)
     for r in inserted:
-        log.info(
-            "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
-            "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
-            r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
-            r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
-            r["callId"],
-        )
+        log_tracked(r)
     return inserted
+
+
+def log_tracked(r):
+    """The seed's log line for a record written to the ledger."""
+    log.info(
+        "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
+        "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
+        r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
+        r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
+        r["callId"],
+    )
 
 
 def record_usage(db, records, spool=None, metrics=None):

@@ -61,6 +61,16 @@ def test_bad_tags_and_metadata_are_422s_naming_the_field(app, client, user_heade
         assert get_db()[USAGE].count_documents({}) == 0
 
 
+def test_estimate_tokens_takes_the_generation_body_and_validates_its_tags_the_same_way(client, user_headers):
+    plain = _post(client, user_headers, "/api/estimate-tokens")
+    assert plain.status_code == 200, plain.json
+    same_body = _post(client, user_headers, "/api/estimate-tokens", stream=True, includeTokenUsage=False,
+                      tags=["ci"], metadata={"pipeline": "nightly"})
+    assert same_body.status_code == 200 and same_body.json["data"] == plain.json["data"]
+    bad = _post(client, user_headers, "/api/estimate-tokens", tags=["has space"])
+    assert bad.status_code == 422 and "tags" in bad.json["errors"]
+
+
 def test_ten_tags_and_twenty_keys_are_accepted(app, client, user_headers):
     tags = [f"t{i}.x:y-z_{i}" for i in range(10)]
     metadata = {f"key_{i}:x-y": "v" * 200 for i in range(20)}
