@@ -2,7 +2,7 @@
 import logging
 
 from flask import Flask
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
@@ -52,6 +52,8 @@ def create_app(config=None):
     capture.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
+    # Until this process has seen every migration done, recorded calls stay in the spool (see writer.py).
+    app.extensions["migrations_done"] = False
     start_up_database(app)
     if app.config["BACKGROUND_TASKS"]:
         background.start(app)
@@ -163,6 +165,7 @@ def start_up_database(app):
         # The embedded store is not safe for concurrent bulk updates: apps sharing it migrate in turn.
         with atomic(db):
             migrate(db, utc_now(), wait_seconds=START_UP_MIGRATION_WAIT_SECONDS)
+        app.extensions["migrations_done"] = True
         if app.config["AUTO_CREATE_INDEXES"]:
             ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
@@ -176,8 +179,12 @@ def start_up_database(app):
         log.warning("Start-up database tasks wait for another worker (retried in the background): %s", exc)
         app.extensions["start_up_pending"] = True
         return
-    except PyMongoError as exc:
+    except ConnectionFailure as exc:
         log.error("Start-up database tasks skipped, database unreachable (retried in the background): %s", exc)
+        app.extensions["start_up_pending"] = True
+        return
+    except PyMongoError as exc:
+        log.error("Start-up database tasks failed (retried in the background): %s", exc)
         app.extensions["start_up_pending"] = True
         return
     app.extensions["start_up_pending"] = False

@@ -24,7 +24,8 @@ RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 
 def run_once(app):
     """One pass: finish the start-up database tasks (migrations first) if the database was down
-    at start-up, replay the spool when the database answers, reconcile the settled day when due,
+    at start-up or another worker was migrating, replay the spool when the database answers and
+    the migrations are done, reconcile the settled day when due,
     then send due alerts (a reconciliation alert goes out in the same pass)."""
     if app.extensions.get("start_up_pending"):
         from backend import (
@@ -32,8 +33,8 @@ def run_once(app):
         )
 
         start_up_database(app)
-        if app.extensions["start_up_pending"]:
-            return
+        if not app.extensions.get("migrations_done", True):
+            return  # spooled records wait for the migrations
     with app.app_context():
         db = get_db()
         spool = app.extensions["spool"]

@@ -190,6 +190,9 @@ def replay_spool_command():
     """Write spooled usage records to the ledger (each exactly once); exit 1 while records remain."""
     require_real_database("replay the spool into")
     spool = current_app.extensions["spool"]
+    if not current_app.extensions.get("migrations_done", True):
+        raise click.ClickException("A data migration is being applied by another worker; the records stay spooled. "
+                                   "Run this again once it is done.")
     replayed, left = replay_spool(get_db(), spool, metrics())
     click.echo(f"replayed {replayed} record(s) from {spool.path}; {left} still spooled")
     if left:

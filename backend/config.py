@@ -228,7 +228,7 @@ def _model_list(env, name):
     if value == "*":
         return "*"
     models = [model.strip() for model in value.split(",") if model.strip()]
-    bad = [model for model in models if not MODEL_NAME.match(model)]
+    bad = [model for model in models if not MODEL_NAME.fullmatch(model)]
     if not models or bad:
         raise ConfigError(f"{name} must be * or a comma-separated list of model names, got {value!r}")
     return frozenset(models)

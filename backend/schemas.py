@@ -22,6 +22,16 @@ def offset_field():
     return fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), load_default=0)
 
 
+class Pattern(validate.Regexp):
+    """validate.Regexp over the whole value: its `$` would also accept one trailing newline. The
+    pattern, as written, is what the OpenAPI document shows."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
 class ObjectIdString(fields.Field):
     """An ObjectId on the wire as its 24-hex string."""
 

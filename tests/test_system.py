@@ -138,10 +138,14 @@ def test_create_indexes_command_reports_what_it_did(make_app):
     result = app.test_cli_runner().invoke(args=["create-indexes"])
     assert result.exit_code == 0, result.output
     lines = result.output.strip().splitlines()
+    # The rollup-shapes migration gave each rollup it rebuilt its unique key index at start-up.
+    from backend.usage.migrations import RESHAPED
+    present = len(RESHAPED)
     if is_embedded(get_db(app)):
-        assert lines[-1] == f"{len(INDEXES) - 1} created, 0 already present, 1 skipped on the embedded store"
+        assert lines[-1] == (f"{len(INDEXES) - 1 - present} created, {present} already present, "
+                             "1 skipped on the embedded store")
     else:
-        assert lines[-1] == f"{len(INDEXES)} created, 0 already present"
+        assert lines[-1] == f"{len(INDEXES) - present} created, {present} already present"
     assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
 
 

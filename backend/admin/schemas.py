@@ -4,6 +4,7 @@ from backend.schemas import (
     MAX_PAGE_SIZE,
     DateRangeSchema,
     ObjectIdString,
+    Pattern,
     UTCDateTime,
     offset_field,
     page_field,
@@ -27,7 +28,7 @@ class MembershipFilterSchema(Schema):
 
     org_id = ObjectIdString(data_key="orgId", metadata={"description": "only calls made in this organization"})
     team_id = ObjectIdString(data_key="teamId", metadata={"description": "only calls made in this team"})
-    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."),
+    tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."),
                         metadata={"description": "only calls whose request carried this tag"})
 
 

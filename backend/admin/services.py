@@ -42,9 +42,9 @@ def _largest_first(rows, fields):
 
 def by_outcome(db, start=None, end=None, source="rollup", filters=None):
     """What the calls of each outcome cost: failed calls are billed too (ok first, then by cost)."""
-    items = [{"outcome": row["_id"]["outcome"], **_totals(row)}
+    items = [{"outcome": row["_id"].get("outcome"), **_totals(row)}
              for row in _grouped(db, source, ("outcome",), start, end, filters)]
-    return sorted(items, key=lambda item: (item["outcome"] != "ok", -item["totalCost"], item["outcome"]))
+    return sorted(items, key=lambda item: (item["outcome"] != "ok", -item["totalCost"], str(item["outcome"])))
 
 
 def _per_user(db, start, end, source, filters):

@@ -4,6 +4,7 @@ from backend.schemas import (
     MAX_PAGE_SIZE,
     DateRangeSchema,
     ObjectIdString,
+    Pattern,
     UTCDateTime,
     page_field,
 )
@@ -73,10 +74,10 @@ class MyUsageSchema(Schema):
 class MyHistoryQuerySchema(DateRangeSchema):
     page = page_field()
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
-    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."))
+    tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))
     model = fields.String(validate=validate.Length(min=1, max=200))
 
 
 class MyBreakdownQuerySchema(DateRangeSchema):
     by = fields.String(required=True, validate=validate.OneOf(("model", "tag")))
-    tag = fields.String(validate=validate.Regexp(TAG, error="Not a valid tag."))
+    tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))

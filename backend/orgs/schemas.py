@@ -11,7 +11,13 @@ from marshmallow import (
 
 from backend.config import MODEL_NAME
 from backend.orgs.repository import ORG_ROLES
-from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
+from backend.schemas import (
+    MAX_PAGE_SIZE,
+    ObjectIdString,
+    Pattern,
+    UTCDateTime,
+    page_field,
+)
 
 MAX_ALLOWED_MODELS = 100
 
@@ -49,7 +55,7 @@ class OrgInputSchema(_NameSchema):
 class OrgPatchSchema(_NameSchema):
     name = fields.String(validate=NAME.validators)
     allowed_models = fields.List(
-        fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name.")),
+        fields.String(validate=Pattern(MODEL_NAME, error="Not a valid model name.")),
         data_key="allowedModels", allow_none=True, validate=validate.Length(min=1, max=MAX_ALLOWED_MODELS),
         metadata={"description": "the models its members may use (on top of what the server allows); "
                                  "null: every model the server allows"})

@@ -1,6 +1,7 @@
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from backend.config import MODEL_NAME
+from backend.schemas import Pattern
 from backend.testgen.prompts import PRIORITIES, TYPES
 
 MAX_TEST_CASES = 20
@@ -29,7 +30,7 @@ class PromptSchema(Schema):
                                  load_default=None)
     count = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_TEST_CASES), load_default=5)
     provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
-    model = fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name."), load_default=None)
+    model = fields.String(validate=Pattern(MODEL_NAME, error="Not a valid model name."), load_default=None)
     use_rag = fields.Boolean(data_key="useRAG", load_default=False)
     rag_similarity_threshold = fields.Float(
         data_key="ragSimilarityThreshold", validate=validate.Range(min=0, max=1), load_default=0.7
@@ -43,12 +44,12 @@ class GenerationRequestSchema(PromptSchema):
     stream = fields.Boolean(load_default=False)
     include_token_usage = fields.Boolean(data_key="includeTokenUsage", load_default=True)
     tags = fields.List(
-        fields.String(validate=validate.Regexp(TAG, error="1-64 characters of A-Z a-z 0-9 _ . : -")),
+        fields.String(validate=Pattern(TAG, error="1-64 characters of A-Z a-z 0-9 _ . : -")),
         validate=validate.Length(max=MAX_TAGS), load_default=list,
         metadata={"description": f"what the call was for (feature, pipeline, environment): at most {MAX_TAGS}, "
                                  "each 1-64 characters of A-Z a-z 0-9 _ . : -; stored on the ledger record"})
     metadata = fields.Dict(
-        keys=fields.String(validate=validate.Regexp(METADATA_KEY, error="1-64 characters of A-Z a-z 0-9 _ : -")),
+        keys=fields.String(validate=Pattern(METADATA_KEY, error="1-64 characters of A-Z a-z 0-9 _ : -")),
         values=fields.String(validate=validate.Length(max=MAX_METADATA_VALUE)), validate=_at_most_keys,
         load_default=dict,
         metadata={"description": f"string keys (at most {MAX_METADATA_KEYS}, 1-64 characters of A-Z a-z 0-9 _ : -) "
@@ -112,7 +113,7 @@ class EstimateSchema(Schema):
 
 class TokenInfoQuerySchema(Schema):
     provider = fields.String(validate=validate.Length(min=1, max=40), load_default=None)
-    model = fields.String(validate=validate.Regexp(MODEL_NAME, error="Not a valid model name."), load_default=None)
+    model = fields.String(validate=Pattern(MODEL_NAME, error="Not a valid model name."), load_default=None)
 
 
 class TierSchema(Schema):

@@ -5,10 +5,14 @@ after they all ran. Workers starting at once run each migration one at a time: t
 a lease on it, the others wait until it is done (and take over a lease left by a worker that died).
 """
 import logging
+import threading
 import time
+import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 
-from pymongo.errors import DuplicateKeyError, OperationFailure
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from backend.clock import utc_now
 from backend.db import MIGRATIONS, USAGE, USERS
@@ -20,8 +24,10 @@ OUTCOMES = "2026-11-ledger-outcomes"
 ORGANIZATIONS = "2026-11-organizations"
 API_KEYS = "2026-11-api-keys"
 ROLLUP_SHAPES = "2026-11-rollup-shapes"
-# A worker that dies while migrating leaves its lease; another takes it over after this long.
+# A worker that dies while migrating leaves its lease; another takes it over after this long. The
+# worker applying a migration renews its lease every HEARTBEAT_SECONDS, however long it takes.
 LEASE_SECONDS = 600
+HEARTBEAT_SECONDS = 60
 WAIT_STEP_SECONDS = 0.2
 OLD_TAG_ROLLUP = "openai_token_usage_daily_tags"
 RESHAPED = ("daily_totals", "tag_monthly", "org_monthly", "org_tag_monthly", "user_tag_monthly")
@@ -80,10 +86,15 @@ def _api_keys(db, now):
 
 def _rollup_shapes(db, now):
     """`daily_totals` lost orgId and teamId (organizations and teams have `org_monthly`), and the
-    daily tag rollup keyed by user became `tag_monthly`, `org_tag_monthly` and `user_tag_monthly`: those five are
-    rebuilt from the ledger, the old tag rollup is dropped."""
+    daily tag rollup keyed by user became `tag_monthly`, `org_tag_monthly` and `user_tag_monthly`:
+    those five are emptied, given their unique key index (so nothing can write a key twice), and
+    rebuilt from the ledger; the old tag rollup is dropped."""
     _drop_outdated_key_indexes(db)
     db.drop_collection(OLD_TAG_ROLLUP)
+    for rollup in ROLLUPS:
+        if rollup.name in RESHAPED:
+            db[rollup.collection].delete_many({})
+            db[rollup.collection].create_index([(field, ASCENDING) for field in rollup.key], unique=True)
     written = rebuild(db, names=RESHAPED)
     log.info("Rollups rebuilt: %s", ", ".join(f"{count} {name}" for name, count in written.items()))
     return 0
@@ -101,28 +112,57 @@ def _done(db, name):
     return db[MIGRATIONS].find_one({"_id": name}, {"_id": 1}) is not None
 
 
-def _take_lease(db, name):
+def _lease_id(name):
+    return f"{name}:lease"
+
+
+def _take_lease(db, name, owner):
     """Whether this worker may run the migration: it took the lease, or took over a stale one."""
-    lease, now = f"{name}:lease", utc_now()
+    lease, now = _lease_id(name), utc_now()
     try:
-        db[MIGRATIONS].insert_one({"_id": lease, "takenAt": now})
+        db[MIGRATIONS].insert_one({"_id": lease, "takenAt": now, "owner": owner})
         return True
     except DuplicateKeyError:
         stale = {"_id": lease, "takenAt": {"$lt": now - timedelta(seconds=LEASE_SECONDS)}}
-        return db[MIGRATIONS].find_one_and_update(stale, {"$set": {"takenAt": now}}) is not None
+        return db[MIGRATIONS].find_one_and_update(stale, {"$set": {"takenAt": now, "owner": owner}}) is not None
 
 
-def _wait_for(db, name, wait_seconds):
+def _release(db, name, owner):
+    db[MIGRATIONS].delete_one({"_id": _lease_id(name), "owner": owner})
+
+
+@contextmanager
+def _renewed(db, name, owner):
+    """Keep this worker's lease fresh while the migration runs, so nobody takes it over."""
+    stop = threading.Event()
+
+    def renew():
+        while not stop.wait(HEARTBEAT_SECONDS):
+            try:
+                db[MIGRATIONS].update_one({"_id": _lease_id(name), "owner": owner}, {"$set": {"takenAt": utc_now()}})
+            except PyMongoError as exc:
+                log.warning("Migration %s: lease not renewed: %s", name, exc)
+
+    thread = threading.Thread(target=renew, name=f"migration-lease-{name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(HEARTBEAT_SECONDS)
+
+
+def _wait_for(db, name, wait_seconds, owner):
     """Wait until the migration is done by another worker or its lease can be taken over;
     True when this worker must run it."""
     deadline = time.monotonic() + wait_seconds
     while True:
         if _done(db, name):
             return False
-        if _take_lease(db, name):
+        if _take_lease(db, name, owner):
             if not _done(db, name):
                 return True
-            db[MIGRATIONS].delete_one({"_id": f"{name}:lease"})  # finished just before the lease was taken
+            _release(db, name, owner)  # finished just before the lease was taken
             return False
         if time.monotonic() >= deadline:
             raise MigrationPending(f"Migration {name} is being applied by another worker")
@@ -131,15 +171,19 @@ def _wait_for(db, name, wait_seconds):
 
 def migrate(db, now, wait_seconds=LEASE_SECONDS):
     """Apply every migration not yet marked done; returns the names this worker applied. Raises
-    MigrationPending when another worker holds one for longer than `wait_seconds`."""
-    applied = []
+    MigrationPending when another worker holds one for longer than `wait_seconds`; a step that
+    fails releases its lease (and raises), so the next attempt of any worker runs it again."""
+    applied, owner = [], uuid.uuid4().hex
     for name, step in MIGRATIONS_IN_ORDER:
-        if not _wait_for(db, name, wait_seconds):
+        if not _wait_for(db, name, wait_seconds, owner):
             continue
-        changed = step(db, now)
-        db[MIGRATIONS].update_one({"_id": name}, {"$setOnInsert": {"appliedAt": now}, "$inc": {"changed": changed}},
-                                  upsert=True)
-        db[MIGRATIONS].delete_one({"_id": f"{name}:lease"})
+        try:
+            with _renewed(db, name, owner):
+                changed = step(db, now)
+            db[MIGRATIONS].update_one({"_id": name},
+                                      {"$setOnInsert": {"appliedAt": now}, "$inc": {"changed": changed}}, upsert=True)
+        finally:
+            _release(db, name, owner)
         log.info("Migration %s applied (%d ledger records changed)", name, changed)
         applied.append(name)
     return applied

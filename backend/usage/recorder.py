@@ -120,10 +120,10 @@ def write_records(db, records, metrics=None):
     """Ledger first, then, for exactly the records the ledger accepted, their budget tickets and
     the rollups. Raises when the ledger write fails; a failed counter or rollup update is logged
     (repair: rebuild_rollups.py)."""
-    # Records spooled before organizations existed were made by users of the default one, without
-    # keys or tags.
-    documents = [{"orgId": DEFAULT_ORG_ID, "teamId": None, "apiKeyId": None, "tags": [], "metadata": {}, **r}
-                 for r in records]
+    # Records spooled before outcomes existed were successful requests, and before organizations
+    # they were made by users of the default one, without keys or tags.
+    documents = [{"outcome": "ok", "estimated": False, "orgId": DEFAULT_ORG_ID, "teamId": None, "apiKeyId": None,
+                  "tags": [], "metadata": {}, **r} for r in records]
     tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                if BUDGET_TICKET in document}
     invalid = [document.get("callId") for document in documents if not _storable(document)]

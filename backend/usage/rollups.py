@@ -33,7 +33,7 @@ writer below, the admin readers and indexes.py all read it.
 """
 import logging
 import math
-from collections import defaultdict, namedtuple
+from collections import Counter, defaultdict, namedtuple
 
 from pymongo import UpdateOne
 
@@ -269,19 +269,22 @@ def _compare(kind, key, stored, wanted, fields):
 
 
 def _compare_rollup(rollup, stored, wanted):
-    """Differences between stored and wanted documents of one rollup, matched on its key (and day)."""
+    """Differences between stored and wanted documents of one rollup, matched on its key (and day);
+    a key stored in more than one document is a difference too (its sums would count twice)."""
     def entries(documents):
-        found = {}
+        found, copies = {}, Counter()
         for document in documents:
-            key = "/".join(str(document[field]) for field in rollup.key)
+            key = "/".join(str(document.get(field)) for field in rollup.key)
+            copies[key] += 1
             if rollup.per_day:
                 found.update({f"{key}/{day}": sums for day, sums in document.get("days", {}).items()})
             else:
                 found[key] = document
-        return found
+        return found, copies
 
-    have, want = entries(stored), entries(wanted)
-    problems = []
+    (have, copies), (want, _) = entries(stored), entries(wanted)
+    problems = [{"rollup": rollup.name, "key": key, "field": "documents", "stored": count, "expected": 1}
+                for key, count in sorted(copies.items()) if count > 1]
     for key in sorted(have.keys() | want.keys()):
         problems += _compare(rollup.name, key, have.get(key), want.get(key), COUNTED)
     return problems

@@ -12,6 +12,10 @@ writer of any process sharing the file (or scripts/replay_spool.py).
 
 With LEDGER_WRITES=sync the records are written on the request's path, as before (the spool
 then only takes what the database refused).
+
+Until the process has seen every data migration done (another worker may be rebuilding the
+rollups), records stay in the spool either way: written then, they could be counted twice or
+missed by the rebuild. The background pass replays them once the migrations are done.
 """
 import atexit
 import logging
@@ -35,9 +39,12 @@ class LedgerWriter:
         self._lock = threading.Lock()
         self._thread = None
 
+    def migrations_done(self):
+        return self.app.extensions.get("migrations_done", True)
+
     def submit(self, db, records, metrics):
         """Take a request's records: spool them for the writer, or write them now (sync)."""
-        if not self.asynchronous:
+        if not self.asynchronous and self.migrations_done():
             record_usage(db, records, self.spool, metrics)
             return
         try:
@@ -52,6 +59,8 @@ class LedgerWriter:
 
     def flush(self):
         """Write everything spooled now; returns (written, still spooled)."""
+        if not self.migrations_done():
+            return 0, self.spool.count()
         with self.app.app_context():
             db, registry = get_db(), metrics()
             return self.spool.replay(lambda records: write_records(db, records, registry))

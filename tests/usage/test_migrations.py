@@ -184,3 +184,119 @@ def test_a_starting_worker_serves_while_another_migrates_and_finishes_in_the_bac
         db[MIGRATIONS].delete_one({"_id": f"{ROLLUP_SHAPES}:lease"})
     run_once(app)
     assert app.extensions["start_up_pending"] is False
+
+
+def test_calls_answered_while_another_worker_migrates_wait_in_the_spool_and_land_once(make_app, monkeypatch,
+                                                                                      tmp_path):
+    """A worker that starts while another rebuilds the rollups serves, but keeps its records in the
+    spool (written then, the rebuild could count them twice or miss them); once the migration is
+    done, its background pass writes them: ledger, rollups and counters exactly once."""
+    import backend
+    from backend.background import run_once
+    from backend.clock import utc_now
+    from backend.usage import rollups
+    from tests.helpers import bearer
+
+    first = make_app()
+    shared = get_db(first).client
+    with first.app_context():
+        db = get_db()
+        db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
+        db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now(), "owner": "other worker"})
+    monkeypatch.setattr(backend, "START_UP_MIGRATION_WAIT_SECONDS", 0)
+    for writes in ("sync", "async"):
+        second = make_app(MONGO_CLIENT=shared, LEDGER_WRITES=writes, SPOOL_PATH=str(tmp_path / f"{writes}.jsonl"))
+        assert second.extensions["migrations_done"] is False
+        create_user(second, f"{writes}@example.com")
+        client = second.test_client()
+        headers = bearer(client, f"{writes}@example.com")
+        for _ in range(3):
+            response = client.post("/api/test-generation", json={"prompt": "Login", "count": 1}, headers=headers)
+            assert response.status_code == 200
+        assert second.extensions["ledger_writer"].flush() == (0, 3)
+        with second.app_context():
+            assert get_db()[USAGE].count_documents({"userEmail": f"{writes}@example.com"}) == 0
+        assert second.extensions["spool"].count() == 3
+        run_once(second)  # the other worker is still at it
+        assert second.extensions["spool"].count() == 3
+
+    with first.app_context():  # the other worker finishes
+        db[MIGRATIONS].insert_one({"_id": ROLLUP_SHAPES, "appliedAt": NOW, "changed": 0})
+        db[MIGRATIONS].delete_one({"_id": f"{ROLLUP_SHAPES}:lease"})
+    run_once(second)
+    assert second.extensions["migrations_done"] is True and second.extensions["spool"].count() == 0
+    with second.app_context():
+        assert get_db()[USAGE].count_documents({"userEmail": "async@example.com"}) == 3
+        assert rollups.check(get_db()) == []
+
+
+def test_a_failing_migration_releases_its_lease_and_the_next_attempt_applies_it(app, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from backend.usage import migrations
+
+    real_rebuild, failures = migrations.rebuild, []
+
+    def rebuild_once_down(db, **options):
+        if not failures:
+            failures.append(1)
+            raise AutoReconnect("primary stepped down")
+        return real_rebuild(db, **options)
+
+    monkeypatch.setattr(migrations, "rebuild", rebuild_once_down)
+    with app.app_context():
+        db = get_db()
+        db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
+        try:
+            migrate(db, NOW, wait_seconds=0)
+            raise AssertionError("the failure did not reach the caller")
+        except AutoReconnect:
+            pass
+        assert db[MIGRATIONS].count_documents({"_id": {"$regex": "lease"}}) == 0
+        assert migrate(db, NOW, wait_seconds=0) == [ROLLUP_SHAPES]
+
+
+def test_a_long_migration_keeps_its_lease_fresh_and_only_its_owner_releases_it(app, monkeypatch):
+    import time
+
+    from backend.usage import migrations
+
+    seen = []
+
+    def slow_step(db, now):
+        lease = db[MIGRATIONS].find_one({"_id": "slow:lease"})
+        time.sleep(0.3)
+        seen.append((lease, db[MIGRATIONS].find_one({"_id": "slow:lease"})))
+        return 0
+
+    monkeypatch.setattr(migrations, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(migrations, "MIGRATIONS_IN_ORDER", (("slow", slow_step),))
+    with app.app_context():
+        db = get_db()
+        assert migrate(db, NOW) == ["slow"]
+        (before, during), = seen
+        assert during["owner"] == before["owner"] and during["takenAt"] > before["takenAt"]
+        assert db[MIGRATIONS].find_one({"_id": "slow:lease"}) is None
+        # A lease someone else took over is theirs: releasing ours leaves it.
+        db[MIGRATIONS].insert_one({"_id": "slow:lease", "takenAt": NOW, "owner": "someone else"})
+        migrations._release(db, "slow", "not them")
+        assert db[MIGRATIONS].find_one({"_id": "slow:lease"})["owner"] == "someone else"
+
+
+def test_check_counts_a_key_stored_twice(app):
+    from backend.db import USAGE_TAG_MONTHLY
+    from backend.usage import rollups
+
+    user = create_user(app, "u@example.com")
+    record = usage_record(user, utc(2026, 11, 2, 10))
+    record["tags"] = ["ci"]
+    insert_records(app, [record])
+    with app.app_context():
+        db = get_db()
+        copy = db[USAGE_TAG_MONTHLY].find_one({}, {"_id": 0})
+        db[USAGE_TAG_MONTHLY].drop_indexes()
+        db[USAGE_TAG_MONTHLY].insert_one(copy)
+        assert rollups.check(db) == [{"rollup": "tag_monthly", "key": "ci/2026-11/ok", "field": "documents",
+                                      "stored": 2, "expected": 1}]
+        rollups.rebuild(db)
+        assert rollups.check(db) == []
