@@ -345,6 +345,21 @@ def test_narrow_screen_has_no_sideways_scroll(site, browser):
     tab.close()
 
 
+def test_an_admin_reaches_their_own_usage_from_the_header(site, browser):
+    tab = Page(browser, site, 1280, 900)
+    page = tab.page
+    tab.login("admin@example.com")
+    tab.settle()
+    link = page.locator("#me-link")
+    assert link.is_visible() and link.inner_text() == "My usage"
+    # The page shares the tab's session: no second sign-in.
+    link.click()
+    page.wait_for_url("**/me/")
+    page.locator("#usage-view").wait_for(state="visible")
+    assert page.locator("#login-view").is_hidden()
+    tab.close()
+
+
 def test_a_non_admin_sees_a_clear_refusal(site, browser):
     tab = Page(browser, site, 1280, 900)
     page = tab.page
@@ -352,6 +367,7 @@ def test_a_non_admin_sees_a_clear_refusal(site, browser):
     error = page.locator("#login-error")
     error.wait_for(state="visible")
     assert "not an admin of the platform or of an organization" in error.inner_text()
+    assert "My usage page (/me/)" in error.inner_text()
     assert page.locator("#dashboard-view").is_hidden()
     assert page.evaluate("sessionStorage.getItem('tokenledger.accessToken')") is None
     tab.close()

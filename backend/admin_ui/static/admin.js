@@ -56,7 +56,7 @@ function endSession(message) {
 
 // Platform admins and organization admins (isAdmin) may use the page.
 const NOT_AN_ADMIN = "this account is not an admin of the platform or of an organization. " +
-  "The dashboard is for admins only; ask an admin to promote your account.";
+  "The dashboard is for admins only; your own calls are on the My usage page (/me/).";
 
 // `account` is the user the sign-in returned; after a reload it is read again from /auth/me,
 // so a changed role or membership counts at once.
