@@ -107,14 +107,18 @@ def _validation_messages(exc):
     return flat
 
 
-def _summarise(errors):
+def _summarise(errors, prefix=""):
+    """One line: "field: problem; other.0: problem", nested fields (a list's items, a dict's keys
+    and values) named by their path."""
     parts = []
     for field, problems in errors.items():
-        if isinstance(problems, list):
-            detail = " ".join(str(p) for p in problems)
+        path = f"{prefix}{field}"
+        if isinstance(problems, dict):
+            parts.append(_summarise(problems, f"{path}."))
+        elif isinstance(problems, list):
+            parts.append(f"{path}: " + " ".join(str(p) for p in problems))
         else:
-            detail = str(problems)
-        parts.append(f"{field}: {detail}")
+            parts.append(f"{path}: {problems}")
     return "; ".join(parts)
 
 

@@ -45,8 +45,12 @@ class ObjectIdString(fields.Field):
             raise ValidationError("Must be a 24-character hexadecimal id.") from None
 
 
-class UTCDateTime(fields.DateTime):
-    """ISO 8601 in UTC with a Z suffix and millisecond precision (what MongoDB keeps)."""
+class UTCDateTime(fields.AwareDateTime):
+    """ISO 8601 in UTC with a Z suffix and millisecond precision (what MongoDB keeps); read with any
+    time zone, and as UTC when it has none."""
+
+    def __init__(self, **kwargs):
+        super().__init__(default_timezone=timezone.utc, **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
         if value is None:

@@ -112,7 +112,11 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
     operation, provider, outcome, orgId, teamId, tag."""
     fields = ("provider", "modelName") if by == "model" else (pipelines.GROUP_FIELDS[by],)
     rows = _largest_first(_grouped(db, source, fields, start, end, filters), fields)
-    grand_total = sum(row["totalTokens"] for row in rows)
+    if by == "tag":
+        # A share of every call's tokens, tagged or not; a call with several tags counts under each.
+        grand_total = sum(row["totalTokens"] for row in _grouped(db, source, (), start, end, filters))
+    else:
+        grand_total = sum(row["totalTokens"] for row in rows)
     names = orgs.labels(db, by, [row["_id"].get(fields[-1]) for row in rows]) if by in ("org", "team") else {}
     result = []
     for row in rows:

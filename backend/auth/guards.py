@@ -48,6 +48,9 @@ def _missing_token(reason):
 
 @jwt.invalid_token_loader
 def _invalid_token(reason):
+    if _api_key() is not None:
+        return error_response(401, "API keys are not accepted here: this endpoint needs a signed-in user's "
+                                   "access token (POST /auth/login)")
     return error_response(401, f"Invalid token: {reason}")
 
 

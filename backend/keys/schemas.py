@@ -6,11 +6,12 @@ from backend.schemas import ObjectIdString, UTCDateTime
 
 class KeyInputSchema(Schema):
     name = NAME
-    team_id = ObjectIdString(data_key="teamId", allow_none=True,
-                             metadata={"description": "the team its calls count for; absent: yours; null: none"})
+    team_id = ObjectIdString(data_key="teamId", allow_none=True, metadata={
+        "description": "the team its calls count for; absent: yours; null: none (organization admins, or a "
+                       "member in no team)"})
     expires_at = UTCDateTime(data_key="expiresAt", allow_none=True, load_default=None,
                              validate=validate.Range(max=UTCDateTime().deserialize("9999-01-01T00:00:00Z")),
-                             metadata={"description": "ISO 8601 with a time zone; null or absent: never"})
+                             metadata={"description": "ISO 8601 (UTC when it has no time zone); null or absent: never"})
 
 
 class KeySchema(Schema):
@@ -22,7 +23,7 @@ class KeySchema(Schema):
     orgId = ObjectIdString()
     teamId = ObjectIdString(allow_none=True)
     createdAt = UTCDateTime()
-    lastUsedAt = UTCDateTime(allow_none=True, metadata={"description": "to the minute"})
+    lastUsedAt = UTCDateTime(allow_none=True, metadata={"description": "updated at most once a minute"})
     expiresAt = UTCDateTime(allow_none=True)
 
 

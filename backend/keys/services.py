@@ -5,8 +5,8 @@ platform admin every key. A key acts as its owner (their rate limit and budgets,
 organization) with the key's team, and its calls are recorded with `apiKeyId`."""
 import secrets
 
-from backend.auth.repository import find_with_budgets
-from backend.errors import NotFound, Unauthorized, UnprocessableEntity
+from backend.auth.repository import TEAM, find_with_budgets
+from backend.errors import Forbidden, NotFound, Unauthorized, UnprocessableEntity
 from backend.keys import repository
 from backend.orgs.repository import ORG_ADMIN, find_team
 from backend.orgs.services import org_of, scope_of
@@ -28,12 +28,16 @@ def _managed_query(user):
 def create_key(db, user, name, team_id, expires_at, now, keep_team):
     """A new key for the user (in their organization); returns it with its secret, shown once.
     `keep_team`: no teamId was sent, so the key takes the user's team. A member may name only
-    their own team; an organization (or platform) admin any team of the organization."""
+    their own team (a key outside it would take their calls out of the team's budget); an
+    organization (or platform) admin any team of the organization, or none."""
     if expires_at is not None and expires_at <= now:
         raise UnprocessableEntity("expiresAt must be in the future", errors={"expiresAt": ["Must be in the future."]})
     org_id = org_of(user)
     if keep_team:
         team_id = user.get("teamId")
+    elif team_id is None and user.get("teamId") is not None and scope_of(user) is None:
+        raise Forbidden("A member's API keys count for their team (and its budget); only an organization "
+                        "admin can make a key outside it")
     elif team_id is not None and team_id != user.get("teamId"):
         if scope_of(user) is None or find_team(db, team_id, org_id) is None:
             raise NotFound(f"Team {team_id} not found in your organization")
@@ -73,5 +77,8 @@ def authenticate(db, secret, now):
         raise Unauthorized("The account of this API key no longer exists or is disabled")
     if org_of(user) != key["orgId"]:
         raise Unauthorized("This API key's owner has left its organization; create a new key")
+    if user["teamId"] is not None and not user[TEAM]:
+        # Its team was deleted after this key was read: the key is in no team now.
+        user["teamId"] = None
     repository.touch(db, key, now)
     return user

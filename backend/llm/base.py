@@ -141,6 +141,9 @@ class ProviderStream:
         except StopIteration:
             self.finished = True
             return None
+        if not isinstance(delta, str):
+            # An SDK passes a server's JSON through unchecked: what is not text is not part of the reply.
+            delta = ""
         self._parts.append(delta)
         return delta
 

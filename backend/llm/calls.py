@@ -65,8 +65,18 @@ def settled_usage(provider, messages, model, text, reported, finished):
 
 def finish_call(provider, *, call_id, messages, model, response_model, text, reported, finished, at, latency_ms,
                 price_overrides):
-    """The LLMCall for what the provider answered; logs the usage it is recorded with."""
-    usage, estimated = settled_usage(provider, messages, model, text, reported, finished)
+    """The LLMCall for what the provider answered; logs the usage it is recorded with. A reply
+    text or model name that is not a string (an SDK passes a server's JSON through unchecked) is
+    no text and no model name: the call is recorded all the same, and its reply is unreadable."""
+    if not isinstance(response_model, str):
+        response_model = None
+    if not isinstance(text, str):
+        log.warning("The %s call %s answered a %s where text belongs", provider.name, call_id, type(text).__name__)
+        # Its size still bounds the output tokens of an estimate.
+        text, estimate_from = "", repr(text)
+    else:
+        estimate_from = text
+    usage, estimated = settled_usage(provider, messages, model, estimate_from, reported, finished)
     if estimated:
         log.warning("Usage of the %s call %s (model %s) was not reported in full; recorded as an estimate: "
                     "input %d, output %d", provider.name, call_id, model, usage.input_tokens, usage.output_tokens)

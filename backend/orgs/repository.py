@@ -9,7 +9,7 @@ from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.db import BUDGETS, ORGANIZATIONS, TEAMS, USERS
+from backend.db import API_KEYS, BUDGETS, ORGANIZATIONS, TEAMS, USERS
 
 # Fixed, so that every worker starting at once creates the same one document.
 DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
@@ -99,7 +99,7 @@ def list_teams(db, org_id):
 
 
 def delete_team(db, org_id, team_id):
-    """Remove the team, its members' place in it and its budget; their ledger records keep it."""
+    """Remove the team, its members' and keys' place in it and its budget; their ledger records keep it."""
     if db[TEAMS].delete_one({"_id": team_id, "orgId": org_id}).deleted_count != 1:
         return False
     leave_team(db, team_id)
@@ -116,8 +116,9 @@ def set_membership(db, user_id, org_id, role, team_id, current_org):
 
 
 def leave_team(db, team_id):
-    """Take every member out of the team (it was deleted)."""
+    """Take every member and API key out of the team (it was deleted)."""
     db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
+    db[API_KEYS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
 
 
 def members_page(db, org_id, skip, limit):

@@ -150,8 +150,8 @@ def run(body, finish, schema):
     except Exception as exc:
         _unanswered(exc, generation_plan, config, reservation, at, started, who)
         raise
-    call = _call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
-                 finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
+    call = _answered_call(generation_plan, config, call_id, at, text=completion.text, reported=completion.usage,
+                          finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
     held = hold(call, who, reservation.ticket())
     metrics().count_call(call.provider, "ok", call.latency_ms)
     try:
@@ -177,6 +177,17 @@ def _unanswered(exc, generation_plan, config, reservation, at, started, who):
 def _call(generation_plan, config, call_id, at, **answer):
     return finish_call(generation_plan.provider, call_id=call_id, messages=generation_plan.messages,
                        model=generation_plan.model, at=at, price_overrides=config.price_overrides, **answer)
+
+
+def _answered_call(generation_plan, config, call_id, at, latency_ms, **answer):
+    """The call for what the provider answered or, when that cannot be made of the answer, an
+    estimate with no text (so the reply is unreadable): the provider ran the call either way."""
+    try:
+        return _call(generation_plan, config, call_id, at, latency_ms=latency_ms, **answer)
+    except Exception:
+        log.exception("Reading the answer of call %s failed; it is recorded as an estimate", call_id)
+        return _call(generation_plan, config, call_id, at, latency_ms=latency_ms, text="", reported=None,
+                     finished=False, response_model=None)
 
 
 def _event(name, payload):
@@ -205,9 +216,9 @@ class _StreamCall:
         with self._lock:
             if self._call is None:
                 stream = self.stream
-                self._call = _call(self.plan, self.config, self.call_id, self.at, text=stream.text,
-                                   reported=stream.usage, finished=stream.finished,
-                                   response_model=stream.response_model, latency_ms=stream.latency_ms)
+                self._call = _answered_call(self.plan, self.config, self.call_id, self.at, text=stream.text,
+                                            reported=stream.usage, finished=stream.finished,
+                                            response_model=stream.response_model, latency_ms=stream.latency_ms)
             return self._call
 
     def record(self, outcome, status=STREAM_STATUS):

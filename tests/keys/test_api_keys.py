@@ -74,9 +74,9 @@ def test_a_key_is_refused_on_admin_endpoints_and_cannot_manage_keys(app, client,
     for url in ("/admin/openai/dashboard", "/admin/orgs", "/admin/openai/budgets", "/admin/openai/audit-log"):
         response = client.get(url, headers=headers)
         assert response.status_code == 403 and "API keys are not accepted" in response.json["message"], url
-    assert client.get("/api/keys", headers=headers).status_code == 401
-    assert client.post("/api/keys", json={"name": "more"}, headers=headers).status_code == 401
-    assert client.get("/auth/me", headers=headers).status_code == 401
+    for refused in (client.get("/api/keys", headers=headers), client.get("/auth/me", headers=headers),
+                    client.post("/api/keys", json={"name": "more"}, headers=headers)):
+        assert refused.status_code == 401 and refused.json["message"].startswith("API keys are not accepted here")
 
 
 def test_a_revoked_or_expired_or_unknown_key_is_refused_at_once(app, client, user_headers):
@@ -106,6 +106,13 @@ def test_key_input_is_validated(client, user_headers):
         response = client.post("/api/keys", json=body, headers=user_headers)
         assert response.status_code == 422 and response.json["success"] is False, body
     assert client.delete("/api/keys/nope", headers=user_headers).status_code == 400
+    # Without a time zone an expiry is UTC: a date is its midnight UTC.
+    next_year = datetime.now(timezone.utc).year + 1
+    for given in (f"{next_year}-01-01", f"{next_year}-01-01T00:00:00"):
+        response = client.post("/api/keys", json={"name": "ci", "expiresAt": given}, headers=user_headers)
+        assert response.status_code == 201 and response.json["data"]["expiresAt"] == f"{next_year}-01-01T00:00:00.000Z"
+    past = client.post("/api/keys", json={"name": "ci", "expiresAt": "2020-01-01"}, headers=user_headers)
+    assert past.status_code == 422
 
 
 def test_members_manage_their_own_keys_and_org_admins_the_organizations(app, client, admin_headers):
@@ -131,6 +138,31 @@ def test_members_manage_their_own_keys_and_org_admins_the_organizations(app, cli
     assert _key(client, owner, teamId=qa)["teamId"] == qa
     assert client.post("/api/keys", json={"name": "x", "teamId": ops}, headers=owner).status_code == 404
     assert _key(client, dev, teamId=None)["teamId"] is None
+    # A member of a team cannot take their calls out of it (and out of its budget) with a key.
+    _, tester = member(app, client, admin_headers, acme, "tester@acme.test", team_id=qa)
+    outside = client.post("/api/keys", json={"name": "x", "teamId": None}, headers=tester)
+    assert outside.status_code == 403 and "only an organization admin" in outside.json["message"]
+    assert _key(client, tester)["teamId"] == _key(client, tester, teamId=qa)["teamId"] == qa
+    assert _key(client, owner, teamId=None)["teamId"] is None
+
+
+def test_a_keys_deleted_team_is_no_longer_its_team(app, client, admin_headers):
+    acme = make_org(client, admin_headers, "Acme")
+    qa, ops = make_team(client, admin_headers, acme, "QA"), make_team(client, admin_headers, acme, "Ops")
+    _, qa_headers = member(app, client, admin_headers, acme, "qa@acme.test", team_id=qa)
+    _, ops_headers = member(app, client, admin_headers, acme, "ops@acme.test", team_id=ops)
+    deleted, raced = _key(client, qa_headers), _key(client, ops_headers)
+    assert client.delete(f"/admin/orgs/{acme}/teams/{qa}", headers=admin_headers).status_code == 200
+    assert [k["teamId"] for k in client.get("/api/keys", headers=qa_headers).json["data"]] == [None]
+    # A team removed behind the key's back (as if deleted between reading the key and its use).
+    with app.app_context():
+        get_db()["teams"].delete_one({"_id": ObjectId(ops)})
+    for key in (deleted, raced):
+        assert client.post("/api/test-generation", json=BODY, headers=_with(key["secret"])).status_code == 200
+    with app.app_context():
+        records = list(get_db()[USAGE].find({}, {"teamId": 1, "apiKeyId": 1}))
+    assert sorted((str(r["apiKeyId"]), r["teamId"]) for r in records) == sorted(
+        [(deleted["id"], None), (raced["id"], None)])
 
 
 def test_a_key_stops_working_when_its_owner_leaves_the_organization(app, client, admin_headers):

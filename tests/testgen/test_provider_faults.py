@@ -4,7 +4,7 @@ import httpx2
 import pytest
 
 from backend.db import USAGE, get_db
-from tests.helpers import bearer, cases_json, chat_completion, create_user, openai_stream
+from tests.helpers import bearer, cases_json, chat_completion, create_user, openai_stream, sse
 
 TEXT = cases_json(1)
 
@@ -125,3 +125,68 @@ def test_a_stream_that_breaks_after_its_first_chunk_but_before_text_is_recorded(
     assert response.status_code == 503 and response.json["success"] is False
     [record] = ledger(app)
     assert (record["outcome"], record["httpStatus"], record["estimated"]) == ("provider_error", 503, True)
+
+
+# gpt-4o-mini: $0.15 per million input tokens, $0.60 per million output tokens (OpenAI's price list).
+COST_1000_300 = 1000 * 0.15 / 1e6 + 300 * 0.60 / 1e6
+
+
+@pytest.mark.parametrize("model", [123, {"name": "gpt-4o-mini"}, None, ["gpt-4o-mini"]])
+def test_a_reply_whose_model_is_no_name_is_recorded_under_the_model_asked_for(make_app, model):
+    # The SDK passes the server's JSON through unchecked, so this reaches pricing as it came.
+    body = chat_completion(TEXT, 1000, 300)
+    body["model"] = model
+    app, client, headers = build(make_app, lambda request: httpx2.Response(200, json=body))
+    assert generate(client, headers).status_code == 200
+    [record] = ledger(app)
+    assert (record["modelName"], record["responseModel"], record["promptTokens"], record["completionTokens"],
+            record["estimated"], record["outcome"]) == ("gpt-4o-mini", "gpt-4o-mini", 1000, 300, False, "ok")
+    assert record["cost"] == pytest.approx(COST_1000_300, abs=1e-12)
+
+
+@pytest.mark.parametrize("content", [123, ["a"], {"testCases": []}, True])
+def test_a_reply_whose_content_is_no_text_is_a_502_recorded_with_its_usage(make_app, content):
+    body = chat_completion(TEXT, 1000, 300)
+    body["choices"][0]["message"]["content"] = content
+    app, client, headers = build(make_app, lambda request: httpx2.Response(200, json=body))
+    response = generate(client, headers)
+    assert response.status_code == 502 and response.json["success"] is False
+    assert [(r["promptTokens"], r["completionTokens"], r["outcome"], r["httpStatus"], r["estimated"])
+            for r in ledger(app)] == [(1000, 300, "unreadable", 502, False)]
+
+
+def test_a_stream_with_deltas_that_are_no_text_is_read_without_them_and_recorded(make_app):
+    base = {"id": "chatcmpl-AbC123", "object": "chat.completion.chunk", "created": 1732200000,
+            "model": 42, "system_fingerprint": "fp_0ba0d124f1", "usage": None}
+    events = [(None, {**base, "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]})
+              for content in (7, ["x"], TEXT, {"y": 1})]
+    events += [(None, {**base, "choices": [], "usage": chat_completion("", 1000, 300)["usage"]}), (None, "[DONE]")]
+    app, client, headers = build(make_app, lambda request: httpx2.Response(
+        200, headers={"content-type": "text/event-stream"}, content=sse(events).chunks()))
+    response = generate(client, headers, stream=True)
+    assert response.status_code == 200
+    assert "event: done" in response.get_data(as_text=True)
+    assert [(r["promptTokens"], r["completionTokens"], r["outcome"], r["responseModel"], r["estimated"])
+            for r in ledger(app)] == [(1000, 300, "ok", "gpt-4o-mini", False)]
+
+
+def test_an_answer_that_cannot_be_priced_or_read_is_still_recorded_once_as_an_estimate(make_app, monkeypatch):
+    # Fault injection: the first pricing of the answer fails however it fails; the call ran all the same.
+    from backend.llm import calls
+    real, failures = calls.price_call, []
+
+    def fails_once(*args, **kwargs):
+        if not failures:
+            failures.append(1)
+            raise RuntimeError("injected")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(calls, "price_call", fails_once)
+    body = chat_completion(TEXT, 1000, 300)
+    app, client, headers = build(make_app, lambda request: httpx2.Response(200, json=body))
+    response = generate(client, headers)
+    assert response.status_code == 502 and failures == [1]
+    [record] = ledger(app)
+    assert (record["outcome"], record["httpStatus"], record["estimated"], record["usageReported"]) == (
+        "unreadable", 502, True, False)
+    assert record["promptTokens"] > 0 and record["cost"] > 0

@@ -70,8 +70,11 @@ def test_estimate_tokens_takes_the_generation_body_and_validates_its_tags_the_sa
     same_body = _post(client, user_headers, "/api/estimate-tokens", stream=True, includeTokenUsage=False,
                       tags=["ci"], metadata={"pipeline": "nightly"})
     assert same_body.status_code == 200 and same_body.json["data"] == plain.json["data"]
-    bad = _post(client, user_headers, "/api/estimate-tokens", tags=["has space"])
-    assert bad.status_code == 422 and "tags" in bad.json["errors"]
+    bad = _post(client, user_headers, "/api/estimate-tokens", tags=["ci", "has space"])
+    assert bad.status_code == 422 and bad.json["errors"] == {"tags": {"1": ["1-64 characters of A-Z a-z 0-9 _ . : -"]}}
+    assert bad.json["message"] == "Invalid request: tags.1: 1-64 characters of A-Z a-z 0-9 _ . : -"
+    long_value = _post(client, user_headers, "/api/estimate-tokens", metadata={"k": "v" * 201})
+    assert long_value.json["message"] == "Invalid request: metadata.k.value: Longer than maximum length 200."
 
 
 def test_ten_tags_and_twenty_keys_are_accepted(app, client, user_headers):
@@ -108,13 +111,17 @@ def test_tag_breakdowns_and_filters_equal_the_ledger(app, client, admin_headers,
             totals["totalTokens"] += record["totalTokens"]
             totals["totalRequests"] += 1
             totals["totalCost"] += record["cost"]
+    all_tokens = sum(record["totalTokens"] for record in records)  # untagged calls included
     for totals in expected.values():
         totals["totalCost"] = round(totals["totalCost"], 10)
+        totals["share"] = round(totals["totalTokens"] / all_tokens, 6)
 
     for source in ("rollup", "raw"):
         rows = client.get(f"/admin/openai/breakdown?by=tag&source={source}", headers=admin_headers).json["data"]
-        assert {row["key"]: {k: row[k] for k in ("totalTokens", "totalRequests", "totalCost")} for row in rows} == \
-            expected
+        assert {row["key"]: {k: row[k] for k in ("totalTokens", "totalRequests", "totalCost", "share")}
+                for row in rows} == expected
+    for totals in expected.values():
+        del totals["share"]
     for tag, totals in expected.items():
         for source in ("rollup", "raw"):
             dashboard = client.get(f"/admin/openai/dashboard?tag={tag}&source={source}", headers=admin_headers)
