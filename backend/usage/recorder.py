@@ -136,9 +136,10 @@ def write_records(db, records, metrics=None):
         # A replay of records an earlier write put in the ledger: that write may have stopped before
         # their rollups and counters (the two are not one transaction).
         kept = {r["callId"] for r in inserted}
+        skipped = [d["callId"] for d in documents if d["callId"] not in kept]
         log.warning("Skipped %d record(s) already in the ledger (callIds %s); if the write that stored them "
                     "stopped midway, scripts/rebuild_rollups.py --check shows what their rollups miss",
-                    len(documents) - len(inserted), ", ".join(d["callId"] for d in documents if d["callId"] not in kept))
+                    len(skipped), ", ".join(skipped))
     settled = [{**r, BUDGET_TICKET: tickets[r["callId"]]} for r in inserted if r["callId"] in tickets]
     try:
         apply_settlements(db, settled, utc_now())
