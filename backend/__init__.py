@@ -2,11 +2,12 @@
 import logging
 
 from flask import Flask
+from flask_smorest import Api
 from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
-from backend.extensions import api, cors, jwt, limiter, mongo
+from backend.extensions import cors, jwt, limiter, mongo
 
 log = logging.getLogger("backend")
 
@@ -39,8 +40,8 @@ def create_app(config=None):
         hops = app.config["TRUSTED_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    _init_extensions(app)
-    _register_blueprints(app)
+    api = _init_extensions(app)
+    _register_blueprints(app, api)
 
     from backend import background, cli, input_guard
     from backend.audit import hook as audit
@@ -112,6 +113,8 @@ def _init_extensions(app):
     mongo.init_app(app)
     jwt.init_app(app)
     limiter.init_app(app)
+    # One Api per app (it keeps the app it registers blueprints on), so apps can be built at once.
+    api = Api()
     # The documented error schema is the envelope the app really answers with.
     api.ERROR_SCHEMA = ErrorEnvelopeSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
@@ -122,9 +125,10 @@ def _init_extensions(app):
     if app.config["CORS_ORIGINS"]:
         cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
     install_offline_encodings(app.config["TIKTOKEN_CACHE_DIR"])
+    return api
 
 
-def _register_blueprints(app):
+def _register_blueprints(app, api):
     from backend.admin.routes import blp as admin_blp
     from backend.admin_ui import bp as admin_page
     from backend.audit.routes import blp as audit_blp

@@ -1,3 +1,4 @@
+import threading
 from pathlib import Path
 
 from backend.db import get_db, is_embedded
@@ -155,3 +156,25 @@ def test_cors_allows_only_configured_origins(make_app):
     other = client.get("/health", headers={"Origin": "http://evil.test"})
     assert allowed.headers["Access-Control-Allow-Origin"] == "http://app.test"
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_apps_built_at_once_each_serve_every_route(make_app):
+    # Each app documents and serves its own routes: nothing of one app's set-up lands on the other.
+    apps, errors = [], []
+
+    def build():
+        try:
+            apps.append(make_app())
+        except Exception as exc:  # noqa: BLE001  reported below
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=build) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and len(apps) == 3
+    for app in apps:
+        client = app.test_client()
+        assert client.get("/health").status_code == 200
+        assert "/api/test-generation" in client.get("/docs/openapi.json").json["paths"]

@@ -47,7 +47,9 @@ class AnthropicProvider(Provider):
         started = time.perf_counter()
         try:
             message = self.client.messages.create(**self._request(messages, model, max_output_tokens))
-            text = "".join(block.text for block in message.content if block.type == "text")
+            texts = [block.text for block in message.content if block.type == "text"]
+            # A text that is no string leaves the reply unreadable (finish_call), its usage kept.
+            text = "".join(texts) if all(isinstance(part, str) for part in texts) else texts
             usage, response_model = usage_from_anthropic(message.usage), message.model
         except Exception as exc:
             raise self._translate(exc) from exc
@@ -74,11 +76,14 @@ class AnthropicProvider(Provider):
                         stream.response_model = event.message.model or stream.response_model
                         started_usage = event.message.usage
                         stream.usage = usage_from_anthropic(started_usage)
+                        # Its output count is a placeholder until message_delta gives the final one.
+                        stream.usage_final = False
                     elif event.type == "content_block_delta" and event.delta.type == "text_delta":
                         yield event.delta.text
                     elif event.type == "message_delta" and event.usage is not None:
                         # message_delta carries the cumulative output count (and may restate input).
                         stream.usage = usage_from_anthropic(started_usage, event.usage)
+                        stream.usage_final = True
             except Exception as exc:
                 raise self._translate(exc) from exc
 
@@ -107,18 +112,20 @@ def usage_from_anthropic(usage, delta=None):
     if usage is None and delta is None:
         return NO_USAGE
 
-    def count(name):
+    def count(name, missing):
         for source in (delta, usage):
             value = getattr(source, name, None) if source is not None else None
             if value is not None:
                 return value
-        return 0
+        return missing
 
-    parts = [count(name) for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")]
+    # Input and output counts are always sent: without one there is no usage (an estimate); the
+    # cache counts are left out when there was no caching.
+    parts = [count("input_tokens", None), count("cache_read_input_tokens", 0), count("cache_creation_input_tokens", 0)]
     if not all(isinstance(part, int) and not isinstance(part, bool) and part >= 0 for part in parts):
         return reported_usage(None, None)
     uncached, cache_read, cache_write = parts
-    return reported_usage(uncached + cache_read + cache_write, count("output_tokens"),
+    return reported_usage(uncached + cache_read + cache_write, count("output_tokens", None),
                           cached_input_tokens=cache_read, cache_write_tokens=cache_write)
 
 

@@ -116,14 +116,16 @@ class ProviderStream:
     `produce(stream)` is the provider's generator; it yields text and keeps
     `stream.usage` and `stream.response_model` up to date as the provider reports
     them, so a stream that breaks or is abandoned still knows what was reported.
-    `finished` becomes true when the provider ended the stream itself; only then is
-    the reported usage final.
+    `finished` becomes true when the provider ended the stream itself; only then, and
+    when `usage_final` (the provider's last usage report was its final one), is the
+    reported usage final.
     """
 
     def __init__(self, model, produce, close=None):
         self.model = model
         self.response_model = model
         self.usage = None
+        self.usage_final = True
         # started: the provider sent something, so the call ran; finished: it ended the stream itself.
         self.started = False
         self.finished = False

@@ -1,4 +1,5 @@
 """Gemini through the official google-genai SDK (the successor of google-generativeai)."""
+import itertools
 import time
 
 import httpx2
@@ -63,15 +64,20 @@ class GeminiProvider(Provider):
     def stream(self, messages, model, max_output_tokens):
         try:
             chunks = self.client.models.generate_content_stream(**self._request(messages, model, max_output_tokens))
+            # The SDK sends the request when its first chunk is asked for: ask here, so that a
+            # refusal (a rate limit, an overloaded server) is retried like a plain call's.
+            first = next(chunks, None)
         except Exception as exc:
             raise self._translate(exc) from exc
 
         def produce(stream):
             try:
-                for chunk in chunks:
+                for chunk in itertools.chain([first] if first is not None else [], chunks):
                     stream.started = True
                     stream.response_model = chunk.model_version or stream.response_model
-                    # Every chunk carries the usage so far; the last one is final.
+                    # Every chunk carries the usage so far and the last one is final: usage is
+                    # final only when the last chunk carried it.
+                    stream.usage_final = chunk.usage_metadata is not None
                     if chunk.usage_metadata is not None:
                         stream.usage = usage_from_gemini(chunk.usage_metadata)
                     text = _text_of(chunk)
@@ -92,7 +98,8 @@ class GeminiProvider(Provider):
             if exc.code == 429:
                 return failure(ProviderUnavailable("Gemini rate limit or quota reached; try again later"),
                                retryable=True)
-            return failure(ProviderError(f"Gemini returned HTTP {exc.code}: {(exc.message or exc.status or '')[:300]}"),
+            detail = str(exc.message or exc.status or "")[:300]
+            return failure(ProviderError(f"Gemini returned HTTP {exc.code}: {detail}"),
                            retryable=isinstance(exc.code, int) and exc.code >= 500)
         return failure(UnreadableReply(f"Gemini's reply could not be read: {str(exc)[:200]}"), maybe_billed=True)
 

@@ -217,7 +217,7 @@ class _StreamCall:
             if self._call is None:
                 stream = self.stream
                 self._call = _answered_call(self.plan, self.config, self.call_id, self.at, text=stream.text,
-                                            reported=stream.usage, finished=stream.finished,
+                                            reported=stream.usage, finished=stream.finished and stream.usage_final,
                                             response_model=stream.response_model, latency_ms=stream.latency_ms)
             return self._call
 
