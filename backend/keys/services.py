@@ -31,7 +31,8 @@ def create_key(db, user, name, team_id, expires_at, now, keep_team):
     their own team (a key outside it would take their calls out of the team's budget); an
     organization (or platform) admin any team of the organization, or none."""
     if expires_at is not None and expires_at <= now:
-        raise UnprocessableEntity("expiresAt must be in the future", errors={"expiresAt": ["Must be in the future."]})
+        raise UnprocessableEntity("Invalid request: expiresAt: Must be in the future.",
+                                  errors={"expiresAt": ["Must be in the future."]})
     org_id = org_of(user)
     if keep_team:
         team_id = user.get("teamId")

@@ -25,7 +25,7 @@ def _answer(include_usage):
         data = {"testCases": test_cases, "references": services.reference_summary(plan)}
         if include_usage:
             data["usage"] = services.usage_summary(calls)
-        return data, f"Generated {len(test_cases)} test cases"
+        return data, f"Generated {len(test_cases)} test case{'' if len(test_cases) == 1 else 's'}"
 
     return finish
 

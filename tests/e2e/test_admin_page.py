@@ -4,13 +4,14 @@ seeded records and compared with both the dashboard API and what the page shows.
 app (`org_site`) has two organizations: an organization admin sees only theirs, a platform
 admin chooses one.
 
-Screenshots of the main views at 1280px and 390px go to docs/screenshots/.
+Screenshots of the main views at 1280px and 390px go to docs/screenshots/ (with UPDATE_SCREENSHOTS=1).
 """
 import csv
 import math
 import os
 import random
 import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -33,7 +34,10 @@ from tests.reconciliation.fakes import UsageReportServer, openai_page, openai_re
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed only when asked (UPDATE_SCREENSHOTS=1), so a test run
+# leaves the working tree as it found it; otherwise they are taken all the same, into a temp dir.
+SCREENSHOTS = (Path(__file__).resolve().parents[2] / "docs" / "screenshots" if os.environ.get("UPDATE_SCREENSHOTS")
+               else Path(tempfile.gettempdir()) / "tokenledger-screenshots")
 CHROMIUM_ARGS = ["--headless=new", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PREFIX = "e2e-"

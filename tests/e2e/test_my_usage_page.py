@@ -3,7 +3,7 @@ admin page's browser, server and tab helpers). Two users make calls through the 
 demo provider; the figures the page must show are summed here from those calls' responses, and
 nothing of the other user may reach the page.
 
-Screenshots at 1280px and 390px go to docs/screenshots/my-usage-<width>.png.
+Screenshots at 1280px and 390px go to docs/screenshots/my-usage-<width>.png (with UPDATE_SCREENSHOTS=1).
 """
 import math
 

@@ -112,3 +112,9 @@ def test_provider_outages_are_gateway_errors_without_internals(openai_app, fake_
         assert response.json["success"] is False
         assert "Traceback" not in response.get_data(as_text=True)
         assert "sk-test" not in response.get_data(as_text=True)
+
+
+def test_one_case_is_one_test_case(client, user_headers):
+    response = client.post("/api/test-generation", json={"prompt": "Password reset", "count": 1},
+                           headers=user_headers)
+    assert response.json["message"] == "Generated 1 test case" and len(response.json["data"]["testCases"]) == 1

@@ -120,6 +120,11 @@ def test_tag_breakdowns_and_filters_equal_the_ledger(app, client, admin_headers,
         rows = client.get(f"/admin/openai/breakdown?by=tag&source={source}", headers=admin_headers).json["data"]
         assert {row["key"]: {k: row[k] for k in ("totalTokens", "totalRequests", "totalCost", "share")}
                 for row in rows} == expected
+        for tag, totals in expected.items():
+            # Narrowed to one tag, by=tag answers that tag's row only.
+            rows = client.get(f"/admin/openai/breakdown?by=tag&tag={tag}&source={source}",
+                              headers=admin_headers).json["data"]
+            assert [(row["key"], row["totalTokens"]) for row in rows] == [(tag, totals["totalTokens"])]
     for totals in expected.values():
         del totals["share"]
     for tag, totals in expected.items():
