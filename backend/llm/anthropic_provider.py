@@ -83,7 +83,7 @@ class AnthropicProvider(Provider):
                     elif event.type == "message_delta" and event.usage is not None:
                         # message_delta carries the cumulative output count (and may restate input).
                         stream.usage = usage_from_anthropic(started_usage, event.usage)
-                        stream.usage_final = True
+                        stream.usage_final = getattr(event.usage, "output_tokens", None) is not None
             except Exception as exc:
                 raise self._translate(exc) from exc
 

@@ -61,10 +61,15 @@ def test_anthropic_text_that_is_no_string_is_a_502_recorded_with_its_usage(multi
         (1000, 300, "unreadable", False)]
 
 
-def test_an_anthropic_stream_without_its_final_usage_is_an_estimate_not_the_placeholder(multi_app, fakes):
+@pytest.mark.parametrize("final", ["left out", "without its count"])
+def test_an_anthropic_stream_without_its_final_usage_is_an_estimate_not_the_placeholder(multi_app, fakes, final):
     # message_start says output 1 (a placeholder); the message_delta with the real count never comes.
     events = anthropic_stream(TEXT, 1000, 300, pieces=3)
-    events.parts = [part for part in events.parts if not part.startswith("event: message_delta")]
+    if final == "left out":
+        events.parts = [part for part in events.parts if not part.startswith("event: message_delta")]
+    else:
+        events.parts = [part.replace('"usage": {"output_tokens": 300}', '"usage": {}') for part in events.parts]
+        assert any('"usage": {}' in part for part in events.parts)
     fakes["anthropic"].reply(events)
     response = generate(multi_app, "anthropic", stream=True)
     assert [name for name, _ in read_events(response)][-1] == "done"
