@@ -138,7 +138,7 @@ def timeseries(query):
 def usage_logs(query):
     """Usage logs (seed 002): filtered ledger records, newest first, with statistics per operation."""
     data = services.usage_logs(get_db(), _filters(query), query["limit"], query["offset"],
-                               query.get("start_date"), query.get("end_date"))
+                               query.get("start_date"), query.get("end_date"), query["source"])
     return ok(data, "Usage logs retrieved successfully")
 
 

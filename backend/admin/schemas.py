@@ -77,6 +77,9 @@ class LedgerFilterSchema(DateRangeSchema, MembershipFilterSchema):
 class UsageQuerySchema(LedgerFilterSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
     offset = offset_field()
+    source = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup", metadata={
+        "description": "where the per-operation stats come from: rollup (default) or raw (the ledger); the records "
+                       "are always the ledger's"})
 
 
 class ExportQuerySchema(LedgerFilterSchema):

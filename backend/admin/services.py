@@ -214,10 +214,10 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     }
 
 
-def usage_logs(db, filters, limit, offset, start=None, end=None):
+def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup"):
     """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
     records, total = repository.ledger_page(db, filters, offset, limit, start, end)
-    rows = sorted(_grouped(db, "rollup", ("operation",), start, end, filters), key=lambda row: row["_id"]["operation"])
+    rows = sorted(_grouped(db, source, ("operation",), start, end, filters), key=lambda row: row["_id"]["operation"])
     stats = [
         {
             "operation": row["_id"]["operation"],

@@ -161,8 +161,7 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
                     assert_same({k: v for k, v in point.items() if k != "period"},
                                 totals([r for r in members if period(r["date"], bucket) == point["period"]]))
 
-    usage = client.get("/admin/openai/usage", query_string={"startDate": start, "endDate": end},
-                       headers=headers).json["data"]
+    usage = get("usage", startDate=start, endDate=end)
     chosen = active(records, start, end)
     assert usage["total"] == len(chosen)
     for stat in usage["stats"]:
