@@ -136,18 +136,17 @@ class ProviderStream:
 
     def read(self):
         """The next text delta, or None once the provider has ended the stream."""
-        if self.finished:
-            return None
-        try:
-            delta = next(self._deltas)
-        except StopIteration:
-            self.finished = True
-            return None
-        if not isinstance(delta, str):
+        while not self.finished:
+            try:
+                delta = next(self._deltas)
+            except StopIteration:
+                self.finished = True
+                return None
             # An SDK passes a server's JSON through unchecked: what is not text is not part of the reply.
-            delta = ""
-        self._parts.append(delta)
-        return delta
+            if isinstance(delta, str):
+                self._parts.append(delta)
+                return delta
+        return None
 
     def __iter__(self):
         while (delta := self.read()) is not None:

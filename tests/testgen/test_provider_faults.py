@@ -166,6 +166,7 @@ def test_a_stream_with_deltas_that_are_no_text_is_read_without_them_and_recorded
     response = generate(client, headers, stream=True)
     assert response.status_code == 200
     assert "event: done" in response.get_data(as_text=True)
+    assert '"text":""' not in response.get_data(as_text=True)  # nothing is sent for what is not text
     assert [(r["promptTokens"], r["completionTokens"], r["outcome"], r["responseModel"], r["estimated"])
             for r in ledger(app)] == [(1000, 300, "ok", "gpt-4o-mini", False)]
 
