@@ -8,6 +8,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
 from backend.extensions import cors, jwt, limiter, mongo
+from backend.runtime import Runtime, runtime
 
 log = logging.getLogger("backend")
 
@@ -40,21 +41,21 @@ def create_app(config=None):
         hops = app.config["TRUSTED_PROXY_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    api = _init_extensions(app)
+    state = Runtime.install(app)
+    api = _init_extensions(app, state)
     _register_blueprints(app, api)
+    _connect_packages(state)
 
     from backend import background, cli, input_guard
     from backend.audit import hook as audit
     from backend.errors import register_error_handlers
-    from backend.usage import capture
+    from backend.usage import tracking
 
     register_error_handlers(app)
     input_guard.init_app(app)
-    capture.init_app(app)
+    tracking.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
-    # Until this process has seen every migration done, recorded calls stay in the spool (see writer.py).
-    app.extensions["migrations_done"] = False
     start_up_database(app)
     if app.config["BACKGROUND_TASKS"]:
         background.start(app)
@@ -103,7 +104,9 @@ def _escape_control_characters_in_log_messages():
     logging.setLogRecordFactory(factory)
 
 
-def _init_extensions(app):
+def _init_extensions(app, state):
+    from backend.clock import now
+    from backend.db import get_db
     from backend.llm.tokenizer import install_offline_encodings
     from backend.metrics import Metrics
     from backend.system.openapi import ErrorEnvelopeSchema, ErrorStatusesPlugin
@@ -118,9 +121,12 @@ def _init_extensions(app):
     # The documented error schema is the envelope the app really answers with.
     api.ERROR_SCHEMA = ErrorEnvelopeSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
-    app.extensions["metrics"] = Metrics()
-    app.extensions["spool"] = Spool(app.config["SPOOL_PATH"])
-    app.extensions["ledger_writer"] = LedgerWriter(app)
+    state.metrics = Metrics()
+    state.spool = Spool(app.config["SPOOL_PATH"])
+    state.writer = LedgerWriter(get_db(app), state.spool, state.metrics,
+                                asynchronous=app.config["LEDGER_WRITES"] == "async",
+                                interval_seconds=app.config["LEDGER_WRITE_INTERVAL_MS"] / 1000,
+                                ready=lambda: state.migrations_done, clock=lambda: now(app))
     api.spec.components.security_scheme("bearerAuth", {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"})
     if app.config["CORS_ORIGINS"]:
         cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID"])
@@ -151,6 +157,20 @@ def _register_blueprints(app, api):
     app.register_blueprint(admin_page)
 
 
+def _connect_packages(state):
+    """Where one package answers another's events, so that neither imports the other: budgets
+    settle the records the ledger writer wrote; API keys and budgets let go of a deleted team;
+    API keys authenticate for the guards."""
+    from backend.budgets import services as budgets
+    from backend.keys import services as keys
+    from backend.orgs.services import team_deleted
+
+    state.writer.on_written(budgets.settle_written)
+    state.key_authenticator = keys.authenticate
+    team_deleted.connect(keys.on_team_deleted)
+    team_deleted.connect(budgets.on_team_deleted)
+
+
 # How long a starting worker waits for another one's migration before serving (and retrying in the background).
 START_UP_MIGRATION_WAIT_SECONDS = 20
 
@@ -159,21 +179,22 @@ def start_up_database(app):
     """Migrations, indexes and the bootstrap admin; a database that is down is logged, not
     fatal, and the background thread runs them again until they are done."""
     from backend.auth.services import ensure_admin
-    from backend.clock import utc_now
+    from backend.clock import now
     from backend.db import atomic, get_db
     from backend.indexes import ensure_indexes
     from backend.usage.migrations import MigrationPending, migrate
 
-    db = get_db(app)
+    db, state = get_db(app), runtime(app)
     try:
         # The embedded store is not safe for concurrent bulk updates: apps sharing it migrate in turn.
         with atomic(db):
-            migrate(db, utc_now(), wait_seconds=START_UP_MIGRATION_WAIT_SECONDS)
-        app.extensions["migrations_done"] = True
+            at = now(app)
+            migrate(db, at, wait_seconds=START_UP_MIGRATION_WAIT_SECONDS)
+        state.migrations_done = True
         if app.config["AUTO_CREATE_INDEXES"]:
             ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
         if app.config["ADMIN_EMAIL"]:
-            user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"])
+            user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"], now=at)
             if outcome == "created":
                 log.warning("Bootstrap admin %s: created", user["email"])
             elif outcome == "not-admin":
@@ -181,14 +202,14 @@ def start_up_database(app):
                             "left as it is (promote it explicitly with scripts/create_admin.py)", user["email"])
     except MigrationPending as exc:
         log.warning("Start-up database tasks wait for another worker (retried in the background): %s", exc)
-        app.extensions["start_up_pending"] = True
+        state.start_up_pending = True
         return
     except ConnectionFailure as exc:
         log.error("Start-up database tasks skipped, database unreachable (retried in the background): %s", exc)
-        app.extensions["start_up_pending"] = True
+        state.start_up_pending = True
         return
     except PyMongoError as exc:
         log.error("Start-up database tasks failed (retried in the background): %s", exc)
-        app.extensions["start_up_pending"] = True
+        state.start_up_pending = True
         return
-    app.extensions["start_up_pending"] = False
+    state.start_up_pending = False

@@ -13,9 +13,8 @@ from pymongo.errors import PyMongoError
 from backend import clock
 from backend.alerts.services import dispatch_due
 from backend.db import get_db
-from backend.metrics import metrics
 from backend.reconciliation.services import reconcile_due
-from backend.usage.recorder import replay_spool
+from backend.runtime import runtime
 
 log = logging.getLogger(__name__)
 # Whether a day is due for reconciliation changes once a day; asking the store every pass is waste.
@@ -27,22 +26,24 @@ def run_once(app):
     at start-up or another worker was migrating, replay the spool when the database answers and
     the migrations are done, reconcile the settled day when due,
     then send due alerts (a reconciliation alert goes out in the same pass)."""
-    if app.extensions.get("start_up_pending"):
+    state = runtime(app)
+    if state.start_up_pending:
         from backend import (
             start_up_database,  # the app factory's module imports this one
         )
 
         start_up_database(app)
-        if not app.extensions.get("migrations_done", True):
+        if not state.migrations_done:
             return  # spooled records wait for the migrations
     with app.app_context():
         db = get_db()
-        spool = app.extensions["spool"]
         now = clock.now()
         try:
-            if spool.pending():
+            if state.spool.pending():
                 db.command("ping")
-                replay_spool(db, spool, metrics())
+                written, _ = state.writer.replay()
+                if written:
+                    log.info("Replayed %d spooled usage record(s)", written)
             _reconcile_when_due(app, db, now)
             if app.config["ALERT_WEBHOOK_URL"]:
                 dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], now)
@@ -51,10 +52,10 @@ def run_once(app):
 
 
 def _reconcile_when_due(app, db, now):
-    next_check = app.extensions.get("reconcile_next_check")
-    if next_check is not None and now < next_check:
+    state = runtime(app)
+    if state.reconcile_next_check is not None and now < state.reconcile_next_check:
         return
-    app.extensions["reconcile_next_check"] = now + RECONCILE_CHECK_EVERY
+    state.reconcile_next_check = now + RECONCILE_CHECK_EVERY
     reconcile_due(db, app.config, now)
 
 
@@ -70,5 +71,5 @@ def start(app):
 
     thread = threading.Thread(target=loop, name="tokenledger-background", daemon=True)
     thread.start()
-    app.extensions["background"] = stop
+    runtime(app).background = stop
     return stop

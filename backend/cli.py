@@ -15,14 +15,13 @@ from pymongo.errors import ConfigurationError as MongoConfigurationError
 from pymongo.errors import ConnectionFailure
 
 from backend.auth.services import create_or_promote_admin
-from backend.clock import utc_now
+from backend.clock import now
 from backend.db import get_db, store_is_embedded
 from backend.indexes import ensure_indexes
-from backend.metrics import metrics
+from backend.runtime import runtime
 from backend.reconciliation.commands import reconcile_command
 from backend.usage import rollups
 from backend.usage.migrations import MigrationPending, migrate, migration_report
-from backend.usage.recorder import replay_spool
 from backend.usage.services import apply_retention
 
 MAX_PROBLEMS_SHOWN = 50
@@ -93,7 +92,7 @@ def migrate_command():
     """Apply the data migrations not applied yet (start-up does too) and list when each was applied."""
     require_real_database("migrate")
     try:
-        migrate(get_db(), utc_now())
+        migrate(get_db(), now())
     except MigrationPending as exc:
         raise click.ClickException(f"{exc}; run it again once that worker is done") from exc
     for name, applied_at, changed in migration_report(get_db()):
@@ -110,7 +109,7 @@ def create_admin_command(email, password):
     if len(password) < 8:
         raise click.BadParameter("must be at least 8 characters", param_hint="--password")
     require_real_database("create an admin in")
-    user, outcome = create_or_promote_admin(get_db(), email, password)
+    user, outcome = create_or_promote_admin(get_db(), email, password, now=now())
     click.echo(f"{outcome}: {user['email']} (id {user['_id']}, role {user['role']})")
 
 
@@ -138,7 +137,7 @@ def rebuild_rollups_command(start, end, check):
         raise click.BadParameter("--from must be on or before --to", param_hint="--from")
     if not check:
         require_real_database("rebuild the rollups of")
-    horizon = ttl_horizon(current_app.config["LEDGER_TTL_DAYS"], utc_now().date())
+    horizon = ttl_horizon(current_app.config["LEDGER_TTL_DAYS"], now().date())
     if horizon and (start is None or start < horizon):
         # The TTL removed raw records before the horizon; their totals live on only in the rollups.
         click.echo(f"LEDGER_TTL_DAYS is set: months before {horizon} may have expired records, "
@@ -177,7 +176,7 @@ def apply_retention_command(days, mode, dry_run):
     """Deactivate or delete ledger records older than N days; the rollups follow. Idempotent."""
     if not dry_run:
         require_real_database(f"{mode} records in")
-    result = apply_retention(get_db(), days, mode, dry_run, utc_now().date())
+    result = apply_retention(get_db(), days, mode, dry_run, now().date())
     verb = "would change" if dry_run else "changed"
     click.echo(f"{mode} records dated before {result['cutoff']}: {result['matched']} matched, "
                f"{result['changed'] if not dry_run else result['matched']} {verb}")
@@ -189,12 +188,12 @@ def apply_retention_command(days, mode, dry_run):
 def replay_spool_command():
     """Write spooled usage records to the ledger (each exactly once); exit 1 while records remain."""
     require_real_database("replay the spool into")
-    spool = current_app.extensions["spool"]
-    if not current_app.extensions.get("migrations_done", True):
+    state = runtime()
+    if not state.migrations_done:
         raise click.ClickException("A data migration is being applied by another worker; the records stay spooled. "
                                    "Run this again once it is done.")
-    replayed, left = replay_spool(get_db(), spool, metrics())
-    click.echo(f"replayed {replayed} record(s) from {spool.path}; {left} still spooled")
+    replayed, left = state.writer.replay()
+    click.echo(f"replayed {replayed} record(s) from {state.spool.path}; {left} still spooled")
     if left:
         raise SystemExit(EXIT_DIFFERENCES)
 

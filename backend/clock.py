@@ -10,8 +10,11 @@ def utc_now():
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
-def now():
-    """The app's clock: `CLOCK` in the app config (a callable returning an aware UTC datetime;
-    tests set one), else utc_now. Rules take `now` as an argument; views and hooks call this."""
-    clock = current_app.config.get("CLOCK") if has_app_context() else None
+def now(app=None):
+    """The app's clock (`app`, else the current one): `CLOCK` in the app config (a callable
+    returning an aware UTC datetime; tests set one), else utc_now. Rules take `now` as an
+    argument; views, hooks and threads call this."""
+    if app is None and has_app_context():
+        app = current_app
+    clock = app.config.get("CLOCK") if app is not None else None
     return (clock or utc_now)()

@@ -4,6 +4,7 @@ import threading
 
 import mongomock
 import pymongo
+from bson import ObjectId
 from flask import current_app
 
 USERS = "users"
@@ -26,6 +27,9 @@ RECONCILIATIONS = "reconciliations"
 ORGANIZATIONS = "organizations"
 TEAMS = "teams"
 API_KEYS = "api_keys"
+
+# The default organization's fixed id, so that every worker starting at once creates the same document.
+DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
 
 _clients = {}
 _clients_lock = threading.Lock()

@@ -1,6 +1,7 @@
 """Prometheus metrics, one registry per app (per process: see README for several workers)."""
-from flask import current_app
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from backend.runtime import runtime
 
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
 TOKEN_KINDS = (("input", "promptTokens"), ("cached_input", "cachedInputTokens"),
@@ -42,4 +43,4 @@ class Metrics:
 
 
 def metrics():
-    return current_app.extensions["metrics"]
+    return runtime().metrics

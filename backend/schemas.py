@@ -22,6 +22,10 @@ def offset_field():
     return fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), load_default=0)
 
 
+# A tag on a generation request and its ledger record (tag filters take the same).
+TAG = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
 class Pattern(validate.Regexp):
     """validate.Regexp over the whole value: its `$` would also accept one trailing newline. The
     pattern, as written, is what the OpenAPI document shows."""
@@ -45,6 +49,14 @@ class ObjectIdString(fields.Field):
             raise ValidationError("Must be a 24-character hexadecimal id.") from None
 
 
+def format_utc(value):
+    """ISO 8601 in UTC with a Z suffix and milliseconds; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
 class UTCDateTime(fields.AwareDateTime):
     """ISO 8601 in UTC with a Z suffix and millisecond precision (what MongoDB keeps); read with any
     time zone, and as UTC when it has none."""
@@ -53,12 +65,7 @@ class UTCDateTime(fields.AwareDateTime):
         super().__init__(default_timezone=timezone.utc, **kwargs)
 
     def _serialize(self, value, attr, obj, **kwargs):
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+        return None if value is None else format_utc(value)
 
 
 class DateRangeSchema(Schema):

@@ -148,8 +148,8 @@ def prepare(count, args, today):
         started = time.perf_counter()
         rollups.rebuild(db)
         rebuild_seconds = time.perf_counter() - started
-        ensure_admin(db, PLATFORM_ADMIN, PASSWORD)
-        org_admin = register_user(db, ORG_ADMIN, PASSWORD, "Bench org admin")
+        ensure_admin(db, PLATFORM_ADMIN, PASSWORD, now=utc_now())
+        org_admin = register_user(db, ORG_ADMIN, PASSWORD, "Bench org admin", now=utc_now())
         orgs.set_membership(db, org_admin["_id"], memberships[0][0], orgs.ORG_ADMIN, None, org_admin["orgId"])
         counts = {"ledger": db[USAGE].estimated_document_count()}
         counts.update({rollup.name: db[rollup.collection].estimated_document_count() for rollup in rollups.ROLLUPS})

@@ -156,6 +156,7 @@ class Bench:
         import backend
         from backend import create_app
         from backend.auth.services import register_user
+        from backend.clock import utc_now
         from backend.db import get_db
 
         if not backend.__file__.startswith(str(ROOT)):
@@ -192,7 +193,7 @@ class Bench:
         # Workers of one run share the MongoDB database: each has its own user.
         self.email = email or f"bench-{uuid.uuid4().hex[:12]}@bench.test"
         with self.app.app_context():
-            self.user = register_user(self.db, self.email, PASSWORD, name="bench")
+            self.user = register_user(self.db, self.email, PASSWORD, name="bench", now=utc_now())
         self.client = self.app.test_client()
         self.headers = self.login(self.email)
         self.requests = 0
@@ -438,10 +439,11 @@ def worker_commands(args, overrides):
 
     block("no budget")
     from backend.auth.services import register_user
+    from backend.clock import utc_now
 
     admin_email = f"bench-admin-{uuid.uuid4().hex[:12]}@bench.test"
     with bench.app.app_context():
-        register_user(bench.db, admin_email, PASSWORD, name="bench-admin", role="admin")
+        register_user(bench.db, admin_email, PASSWORD, name="bench-admin", role="admin", now=utc_now())
     admin = bench.login(admin_email)
     response = bench.client.put(f"/admin/openai/budgets/{bench.user['_id']}", json=BUDGET, headers=admin)
     if response.status_code != 200:

@@ -270,6 +270,7 @@ def worker(tree, provider, warmup, profile=None):
     import backend
     from backend import create_app
     from backend.auth.services import register_user
+    from backend.clock import utc_now
     from backend.db import USAGE, get_db
 
     assert backend.__file__.startswith(tree), backend.__file__
@@ -288,7 +289,7 @@ def worker(tree, provider, warmup, profile=None):
                       LLM_TRANSPORTS={"openai": httpx2.MockTransport(handler)})
     app = create_app(config)
     with app.app_context():
-        register_user(get_db(), EMAIL, PASSWORD, name="bench")
+        register_user(get_db(), EMAIL, PASSWORD, name="bench", now=utc_now())
     client = app.test_client()
     login = client.post("/auth/login", json={"email": EMAIL, "password": PASSWORD})
     headers = {"Authorization": f"Bearer {login.get_json()['data']['accessToken']}"}

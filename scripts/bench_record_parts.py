@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--batch", type=int, default=BATCH, help=f"records per writer pass (default {BATCH})")
     args = parser.parse_args()
     sys.path.insert(0, str(bench_capture.ROOT))
+    from backend.runtime import runtime
     from backend.usage.writer import LedgerWriter
 
     # The writer's passes run here, on this thread, so that each part is timed alone.
@@ -51,14 +52,14 @@ def main():
     tracked = bench_capture.Bench("openai", "tracked", {})
     untracked = bench_capture.Bench("openai", "untracked", {})
     logging.getLogger("backend.usage").setLevel(logging.INFO)
-    spool, writer = tracked.app.extensions["spool"], tracked.app.extensions["ledger_writer"]
+    spool, writer = runtime(tracked.app).spool, runtime(tracked.app).writer
     tracked.post()
     (record,) = spool._parse(spool._read_lines(spool.path))
-    writer.flush()
+    writer.replay()
 
-    from backend.budgets.services import apply_settlements
+    from backend.budgets.services import settle_written
     from backend.clock import utc_now
-    from backend.usage import recorder, rollups
+    from backend.usage import recorder, rollups, writer as ledger_writer
     from backend.usage import repository as ledger
     from backend.usage.spool import JSON_OPTIONS
 
@@ -75,7 +76,7 @@ def main():
         for bench, name in ((untracked, "request, untracked (whole request)"),
                             (tracked, "request, tracked (whole request, writer pass excluded)")):
             parts[name].append(_cpu(bench.post, REQUESTS_PER_ROUND))
-        writer.flush()
+        writer.replay()
         with tracked.app.app_context():
             db = tracked.db
             records = [_fresh(record) for _ in range(batch)]
@@ -88,16 +89,17 @@ def main():
                 _cpu(lambda: [json_util.loads(line, json_options=JSON_OPTIONS) for line in lines]) / batch)
             documents = [{key: value for key, value in r.items() if key != recorder.BUDGET_TICKET} for r in records]
             parts["writer: validate (BSON encode), per record"].append(
-                _cpu(lambda: [recorder._storable(d) for d in documents]) / batch)
+                _cpu(lambda: [recorder.storable(d) for d in documents]) / batch)
             parts["writer: ledger insert_many, per record"].append(
                 _cpu(lambda: ledger.insert_records(db, documents)) / batch)
             parts["writer: budget settlement, per record"].append(
-                _cpu(lambda: apply_settlements(db, records, utc_now())) / batch)
+                _cpu(lambda: settle_written(db, [(d, r[recorder.BUDGET_TICKET]) for d, r in zip(documents, records)],
+                                          utc_now())) / batch)
             parts["writer: rollup updates, per record"].append(_cpu(lambda: rollups.apply(db, documents)) / batch)
             parts["writer: log line, per record"].append(
-                _cpu(lambda: [recorder.log_tracked(r) for r in records]) / batch)
+                _cpu(lambda: [ledger_writer.log_tracked(r) for r in records]) / batch)
             spool.append([_fresh(record) for _ in range(batch)])
-            parts["writer: whole pass (all of the above), per record"].append(_cpu(writer.flush) / batch)
+            parts["writer: whole pass (all of the above), per record"].append(_cpu(writer.replay) / batch)
 
     medians = {name: statistics.median(values) for name, values in parts.items()}
     print(f"store=embedded (mongomock) rounds={args.rounds} batch={batch} requests per round={REQUESTS_PER_ROUND}; "

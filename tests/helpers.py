@@ -7,9 +7,10 @@ from pathlib import Path
 import httpx2
 from bson import ObjectId
 
+from backend.clock import utc_now
 from backend.auth.services import register_user
+from backend.runtime import runtime
 from backend.db import get_db
-from backend.usage.recorder import record_usage
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -233,7 +234,7 @@ def read_events(response):
 
 def create_user(app, email, role="user", password=PASSWORD):
     with app.app_context():
-        return register_user(get_db(), email, password, name=email.split("@")[0], role=role)
+        return register_user(get_db(), email, password, name=email.split("@")[0], role=role, now=utc_now())
 
 
 def bearer(client, email, password=PASSWORD):
@@ -285,8 +286,7 @@ def usage_record(user, at, prompt=100, completion=50, cost=0.0001, model="gpt-4o
 
 def insert_records(app, records):
     """Write records through the service's own write path: the ledger, then the rollups."""
-    with app.app_context():
-        assert record_usage(get_db(), records)
+    runtime(app).writer.write(records)
 
 
 def utc(*args):

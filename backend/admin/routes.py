@@ -19,7 +19,7 @@ from backend.admin.schemas import (
     UsageRecordSchema,
 )
 from backend.auth.guards import admin_required, current_scope
-from backend.clock import utc_now
+from backend.clock import now
 from backend.db import get_db
 from backend.schemas import envelope, ok, page_of, parse_object_id
 
@@ -125,7 +125,7 @@ def timeseries(query):
     """
     data = services.timeseries(
         get_db(), query["bucket"], query["group_by"], query.get("start_date"), query.get("end_date"),
-        utc_now().date(), _filters(query), query["limit"], query["source"],
+        now().date(), _filters(query), query["limit"], query["source"],
     )
     return ok(data, "Usage time series retrieved successfully")
 

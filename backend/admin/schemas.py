@@ -2,6 +2,7 @@ from marshmallow import Schema, fields, validate
 
 from backend.schemas import (
     MAX_PAGE_SIZE,
+    TAG,
     DateRangeSchema,
     ObjectIdString,
     Pattern,
@@ -9,7 +10,6 @@ from backend.schemas import (
     offset_field,
     page_field,
 )
-from backend.testgen.schemas import TAG
 from backend.usage.recorder import OUTCOMES
 
 SOURCE = fields.String(validate=validate.OneOf(("rollup", "raw")), load_default="rollup",

@@ -7,10 +7,10 @@ import math
 from datetime import date, timedelta
 
 from backend.admin import pipelines, repository, sources
+from backend.auth.caller import Scope, org_of
 from backend.auth.repository import find_by_id
 from backend.errors import NotFound, UnprocessableEntity
 from backend.orgs import services as orgs
-from backend.orgs.services import Scope, org_of
 from backend.pricing.services import COST_DECIMALS
 
 TOTAL_FIELDS = (*pipelines.SUMMED_FIELDS, "totalCost", "totalRequests")

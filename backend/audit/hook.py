@@ -13,13 +13,13 @@ import logging
 import queue
 import threading
 
-from flask import current_app, request
+from flask import request
 from flask_jwt_extended import get_current_user
 
 from backend.audit.repository import insert_entry
-from backend.clock import utc_now
+from backend.clock import now as clock_now
 from backend.db import get_db
-from backend.orgs.services import org_of, scope_of
+from backend.runtime import runtime
 
 log = logging.getLogger(__name__)
 ADMIN_PREFIXES = ("/admin/openai/", "/admin/orgs")
@@ -39,11 +39,6 @@ def _caller():
         return get_current_user()
     except RuntimeError:
         return None
-
-
-def _platform_admin(caller):
-    scope = scope_of(caller)
-    return scope is not None and scope.platform
 
 
 def bounded_query(args):
@@ -107,7 +102,7 @@ class AuditWriter:
 
 def flush(app=None, timeout=5.0):
     """Write out the audit entries queued so far: readers of the audit log call this first."""
-    return (app or current_app).extensions["audit"].flush(timeout)
+    return runtime(app).audit.flush(timeout)
 
 
 def _audit(response):
@@ -115,12 +110,12 @@ def _audit(response):
         return response
     try:
         caller = _caller()
-        now = utc_now()
+        now = clock_now()
         query, truncated = bounded_query(request.args)
         entry = {
-            "adminId": caller["_id"] if caller else None,
-            "adminEmail": caller["email"] if caller else None,
-            "orgId": None if caller is None or _platform_admin(caller) else org_of(caller),
+            "adminId": caller.id if caller else None,
+            "adminEmail": caller.email if caller else None,
+            "orgId": None if caller is None or caller.platform_admin else caller.org_id,
             "method": request.method,
             "path": request.path[:MAX_PATH_LENGTH],
             "query": query,
@@ -131,12 +126,12 @@ def _audit(response):
         }
         if truncated or len(request.path) > MAX_PATH_LENGTH:
             entry["truncated"] = True
-        current_app.extensions["audit"].submit(get_db(), entry)
+        runtime().audit.submit(get_db(), entry)
     except Exception:
         log.exception("Audit log entry failed for %s %s", request.method, request.path)
     return response
 
 
 def init_app(app):
-    app.extensions["audit"] = AuditWriter()
+    runtime(app).audit = AuditWriter()
     app.after_request(_audit)

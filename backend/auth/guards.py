@@ -1,7 +1,9 @@
-"""JWT wiring and the admin guards: identity is the user id, roles are read from the store.
+"""JWT wiring and the guards: identity is the user id, the `Caller` is read from the store once
+per request.
 
 Two kinds of admin use the admin API: platform admins (role `admin`) see everything, and
-organization admins (orgRole `admin`) see their organization only (backend.orgs.services.Scope).
+organization admins (orgRole `admin`) see their organization only (backend.auth.caller.Scope).
+API keys are authenticated by the function the keys package registers on the runtime.
 """
 from functools import wraps
 
@@ -12,16 +14,16 @@ from flask_jwt_extended import current_user, get_current_user, jwt_required
 from werkzeug.local import LocalProxy
 
 from backend.auth import repository
+from backend.auth.caller import API_KEY_PREFIX
 from backend.clock import now
 from backend.db import get_db
 from backend.errors import Forbidden, error_response
 from backend.extensions import jwt
-from backend.keys.services import SECRET_PREFIX, authenticate
-from backend.orgs.services import scope_of
+from backend.runtime import runtime
 
-# Whoever a user endpoint acts for: the owner of the API key the request came with (as the key
-# acts: its team, its `apiKeyId`), else the signed-in user of the access token.
-caller = LocalProxy(lambda: g.get("key_user") or get_current_user())
+# The Caller a user endpoint acts for: the owner of the API key the request came with (as the key
+# acts: its team, its `api_key_id`), else the signed-in user of the access token.
+caller = LocalProxy(lambda: g.get("key_caller") or get_current_user())
 
 
 @jwt.user_lookup_loader
@@ -30,10 +32,10 @@ def _load_user(_header, payload):
         user_id = ObjectId(payload["sub"])
     except (InvalidId, TypeError, KeyError):
         return None
-    user = repository.find_with_budgets(get_db(), user_id)
-    if user is None or not user.get("isActive", True):
+    found = repository.find_caller(get_db(), user_id)
+    if found is None or not found.is_active:
         return None
-    return user
+    return found
 
 
 @jwt.user_lookup_error_loader
@@ -72,7 +74,7 @@ def _stale_token(_header, _payload):
 def _api_key():
     """The API key the request carries as its bearer token, if it carries one."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip().startswith(SECRET_PREFIX) else None
+    return token.strip() if scheme.lower() == "bearer" and token.strip().startswith(API_KEY_PREFIX) else None
 
 
 def user_required(view):
@@ -86,7 +88,7 @@ def user_required(view):
         secret = _api_key()
         if secret is None:
             return with_token(*args, **kwargs)
-        g.key_user = authenticate(get_db(), secret, now())
+        g.key_caller = runtime().key_authenticator(get_db(), secret, now())
         return view(*args, **kwargs)
 
     return wrapper
@@ -94,12 +96,12 @@ def user_required(view):
 
 def caller_id():
     """The rate-limit key: the user (a key counts as its owner)."""
-    return str(caller["_id"])
+    return str(caller.id)
 
 
 def current_scope():
     """The signed-in admin's scope (None for an account that is no admin)."""
-    return scope_of(current_user)
+    return current_user.scope
 
 
 def admin_required(view):

@@ -1,11 +1,13 @@
-"""Users collection: the only code that knows its document shape."""
-from datetime import datetime, timezone
-
+"""Users collection: the only code that writes it and knows its document shape (a membership,
+`orgId`, `orgRole` and `teamId`, lives on the user document; orgs changes it through here)."""
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.budgets.repository import DEFAULT as DEFAULT_BUDGET_ID
-from backend.db import BUDGETS, ORGANIZATIONS, TEAMS, USERS, is_embedded
-from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER
+from backend.auth.caller import ORG_MEMBER, Caller, CallerBudgets
+from backend.db import BUDGETS, DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS, USERS
+
+# The default budget's _id in the budgets collection (owned by budgets; read here with the caller).
+DEFAULT_BUDGET_ID = "default"
 
 
 class EmailTaken(Exception):
@@ -16,74 +18,48 @@ def find_by_email(db, email):
     return db[USERS].find_one({"email": email.lower()})
 
 
-# Where find_with_budgets puts the budgets that can apply to the user, and their organization
-# and team (each a list of at most one document).
-OWN_BUDGET, DEFAULT_BUDGET, TEAM_BUDGET, ORG_BUDGET, KEY_BUDGET = (
-    "_ownBudget", "_defaultBudget", "_teamBudget", "_orgBudget", "_keyBudget")
-ORG, TEAM = "_org", "_team"
-
-
-def find_with_budgets(db, user_id, key=None):
-    """The user with the budgets that can apply to them (their own, the default, their team's and
-    their organization's) and their organization and team documents, each under its key above
-    as a list of at most one: every request reads its user anyway, so a budget set a moment ago
-    binds the next request in every worker without another read. A team budget is keyed by the
-    team's id, an organization's by the organization's, an API key's by the key's.
-
-    With an API `key`, the user as the key's requests act: with the key's team and `apiKeyId`,
-    and the key's budget under KEY_BUDGET.
-
-    On MongoDB this is one round trip (an aggregation with $lookup). The embedded store has no
-    round trips to save and runs each $lookup in Python over the whole foreign collection, so
-    there the same documents are read apart by _id, about three times faster."""
-    if is_embedded(db):
-        return _read_apart(db, user_id, key)
-    return next(iter(db[USERS].aggregate(_with_budgets_pipeline(user_id, key))), None)
-
-
-def _as_key(key):
-    return {"teamId": key["teamId"], "apiKeyId": key["_id"], "apiKeyName": key["name"]}
-
-
-def _with_budgets_pipeline(user_id, key=None):
-    keyed = [{"$addFields": _as_key(key)},
-             {"$lookup": {"from": BUDGETS, "localField": "apiKeyId", "foreignField": "_id", "as": KEY_BUDGET}}
-             ] if key else []
-    return [
-        {"$match": {"_id": user_id}},
-        *keyed,
-        {"$lookup": {"from": BUDGETS, "localField": "_id", "foreignField": "_id", "as": OWN_BUDGET}},
-        {"$addFields": {"_defaultBudgetId": DEFAULT_BUDGET_ID, "_orgId": {"$ifNull": ["$orgId", DEFAULT_ORG_ID]}}},
-        {"$lookup": {"from": BUDGETS, "localField": "_defaultBudgetId", "foreignField": "_id", "as": DEFAULT_BUDGET}},
-        {"$lookup": {"from": BUDGETS, "localField": "_orgId", "foreignField": "_id", "as": ORG_BUDGET}},
-        {"$lookup": {"from": ORGANIZATIONS, "localField": "_orgId", "foreignField": "_id", "as": ORG}},
-        {"$lookup": {"from": BUDGETS, "localField": "teamId", "foreignField": "_id", "as": TEAM_BUDGET}},
-        {"$lookup": {"from": TEAMS, "localField": "teamId", "foreignField": "_id", "as": TEAM}},
-        {"$project": {"_defaultBudgetId": 0, "_orgId": 0}},
-    ]
-
-
-def _read_apart(db, user_id, key=None):
-    user = db[USERS].find_one({"_id": user_id})
-    if user is None:
-        return None
-    if key:
-        user.update(_as_key(key))
-    org_id, team_id = user.get("orgId") or DEFAULT_ORG_ID, user.get("teamId")
-    wanted = {OWN_BUDGET: user_id, DEFAULT_BUDGET: DEFAULT_BUDGET_ID, ORG_BUDGET: org_id, TEAM_BUDGET: team_id,
-              **({KEY_BUDGET: key["_id"]} if key else {})}
-    budgets = {doc["_id"]: doc for doc in db[BUDGETS].find({"_id": {"$in": [i for i in wanted.values() if i]}})}
-    found = {key: [budgets[owner]] if owner in budgets else [] for key, owner in wanted.items()}
-    found[ORG] = [org] if (org := db[ORGANIZATIONS].find_one({"_id": org_id})) else []
-    found[TEAM] = [team] if team_id and (team := db[TEAMS].find_one({"_id": team_id})) else []
-    return {**user, **found}
-
-
 def find_by_id(db, user_id):
     return db[USERS].find_one({"_id": user_id})
 
 
-def insert_user(db, email, password_hash, name, role):
+def find_caller(db, user_id, key=None):
+    """The Caller for a user (None when there is none), with their organization, team and every
+    budget that can apply to them, read in one aggregation: every request reads its user anyway,
+    so a budget set a moment ago binds the next request in every worker without another read.
+    With an API `key` (its stored document), the caller as the key acts: with the key's team,
+    and the key's own budget."""
+    found = next(iter(db[USERS].aggregate(_caller_pipeline(user_id, key))), None)
+    if found is None:
+        return None
+    first = {name: (found.pop(name) or [None])[0] for name in _LOOKUPS}
+    budgets = CallerBudgets(own=first["own"], default=first["default"], team=first["teamBudget"],
+                            org=first["orgBudget"], key=first["keyBudget"])
+    return Caller.from_documents(found, first["org"], first["team"], key, budgets)
+
+
+_LOOKUPS = ("own", "default", "orgBudget", "org", "teamBudget", "team", "keyBudget")
+
+
+def _caller_pipeline(user_id, key=None):
+    def lookup(collection, local, name):
+        return {"$lookup": {"from": collection, "localField": local, "foreignField": "_id", "as": name}}
+
+    return [
+        {"$match": {"_id": user_id}},
+        {"$addFields": {"_default": DEFAULT_BUDGET_ID, "_orgId": {"$ifNull": ["$orgId", DEFAULT_ORG_ID]},
+                        "_teamId": key["teamId"] if key else "$teamId", "_keyId": key["_id"] if key else None}},
+        lookup(BUDGETS, "_id", "own"),
+        lookup(BUDGETS, "_default", "default"),
+        lookup(BUDGETS, "_orgId", "orgBudget"),
+        lookup(ORGANIZATIONS, "_orgId", "org"),
+        lookup(BUDGETS, "_teamId", "teamBudget"),
+        lookup(TEAMS, "_teamId", "team"),
+        lookup(BUDGETS, "_keyId", "keyBudget"),
+        {"$project": {"_default": 0, "_orgId": 0, "_teamId": 0, "_keyId": 0, "passwordHash": 0}},
+    ]
+
+
+def insert_user(db, email, password_hash, name, role, now):
     doc = {
         "email": email.lower(),
         "passwordHash": password_hash,
@@ -93,7 +69,7 @@ def insert_user(db, email, password_hash, name, role):
         "orgRole": ORG_MEMBER,
         "teamId": None,
         "isActive": True,
-        "createdAt": datetime.now(timezone.utc),
+        "createdAt": now,
     }
     try:
         doc["_id"] = db[USERS].insert_one(doc).inserted_id
@@ -109,3 +85,38 @@ def set_role(db, user_id, role):
 
 def set_password_hash(db, user_id, password_hash):
     db[USERS].update_one({"_id": user_id}, {"$set": {"passwordHash": password_hash}})
+
+
+def set_membership(db, user_id, org_id, role, team_id, current_org):
+    """Move the user, only if they are still in `current_org` (None when read without one);
+    returns the user after, or None when someone moved them meanwhile."""
+    return db[USERS].find_one_and_update(
+        {"_id": user_id, "orgId": current_org}, {"$set": {"orgId": org_id, "orgRole": role, "teamId": team_id}},
+        return_document=ReturnDocument.AFTER)
+
+
+def leave_team(db, team_id):
+    """Take every member out of the team (it was deleted)."""
+    db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
+
+
+def ids_in_org(db, org_id):
+    return [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
+
+
+def member_counts(db, field, ids):
+    """{orgId or teamId: number of users} for the ids given."""
+    rows = db[USERS].aggregate([{"$match": {field: {"$in": list(ids)}}},
+                                {"$group": {"_id": f"${field}", "count": {"$sum": 1}}}])
+    return {row["_id"]: row["count"] for row in rows}
+
+
+def members_page(db, org_id, skip, limit):
+    query = {"orgId": org_id}
+    total = db[USERS].count_documents(query)
+    cursor = db[USERS].find(query, {"passwordHash": 0}).sort("email", ASCENDING).skip(skip).limit(limit)
+    return list(cursor), total
+
+
+def find_member(db, org_id, user_id):
+    return db[USERS].find_one({"_id": user_id, "orgId": org_id})

@@ -10,6 +10,7 @@ from backend.auth.schemas import (
     TokensSchema,
     UserSchema,
 )
+from backend.clock import now
 from backend.db import get_db
 from backend.errors import Forbidden
 from backend.extensions import limiter
@@ -34,7 +35,7 @@ def register(body):
     """Create a user account (role user)."""
     if not current_app.config["ALLOW_REGISTRATION"]:
         raise Forbidden("Registration is closed")
-    user = services.register_user(get_db(), body["email"], body["password"], body["name"])
+    user = services.register_user(get_db(), body["email"], body["password"], body["name"], now=now())
     return ok(user, "User registered successfully")
 
 
@@ -64,4 +65,4 @@ def refresh():
 @blp.response(200, envelope(UserSchema))
 def me():
     """The account behind the access token."""
-    return ok(current_user, "Current user")
+    return ok(current_user.profile(), "Current user")

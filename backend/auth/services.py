@@ -3,18 +3,16 @@ from flask_jwt_extended import create_access_token, create_refresh_token
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from backend.auth import repository
+from backend.auth.caller import ROLE_ADMIN, ROLE_USER
 from backend.errors import Conflict, Unauthorized
-
-ROLE_USER = "user"
-ROLE_ADMIN = "admin"
 
 # Checked when the email is unknown so a miss costs as long as a wrong password.
 _DUMMY_HASH = generate_password_hash("not-a-real-password")
 
 
-def register_user(db, email, password, name=None, role=ROLE_USER):
+def register_user(db, email, password, name=None, role=ROLE_USER, *, now):
     try:
-        return repository.insert_user(db, email, generate_password_hash(password), name, role)
+        return repository.insert_user(db, email, generate_password_hash(password), name, role, now)
     except repository.EmailTaken:
         raise Conflict("An account with this email already exists", errors={"email": ["Already registered."]}) from None
 
@@ -37,12 +35,12 @@ def issue_tokens(user):
     }
 
 
-def refresh_access_token(user):
-    claims = {"email": user["email"], "role": user["role"]}
-    return create_access_token(identity=str(user["_id"]), additional_claims=claims)
+def refresh_access_token(caller):
+    claims = {"email": caller.email, "role": caller.role}
+    return create_access_token(identity=str(caller.id), additional_claims=claims)
 
 
-def ensure_admin(db, email, password):
+def ensure_admin(db, email, password, *, now):
     """The bootstrap admin (ADMIN_EMAIL): created once however many workers start at the same time.
 
     Returns (user, "created" | "exists" | "not-admin"). An existing account that is not an
@@ -53,7 +51,7 @@ def ensure_admin(db, email, password):
     if user is None:
         try:
             return repository.insert_user(db, email, generate_password_hash(password), "Administrator",
-                                          ROLE_ADMIN), "created"
+                                          ROLE_ADMIN, now), "created"
         except repository.EmailTaken:
             # Another worker starting at the same moment inserted it first (unique index on email).
             user = repository.find_by_email(db, email)
@@ -62,9 +60,9 @@ def ensure_admin(db, email, password):
     return user, "not-admin"
 
 
-def create_or_promote_admin(db, email, password):
+def create_or_promote_admin(db, email, password, *, now):
     """create-admin: create the admin, or promote an existing account; returns (user, "created" | "promoted" | "exists")."""
-    user, outcome = ensure_admin(db, email, password)
+    user, outcome = ensure_admin(db, email, password, now=now)
     if outcome == "not-admin":
         return repository.set_role(db, user["_id"], ROLE_ADMIN), "promoted"
     return user, outcome

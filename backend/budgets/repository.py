@@ -5,7 +5,7 @@ A budget's _id is its owner: "default", a user's, team's, organization's or API 
 """
 from pymongo import ReturnDocument
 
-from backend.db import BUDGET_COUNTERS, BUDGETS, USERS, atomic
+from backend.db import BUDGET_COUNTERS, BUDGETS, atomic
 
 DEFAULT = "default"
 USER_SCOPE = {"scope": {"$nin": ["team", "org", "key"]}}
@@ -17,15 +17,15 @@ def get_budget(db, owner, scope="user"):
 
 
 def list_budgets(db, scope, org_id=None):
-    """Budgets of one scope, by owner; with org_id, only those of that organization (its own,
-    its teams', its current members')."""
-    if scope != "user":
-        query = {"scope": scope} if org_id is None else {"scope": scope, "orgId": org_id}
-        return list(db[BUDGETS].find(query).sort("_id", 1))
-    query = {"_id": {"$ne": DEFAULT}, **USER_SCOPE}
-    if org_id is not None:
-        members = [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
-        query["_id"] = {"$in": members}
+    """Budgets of one scope but users', by owner; with org_id, only those of that organization (its
+    own, its teams', its keys')."""
+    query = {"scope": scope} if org_id is None else {"scope": scope, "orgId": org_id}
+    return list(db[BUDGETS].find(query).sort("_id", 1))
+
+
+def list_user_budgets(db, user_ids=None):
+    """Users' own budgets, by owner; with user_ids, only theirs."""
+    query = {"_id": {"$ne": DEFAULT} if user_ids is None else {"$in": user_ids}, **USER_SCOPE}
     return list(db[BUDGETS].find(query).sort("_id", 1))
 
 

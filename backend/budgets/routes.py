@@ -3,9 +3,10 @@ from flask_smorest import Blueprint
 
 from backend.admin import services as analytics
 from backend.admin.schemas import BreakdownItemSchema, UsageRecordSchema
+from backend.auth.caller import org_of
 from backend.auth.guards import admin_required, caller, current_scope, user_required
 from backend.auth.repository import find_by_id
-from backend.budgets import repository
+from backend.budgets import repository, services
 from backend.budgets.schemas import (
     BudgetInputSchema,
     BudgetListSchema,
@@ -14,13 +15,11 @@ from backend.budgets.schemas import (
     MyHistoryQuerySchema,
     MyUsageSchema,
 )
-from backend.budgets.services import usage_report
 from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
-from backend.keys.repository import find_key
-from backend.orgs.repository import find_team
-from backend.orgs.services import org_of, require_org, require_platform, require_team
+from backend.keys.services import find_key
+from backend.orgs.services import find_team, require_org, require_platform, require_team
 from backend.schemas import envelope, ok, page_of, parse_object_id
 
 blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets",
@@ -83,7 +82,7 @@ def _get(owner, scope, label):
 
 
 def _put(owner, owner_fields, limits):
-    return ok(repository.put_budget(get_db(), owner, limits, now(), current_user["_id"], owner_fields), "Budget saved")
+    return ok(repository.put_budget(get_db(), owner, limits, now(), current_user.id, owner_fields), "Budget saved")
 
 
 def _delete(owner, label):
@@ -101,7 +100,7 @@ def list_budgets():
     organization admin: those of their organization)."""
     db, org_id = get_db(), current_scope().org_id
     data = {"default": repository.get_budget(db, repository.DEFAULT),
-            **{name: repository.list_budgets(db, scope, org_id)
+            **{name: services.list_budgets(db, scope, org_id)
                for name, scope in (("users", "user"), ("teams", "team"), ("orgs", "org"), ("keys", "key"))}}
     return ok(data, "Budgets retrieved successfully")
 
@@ -175,7 +174,7 @@ def delete_group_budget(kind, owner_id):
 @me_blp.response(200, envelope(MyUsageSchema))
 def my_usage():
     """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
-    return ok({"windows": usage_report(get_db(), caller, now())}, "Usage retrieved")
+    return ok({"windows": services.usage_report(get_db(), caller, now())}, "Usage retrieved")
 
 
 @me_blp.get("/usage/history")
@@ -187,7 +186,7 @@ def my_history(query):
     """Your own ledger records (an API key's: its owner's), newest first, paginated; filter by
     inclusive UTC dates, tag and model."""
     filters = {"tag": query.get("tag"), "modelName": query.get("model")}
-    data = analytics.user_history(get_db(), caller["_id"], query["page"], query["limit"], query.get("start_date"),
+    data = analytics.user_history(get_db(), caller.id, query["page"], query["limit"], query.get("start_date"),
                                   query.get("end_date"), filters)
     return ok(data, "Your usage history")
 
@@ -200,5 +199,5 @@ def my_history(query):
 def my_breakdown(query):
     """Your own totals per model or per tag (a call counts under each of its tags), largest first."""
     data = analytics.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
-                               {"userId": caller["_id"], "tag": query.get("tag")})
+                               {"userId": caller.id, "tag": query.get("tag")})
     return ok(data, f"Your usage by {query['by']}")

@@ -2,13 +2,13 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from backend.schemas import (
     MAX_PAGE_SIZE,
+    TAG,
     DateRangeSchema,
     ObjectIdString,
     Pattern,
     UTCDateTime,
     page_field,
 )
-from backend.testgen.schemas import TAG
 
 # Counters keep cost in 1e-10 USD in an int64: limits stay well inside it.
 POSITIVE_TOKENS = validate.Range(min=1, max=10**15)

@@ -45,3 +45,7 @@ def find_key(db, key_id):
 
 def revoke(db, key_id, now):
     return db[API_KEYS].update_one({"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": now}}).modified_count == 1
+
+
+def leave_team(db, team_id):
+    db[API_KEYS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})

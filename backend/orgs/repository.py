@@ -1,21 +1,14 @@
-"""Organizations, teams and memberships: the only code that knows their document shapes.
-
-A membership lives on the user document: `orgId`, `orgRole` ("admin" | "member") and
-`teamId` (None when the user is in no team).
-"""
+"""Organizations and teams: the only code that writes them and knows their document shapes.
+(A membership lives on the user document, which backend.auth.repository writes.)"""
 import unicodedata
 
-from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.db import API_KEYS, BUDGETS, ORGANIZATIONS, TEAMS, USERS
+from backend.auth.caller import ORG_MEMBER  # noqa: F401  (until usage.migrations stops importing it from here)
+from backend.db import DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS
 
-# Fixed, so that every worker starting at once creates the same one document.
-DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
 DEFAULT_ORG_NAME = "default"
-ORG_ADMIN, ORG_MEMBER = "admin", "member"
-ORG_ROLES = (ORG_ADMIN, ORG_MEMBER)
 
 
 class NameTaken(Exception):
@@ -71,13 +64,6 @@ def names(db, collection, ids):
     return {doc["_id"]: doc["name"] for doc in db[collection].find({"_id": {"$in": list(ids)}}, {"name": 1})}
 
 
-def member_counts(db, field, ids):
-    """{orgId or teamId: number of users} for the ids given."""
-    rows = db[USERS].aggregate([{"$match": {field: {"$in": list(ids)}}},
-                                {"$group": {"_id": f"${field}", "count": {"$sum": 1}}}])
-    return {row["_id"]: row["count"] for row in rows}
-
-
 def insert_team(db, org_id, name, now):
     doc = {"orgId": org_id, "name": name, "nameKey": _key(name), "createdAt": now}
     try:
@@ -99,34 +85,4 @@ def list_teams(db, org_id):
 
 
 def delete_team(db, org_id, team_id):
-    """Remove the team, its members' and keys' place in it and its budget; their ledger records keep it."""
-    if db[TEAMS].delete_one({"_id": team_id, "orgId": org_id}).deleted_count != 1:
-        return False
-    leave_team(db, team_id)
-    db[BUDGETS].delete_one({"_id": team_id})
-    return True
-
-
-def set_membership(db, user_id, org_id, role, team_id, current_org):
-    """Move the user, only if they are still in `current_org` (None when read without one);
-    returns the user after, or None when someone moved them meanwhile."""
-    return db[USERS].find_one_and_update(
-        {"_id": user_id, "orgId": current_org}, {"$set": {"orgId": org_id, "orgRole": role, "teamId": team_id}},
-        return_document=ReturnDocument.AFTER)
-
-
-def leave_team(db, team_id):
-    """Take every member and API key out of the team (it was deleted)."""
-    db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
-    db[API_KEYS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
-
-
-def members_page(db, org_id, skip, limit):
-    query = {"orgId": org_id}
-    total = db[USERS].count_documents(query)
-    cursor = db[USERS].find(query, {"passwordHash": 0}).sort("email", ASCENDING).skip(skip).limit(limit)
-    return list(cursor), total
-
-
-def find_member(db, org_id, user_id):
-    return db[USERS].find_one({"_id": user_id, "orgId": org_id})
+    return db[TEAMS].delete_one({"_id": team_id, "orgId": org_id}).deleted_count == 1

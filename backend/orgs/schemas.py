@@ -10,7 +10,7 @@ from marshmallow import (
 )
 
 from backend.config import MODEL_NAME
-from backend.orgs.repository import ORG_ROLES
+from backend.auth.caller import ORG_ROLES
 from backend.schemas import (
     MAX_PAGE_SIZE,
     ObjectIdString,

@@ -4,44 +4,19 @@ A platform admin (role `admin`) sees every organization; an organization admin (
 `admin`) sees their own, and anything outside it is a 404, as if it did not exist.
 """
 import math
-from dataclasses import dataclass
 
-from bson import ObjectId
+from blinker import Namespace
 
-from backend.auth.repository import ORG, find_by_email
-from backend.auth.services import ROLE_ADMIN
-from backend.db import ORGANIZATIONS, TEAMS
+from backend.auth import repository as users
+from backend.auth.caller import ORG_MEMBER, Scope, org_of
+from backend.db import DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS
 from backend.errors import Conflict, Forbidden, NotFound
 from backend.orgs import repository
-from backend.orgs.repository import DEFAULT_ORG_ID, ORG_ADMIN, ORG_MEMBER
 
-
-@dataclass(frozen=True)
-class Scope:
-    """What an admin may see and manage: the whole platform (org_id None) or one organization."""
-
-    org_id: ObjectId | None = None
-
-    @property
-    def platform(self):
-        return self.org_id is None
-
-    def sees(self, org_id):
-        return self.platform or org_id == self.org_id
-
-
-def org_of(user):
-    """The user's organization (the default one for a user created before organizations)."""
-    return user.get("orgId") or DEFAULT_ORG_ID
-
-
-def scope_of(user):
-    """The admin scope of an account, or None when it is no admin at all."""
-    if user.get("role") == ROLE_ADMIN:
-        return Scope()
-    if user.get("orgRole") == ORG_ADMIN:
-        return Scope(org_of(user))
-    return None
+_signals = Namespace()
+# Sent with the team's id (and `db`) once a team is deleted, so the packages that keep something
+# of it (API keys, budgets) let go of it; create_app connects them.
+team_deleted = _signals.signal("team-deleted")
 
 
 def require_platform(scope):
@@ -67,7 +42,7 @@ def require_team(db, scope, team_id, org_id=None):
 
 def _with_counts(db, orgs):
     ids = [org["_id"] for org in orgs]
-    members = repository.member_counts(db, "orgId", ids)
+    members = users.member_counts(db, "orgId", ids)
     return [{**org, "memberCount": members.get(org["_id"], 0)} for org in orgs]
 
 
@@ -89,14 +64,18 @@ def update_org(db, org_id, changes, now):
         raise Conflict(f"An organization named {taken} exists", errors={"name": ["Already taken."]}) from None
 
 
-def require_allowed_model(user, model):
-    """403 when the user's organization limits its models and this is not one of them."""
-    org = (user.get(ORG) or [{}])[0]
-    allowed = org.get("allowedModels")
+def find_team(db, team_id, org_id=None):
+    """The team (in org_id, when given), or None."""
+    return repository.find_team(db, team_id, org_id)
+
+
+def require_allowed_model(caller, model):
+    """403 when the caller's organization limits its models and this is not one of them."""
+    allowed = caller.allowed_models
     if allowed is not None and model not in allowed:
         raise Forbidden(f"Model {model!r} is not allowed in your organization (allowed: {', '.join(allowed)})",
                         errors={"model": ["Not allowed in your organization."]},
-                        data={"allowedModels": allowed})
+                        data={"allowedModels": list(allowed)})
 
 
 def list_orgs(db, scope):
@@ -118,14 +97,22 @@ def create_team(db, scope, org_id, name, now):
 def list_teams(db, scope, org_id):
     require_org(db, scope, org_id)
     teams = repository.list_teams(db, org_id)
-    members = repository.member_counts(db, "teamId", [team["_id"] for team in teams])
+    members = users.member_counts(db, "teamId", [team["_id"] for team in teams])
     return [{**team, "memberCount": members.get(team["_id"], 0)} for team in teams]
 
 
 def delete_team(db, scope, org_id, team_id):
+    """Remove the team and its members' place in it (their ledger records keep it); the API keys
+    and budget of the team go with it (team_deleted)."""
     require_org(db, scope, org_id)
     if not repository.delete_team(db, org_id, team_id):
         raise NotFound(f"Team {team_id} not found")
+    _left_team(db, team_id)
+
+
+def _left_team(db, team_id):
+    users.leave_team(db, team_id)
+    team_deleted.send(team_id, db=db)
 
 
 KEEP_TEAM = object()
@@ -137,19 +124,19 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
     user's team when they stay in the same organization, and puts them in none when they move.
     An organization admin can only change members already in their organization."""
     require_org(db, scope, org_id)
-    user = find_by_email(db, email)
+    user = users.find_by_email(db, email)
     if user is None or not scope.sees(org_of(user)):
         raise NotFound(f"No user with email {email} " + ("exists" if scope.platform else "in your organization"))
     if team_id is KEEP_TEAM:
         team_id = user.get("teamId") if org_of(user) == org_id else None
     if team_id is not None:
         require_team(db, scope, team_id, org_id)
-    member = repository.set_membership(db, user["_id"], org_id, role, team_id, user.get("orgId"))
+    member = users.set_membership(db, user["_id"], org_id, role, team_id, user.get("orgId"))
     if member is None:
         raise Conflict(f"{email} was moved to another organization meanwhile; try again")
     if team_id is not None and repository.find_team(db, team_id, org_id) is None:
         # The team was deleted between the check and the move: its members leave it, this one too.
-        repository.leave_team(db, team_id)
+        _left_team(db, team_id)
         raise NotFound(f"Team {team_id} not found")
     return _with_team_names(db, [member])[0]
 
@@ -157,11 +144,11 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
 def remove_member(db, scope, org_id, user_id):
     """Back to the default organization as a member: a user always belongs to one."""
     require_org(db, scope, org_id)
-    if repository.find_member(db, org_id, user_id) is None:
+    if users.find_member(db, org_id, user_id) is None:
         raise NotFound(f"User {user_id} is not a member of this organization")
     if org_id == DEFAULT_ORG_ID:
         raise Conflict("A user cannot leave the default organization: add them to another one instead")
-    if repository.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None, org_id) is None:
+    if users.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None, org_id) is None:
         raise NotFound(f"User {user_id} is not a member of this organization")
 
 
@@ -172,7 +159,7 @@ def _with_team_names(db, members):
 
 def members_page(db, scope, org_id, page, limit):
     require_org(db, scope, org_id)
-    members, total = repository.members_page(db, org_id, (page - 1) * limit, limit)
+    members, total = users.members_page(db, org_id, (page - 1) * limit, limit)
     return {"data": _with_team_names(db, members), "total": total, "page": page, "limit": limit,
             "totalPages": math.ceil(total / limit)}
 

@@ -3,7 +3,6 @@ import re
 
 from pymongo import DESCENDING, ReturnDocument
 
-from backend.clock import utc_now
 from backend.db import TESTCASES
 
 # Similar-case search looks at this many of a user's newest test cases.
@@ -17,8 +16,7 @@ def _scope(case_id, owner):
     return query
 
 
-def insert_cases(db, documents):
-    now = utc_now()
+def insert_cases(db, documents, now):
     documents = [{**doc, "createdAt": now, "updatedAt": now} for doc in documents]
     result = db[TESTCASES].insert_many(documents)
     return [{**doc, "_id": inserted} for doc, inserted in zip(documents, result.inserted_ids)]
@@ -40,9 +38,9 @@ def list_cases(db, owner, filters, skip, limit):
     return list(cursor), total
 
 
-def update_case(db, case_id, owner, changes):
+def update_case(db, case_id, owner, changes, now):
     return db[TESTCASES].find_one_and_update(
-        _scope(case_id, owner), {"$set": {**changes, "updatedAt": utc_now()}}, return_document=ReturnDocument.AFTER
+        _scope(case_id, owner), {"$set": {**changes, "updatedAt": now}}, return_document=ReturnDocument.AFTER
     )
 
 

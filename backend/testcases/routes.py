@@ -1,7 +1,9 @@
 from flask_smorest import Blueprint
 
 from backend.auth.guards import caller, user_required
+from backend.clock import now
 from backend.db import get_db
+from backend.runtime import runtime
 from backend.schemas import envelope, ok, page_of, parse_object_id
 from backend.testcases import repository, services
 from backend.testcases.schemas import (
@@ -13,20 +15,20 @@ from backend.testcases.schemas import (
     TestCaseSchema,
 )
 from backend.testgen import services as generation
-from backend.testgen import transaction
+from backend.testgen import web
 from backend.testgen.limits import generation_rate_limit
 from backend.testgen.schemas import GenerationRequestSchema
-from backend.usage.capture import tracked
+from backend.usage.tracking import tracked
 
 blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")
 # Generation finds similar saved cases through this, so testgen needs no import of testcases.
-blp.record_once(lambda state: state.app.extensions.setdefault("reference_pool", repository.reference_pool))
+blp.record_once(lambda state: setattr(runtime(state.app), "reference_pool", repository.reference_pool))
 BEARER = {"security": [{"bearerAuth": []}]}
 
 
 def _owner():
     """Whose cases the caller may touch: their own, or everyone's for an admin."""
-    return None if caller.get("role") == "admin" else caller["_id"]
+    return None if caller.platform_admin else caller.id
 
 
 def _id(case_id):
@@ -40,7 +42,7 @@ def _id(case_id):
 @blp.response(201, envelope(TestCaseFullSchema))
 def create(body):
     """Create a test case by hand; tokenUsage is optional."""
-    return ok(services.create_case(get_db(), caller["_id"], body), "Test case created")
+    return ok(services.create_case(get_db(), caller.id, body, now()), "Test case created")
 
 
 @blp.get("")
@@ -78,7 +80,7 @@ def get_full(case_id):
 @blp.response(200, envelope(TestCaseFullSchema))
 def update(body, case_id):
     """Change some fields; tokenUsage is optional (null clears it)."""
-    return ok(services.update_case(get_db(), _id(case_id), _owner(), body), "Test case updated")
+    return ok(services.update_case(get_db(), _id(case_id), _owner(), body, now()), "Test case updated")
 
 
 @blp.delete("/<case_id>")
@@ -95,7 +97,7 @@ def _generated(include_usage, save):
     def finish(plan, test_cases, calls):
         token_usage = services.token_usage(calls)
         if save:
-            test_cases = services.save_generated(get_db(), caller["_id"], test_cases, token_usage)
+            test_cases = services.save_generated(get_db(), caller.id, test_cases, token_usage, now())
         data = {"testCases": test_cases, "references": generation.reference_summary(plan)}
         if include_usage:
             data["tokenUsage"] = token_usage
@@ -115,7 +117,7 @@ def _generated(include_usage, save):
 def generate_with_ai(body):
     """Generate test cases and return them with tokenUsage; nothing is saved."""
     finish = _generated(body["include_token_usage"], save=False)
-    return transaction.run(body, finish, AIGenerationSchema)
+    return web.generate(body, finish, AIGenerationSchema)
 
 
 @blp.post("/generate-and-save-with-ai")
@@ -128,4 +130,4 @@ def generate_with_ai(body):
 def generate_and_save_with_ai(body):
     """Generate test cases, save them (with their tokenUsage) and return them with ids."""
     finish = _generated(body["include_token_usage"], save=True)
-    return transaction.run(body, finish, AIGenerationSchema)
+    return web.generate(body, finish, AIGenerationSchema)

@@ -24,8 +24,9 @@ def _document(fields, owner_id, ai_generated, provider=None, model=None, token_u
     }
 
 
-def create_case(db, owner_id, fields):
-    return repository.insert_cases(db, [_document(fields, owner_id, False, token_usage=fields.get("tokenUsage"))])[0]
+def create_case(db, owner_id, fields, now):
+    return repository.insert_cases(db, [_document(fields, owner_id, False, token_usage=fields.get("tokenUsage"))],
+                                   now)[0]
 
 
 def token_usage(calls):
@@ -77,13 +78,13 @@ def apportion(generation, count):
     return shares
 
 
-def save_generated(db, owner_id, test_cases, generation):
+def save_generated(db, owner_id, test_cases, generation, now):
     """Save the cases of one generation; each carries its share of the generation's usage."""
     documents = [
         _document(case, owner_id, True, generation["provider"], generation["modelName"], usage)
         for case, usage in zip(test_cases, apportion(generation, len(test_cases)))
     ]
-    return repository.insert_cases(db, documents)
+    return repository.insert_cases(db, documents, now)
 
 
 def get_case(db, case_id, owner):
@@ -99,8 +100,8 @@ def list_cases(db, owner, query):
     return {"data": cases, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
 
 
-def update_case(db, case_id, owner, changes):
-    case = repository.update_case(db, case_id, owner, changes)
+def update_case(db, case_id, owner, changes, now):
+    case = repository.update_case(db, case_id, owner, changes, now)
     if case is None:
         raise NotFound(f"Test case {case_id} not found")
     return case

@@ -5,7 +5,7 @@ from backend.auth.guards import user_required
 from backend.clock import now
 from backend.llm.registry import get_provider, resolve_model
 from backend.schemas import envelope, ok
-from backend.testgen import services, transaction
+from backend.testgen import services, web
 from backend.testgen.limits import estimate_rate_limit, generation_rate_limit
 from backend.testgen.schemas import (
     EstimateSchema,
@@ -14,7 +14,7 @@ from backend.testgen.schemas import (
     TokenInfoQuerySchema,
     TokenInfoSchema,
 )
-from backend.usage.capture import tracked
+from backend.usage.tracking import tracked
 
 blp = Blueprint("testgen", __name__, url_prefix="/api", description="LLM test-case generation and token tools")
 BEARER = {"security": [{"bearerAuth": []}]}
@@ -42,7 +42,7 @@ def generate(body):
 
     With `stream: true` the answer is server-sent events: `delta`, then `done` or `error`.
     """
-    return transaction.run(body, _answer(body["include_token_usage"]), GenerationSchema)
+    return web.generate(body, _answer(body["include_token_usage"]), GenerationSchema)
 
 
 @blp.post("/estimate-tokens")
@@ -56,7 +56,7 @@ def estimate_tokens(body):
     the generation request's own body: `stream`, `includeTokenUsage`, `tags` and `metadata` are
     validated as there and do not change the estimate."""
     config = current_app.config
-    data = services.estimate(transaction.plan(body), config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
+    data = services.estimate(web.plan(body), config["LLM_MAX_OUTPUT_TOKENS"], config["PRICE_OVERRIDES"], now())
     return ok(data, "Token estimate computed")
 
 

@@ -1,7 +1,7 @@
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from backend.config import MODEL_NAME
-from backend.schemas import Pattern
+from backend.schemas import TAG, Pattern
 from backend.testgen.prompts import PRIORITIES, TYPES
 
 MAX_TEST_CASES = 20
@@ -9,7 +9,6 @@ MAX_PROMPT_CHARS = 20_000
 MAX_FILE_CHARS = 200_000
 MAX_REFERENCES = 10
 MAX_TAGS = 10
-TAG = r"^[A-Za-z0-9_.:-]{1,64}$"
 MAX_METADATA_KEYS = 20
 # No "." or "$": metadata keys become field names of the stored record.
 METADATA_KEY = r"^[A-Za-z0-9_:-]{1,64}$"

@@ -1,69 +1,163 @@
-"""Recording off the response path: the spool is the ledger's write-ahead log.
+"""The ledger writer: the one code path from recorded calls to the ledger, and the spool's one replay.
 
-With LEDGER_WRITES=async (the default) a request appends its records to the spool (one
-fsync'd append) and answers; nothing reaches the database on its path. One thread per
-process, the ledger writer, then moves everything spooled to the database in batches: one
-insert_many for the ledger and one merged update per rollup key (a single bulk write per
-rollup collection on MongoDB). A record's _id comes from its callId, so a batch replayed
-after a crash or by another worker lands once. A record is in the admin views within about
-LEDGER_WRITE_INTERVAL_MS of its request while the database answers; a process killed at any
-moment loses nothing that was answered: its records are in the spool, replayed by the next
-writer of any process sharing the file (or scripts/replay_spool.py).
+The spool is the ledger's write-ahead log. With LEDGER_WRITES=async (the default) a request
+appends its records to the spool (one fsync'd append) and answers; nothing reaches the database
+on its path. One thread per process then moves everything spooled to the database in batches
+(`replay`): one insert_many for the ledger and one merged update per rollup key. A record's _id
+comes from its callId, so a batch replayed after a crash or by another worker lands once. A
+record is in the admin views within about LEDGER_WRITE_INTERVAL_MS of its request while the
+database answers; a process killed at any moment loses nothing that was answered: its records
+are in the spool, replayed by the next writer of any process sharing the file (or
+scripts/replay_spool.py).
 
-With LEDGER_WRITES=sync the records are written on the request's path, as before (the spool
-then only takes what the database refused).
+With LEDGER_WRITES=sync the records are written on the request's path (the spool then only
+takes what the database refused).
 
-Until the process has seen every data migration done (another worker may be rebuilding the
-rollups), records stay in the spool either way: written then, they could be counted twice or
-missed by the rebuild. The background pass replays them once the migrations are done.
+Until the process has seen every data migration done (`ready()` is false: another worker may
+be rebuilding the rollups), records stay in the spool either way: written then, they could be
+counted twice or missed by the rebuild. The background pass replays them once the migrations
+are done.
+
+Other packages learn of written records by registering a listener (`on_written`): budgets
+settles its counters that way, so the ledger never imports the packages that read it.
 """
 import atexit
 import logging
 import threading
 
-from backend.db import get_db
-from backend.metrics import metrics
-from backend.usage.recorder import record_usage, write_records
+from pymongo.errors import PyMongoError
+
+from backend.clock import utc_now
+from backend.db import DEFAULT_ORG_ID
+from backend.usage import repository, rollups
+from backend.usage.recorder import BUDGET_TICKET, storable
 
 log = logging.getLogger("backend.usage")
 FLUSH_AT_EXIT_SECONDS = 5
+# Records spooled before outcomes existed were successful requests, and before organizations
+# they were made by users of the default one, without keys or tags.
+OLD_RECORD_DEFAULTS = {"outcome": "ok", "estimated": False, "orgId": DEFAULT_ORG_ID, "teamId": None,
+                       "apiKeyId": None, "tags": [], "metadata": {}}
 
 
 class LedgerWriter:
-    def __init__(self, app):
-        self.app = app
-        self.asynchronous = app.config["LEDGER_WRITES"] == "async"
-        self.interval = app.config["LEDGER_WRITE_INTERVAL_MS"] / 1000
-        self.spool = app.extensions["spool"]
+    def __init__(self, db, spool, metrics, *, asynchronous, interval_seconds, ready=lambda: True, clock=utc_now):
+        self.db, self.spool, self.metrics = db, spool, metrics
+        self.asynchronous = asynchronous
+        self.interval = interval_seconds
+        self.ready = ready
+        self.clock = clock
+        self._listeners = []
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
 
-    def migrations_done(self):
-        return self.app.extensions.get("migrations_done", True)
+    def on_written(self, listener):
+        """Call `listener(db, written, now)` after each batch the ledger accepted; `written` is
+        [(record, budget ticket or None)]. A listener that fails is logged; the ledger stands."""
+        if listener not in self._listeners:
+            self._listeners.append(listener)
 
-    def submit(self, db, records, metrics):
-        """Take a request's records: spool them for the writer, or write them now (sync)."""
-        if not self.asynchronous and self.migrations_done():
-            record_usage(db, records, self.spool, metrics)
+    def submit(self, records):
+        """Take a request's records: spool them for the writer thread, or write them now (sync).
+        Never raises, so the user's response stands."""
+        if not self.asynchronous and self.ready():
+            self._write_or_spool(records)
             return
         try:
             self.spool.append(records)
         except OSError:
             log.exception("The spool could not take %d record(s); writing them on the request's path",
                           len(records))
-            record_usage(db, records, None, metrics)
+            self._write_or_spool(records, spool=False)
             return
         self._start()
         self._wake.set()
 
-    def flush(self):
-        """Write everything spooled now; returns (written, still spooled)."""
-        if not self.migrations_done():
+    def write(self, records):
+        """Ledger first, then, for exactly the records the ledger accepted, the rollups and the
+        listeners. Raises when the ledger write fails; a failed rollup update or listener is
+        logged (repair: rebuild_rollups.py). Returns the records inserted."""
+        documents = [{**OLD_RECORD_DEFAULTS, **record} for record in records]
+        tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
+                   if BUDGET_TICKET in document}
+        invalid = [document.get("callId") for document in documents if not storable(document)]
+        if invalid:
+            # Refused before anything is inserted, so no record of the batch is left unsettled;
+            # the spool then writes the others one by one and sets these aside.
+            raise ValueError(f"unstorable ledger record(s): {invalid}")
+        inserted = repository.insert_records(self.db, documents)
+        if len(inserted) < len(documents):
+            # A replay of records an earlier write put in the ledger: that write may have stopped before
+            # their rollups and counters (the two are not one transaction).
+            kept = {r["callId"] for r in inserted}
+            skipped = [d["callId"] for d in documents if d["callId"] not in kept]
+            log.warning("Skipped %d record(s) already in the ledger (callIds %s); if the write that stored them "
+                        "stopped midway, scripts/rebuild_rollups.py --check shows what their rollups miss",
+                        len(skipped), ", ".join(skipped))
+        self._announce([(record, tickets.get(record["callId"])) for record in inserted])
+        try:
+            rollups.apply(self.db, inserted)
+        except Exception:
+            days = sorted({r["date"] for r in inserted})
+            log.exception(
+                "Usage rollup update failed for %s; the ledger is intact. Repair with "
+                "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
+            )
+        if self.metrics is not None:
+            self.metrics.usage_writes.inc(len(inserted))
+            self.metrics.count_records(inserted)
+        for record in inserted:
+            log_tracked(record)
+        return inserted
+
+    def _announce(self, written):
+        if not written:
+            return
+        now = self.clock()
+        for listener in self._listeners:
+            try:
+                listener(self.db, written, now)
+            except Exception:
+                log.exception("A listener of written ledger records failed for callIds %s; the ledger is intact",
+                              ", ".join(record["callId"] for record, _ in written))
+
+    def replay(self):
+        """Write everything spooled (each record exactly once); returns (written, still spooled).
+        The writer thread, the background pass and scripts/replay_spool.py all replay through here."""
+        if not self.ready():
             return 0, self.spool.count()
-        with self.app.app_context():
-            db, registry = get_db(), metrics()
-            return self.spool.replay(lambda records: write_records(db, records, registry))
+        written, left = self.spool.replay(self.write)
+        if written:
+            if self.metrics is not None:
+                self.metrics.usage_replayed.inc(written)
+            log.debug("Wrote %d spooled usage record(s)", written)
+        return written, left
+
+    def _write_or_spool(self, records, spool=True):
+        try:
+            self.write(records)
+        except Exception:
+            log.exception("Failed to write %d usage record(s); callIds: %s", len(records),
+                          ", ".join(str(r.get("callId")) for r in records))
+            if self.metrics is not None:
+                self.metrics.usage_write_failures.inc()
+            if spool:
+                self._spool(records)
+            else:
+                log.error("%d usage record(s) lost: neither the database nor the spool took them", len(records))
+
+    def _spool(self, records):
+        try:
+            self.spool.append(records)
+        except OSError:
+            log.exception("Spooling %d usage record(s) failed too; callIds: %s", len(records),
+                          ", ".join(str(r.get("callId")) for r in records))
+            return
+        if self.metrics is not None:
+            self.metrics.usage_spooled.inc(len(records))
+        log.warning("Spooled %d usage record(s) to %s; they are replayed when the database answers",
+                    len(records), self.spool.path)
 
     def _start(self):
         if self._thread is not None:
@@ -81,7 +175,9 @@ class LedgerWriter:
             self._wake.clear()
             threading.Event().wait(self.interval)
             try:
-                self.flush()
+                self.replay()
+            except PyMongoError:
+                log.warning("Ledger writer pass postponed, database unavailable; the records stay spooled")
             except Exception:
                 log.exception("Ledger writer pass failed; the records stay spooled")
 
@@ -90,10 +186,21 @@ class LedgerWriter:
 
         def final():
             try:
-                self.flush()
+                self.replay()
             finally:
                 done.set()
 
         threading.Thread(target=final, daemon=True).start()
         if not done.wait(FLUSH_AT_EXIT_SECONDS):
             log.warning("Spooled usage records were not all written at exit; the next start replays them")
+
+
+def log_tracked(r):
+    """The seed's log line for a record written to the ledger."""
+    log.info(
+        "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
+        "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
+        r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
+        r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
+        r["callId"],
+    )

@@ -1,40 +1,58 @@
-"""The user and every budget that can apply to them, read in one aggregation (MongoDB) or apart
-(the embedded store): both give the same documents."""
+"""The Caller: the user with their organization, team, API key and every budget that can apply to
+them, read in one aggregation."""
 from bson import ObjectId
 
 from backend.auth import repository
-from backend.db import BUDGETS, USERS, get_db
-from backend.orgs.repository import DEFAULT_ORG_ID, insert_org, insert_team, set_membership
+from backend.db import BUDGETS, DEFAULT_ORG_ID, USERS, get_db
+from backend.orgs.repository import insert_org, insert_team
 from tests.helpers import create_user, utc
 
 
-def _both(db, user_id):
-    aggregated = next(iter(db[USERS].aggregate(repository._with_budgets_pipeline(user_id))), None)
-    return aggregated, repository._read_apart(db, user_id)
-
-
-def test_one_aggregation_and_reads_apart_agree(app):
+def test_the_caller_carries_membership_and_every_budget_that_applies(app):
     loner, member = create_user(app, "loner@example.com"), create_user(app, "member@example.com")
     with app.app_context():
         db = get_db()
         org = insert_org(db, "Acme", utc(2026, 11, 1))
         team = insert_team(db, org["_id"], "QA", utc(2026, 11, 1))
-        set_membership(db, member["_id"], org["_id"], "member", team["_id"], DEFAULT_ORG_ID)
-        assert _both(db, loner["_id"])[0] == _both(db, loner["_id"])[1]
+        repository.set_membership(db, member["_id"], org["_id"], "member", team["_id"], DEFAULT_ORG_ID)
+        plain = repository.find_caller(db, loner["_id"])
+        assert (plain.id, plain.email, plain.org_id, plain.org_name, plain.team_id) == (
+            loner["_id"], "loner@example.com", DEFAULT_ORG_ID, "default", None)
+        assert plain.budgets == repository.CallerBudgets()
         db[BUDGETS].insert_many([{"_id": "default", "tokensPerDay": 1}, {"_id": member["_id"], "tokensPerDay": 2},
                                  {"_id": team["_id"], "scope": "team", "tokensPerDay": 3},
                                  {"_id": org["_id"], "scope": "org", "tokensPerDay": 4},
                                  {"_id": DEFAULT_ORG_ID, "scope": "org", "tokensPerDay": 5}])
-        for user in (loner, member):
-            aggregated, apart = _both(db, user["_id"])
-            assert aggregated == apart
-        keys = (repository.OWN_BUDGET, repository.DEFAULT_BUDGET, repository.TEAM_BUDGET, repository.ORG_BUDGET)
-        assert [apart[key][0]["tokensPerDay"] for key in keys] == [2, 1, 3, 4]
-        assert (apart[repository.ORG][0]["name"], apart[repository.TEAM][0]["name"]) == ("Acme", "QA")
-        loner_view = repository.find_with_budgets(db, loner["_id"])
-        assert loner_view[repository.ORG_BUDGET][0]["tokensPerDay"] == 5 and loner_view[repository.TEAM] == []
+        caller = repository.find_caller(db, member["_id"])
+        budgets = caller.budgets
+        assert [b["tokensPerDay"] for b in (budgets.own, budgets.default, budgets.team, budgets.org)] == [2, 1, 3, 4]
+        assert budgets.key is None
+        assert (caller.org_id, caller.org_name, caller.team_id, caller.team_name) == (org["_id"], "Acme", team["_id"],
+                                                                                      "QA")
+        loner_view = repository.find_caller(db, loner["_id"])
+        assert loner_view.budgets.org["tokensPerDay"] == 5 and loner_view.budgets.team is None
+        assert loner_view.budgets.own is None and loner_view.budgets.default["tokensPerDay"] == 1
         # An account from before organizations (no orgId) is read as a member of the default one.
         db[USERS].update_one({"_id": loner["_id"]}, {"$unset": {"orgId": "", "teamId": ""}})
-        aggregated, apart = _both(db, loner["_id"])
-        assert aggregated == apart and apart[repository.ORG][0]["name"] == "default"
-        assert _both(db, ObjectId()) == (None, None)
+        old = repository.find_caller(db, loner["_id"])
+        assert (old.org_id, old.org_name, old.team_id, old.org_role) == (DEFAULT_ORG_ID, "default", None, "member")
+        assert repository.find_caller(db, ObjectId()) is None
+
+
+def test_a_key_acts_with_its_own_team_and_budget(app):
+    member = create_user(app, "member@example.com")
+    with app.app_context():
+        db = get_db()
+        org = insert_org(db, "Acme", utc(2026, 11, 1))
+        qa, ops = (insert_team(db, org["_id"], name, utc(2026, 11, 1)) for name in ("QA", "Ops"))
+        repository.set_membership(db, member["_id"], org["_id"], "member", qa["_id"], DEFAULT_ORG_ID)
+        key = {"_id": ObjectId(), "name": "ci", "teamId": ops["_id"]}
+        db[BUDGETS].insert_many([{"_id": key["_id"], "scope": "key", "tokensPerDay": 7},
+                                 {"_id": ops["_id"], "scope": "team", "tokensPerDay": 8}])
+        caller = repository.find_caller(db, member["_id"], key)
+        assert (caller.api_key_id, caller.api_key_name, caller.team_id, caller.team_name) == (
+            key["_id"], "ci", ops["_id"], "Ops")
+        assert caller.budgets.key["tokensPerDay"] == 7 and caller.budgets.team["tokensPerDay"] == 8
+        # A key whose team was deleted acts in none.
+        gone = repository.find_caller(db, member["_id"], {**key, "teamId": ObjectId()})
+        assert gone.team_id is None and gone.budgets.team is None

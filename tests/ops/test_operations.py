@@ -12,8 +12,10 @@ import pytest
 
 from backend import start_up_database
 from backend.auth import repository
+from backend.clock import utc_now
 from backend.auth.services import ensure_admin
 from backend.db import USERS, get_db
+from backend.runtime import runtime
 from tests.helpers import ROOT, create_user
 
 UNREACHABLE = "mongodb://127.0.0.1:9/?directConnection=true"
@@ -28,12 +30,12 @@ UNREACHABLE = "mongodb://127.0.0.1:9/?directConnection=true"
 ])
 def test_commands_that_change_data_refuse_the_embedded_store(make_app, args, action):
     app = make_app(TESTING=False)
-    app.extensions["spool"].append([{"callId": "kept"}])
+    runtime(app).spool.append([{"callId": "kept"}])
     result = app.test_cli_runner().invoke(args=args)
     assert result.exit_code == 4
     assert result.output == (f"Error: MONGO_URI is not set: refusing to {action} the embedded in-memory store, "
                              "which is discarded on exit\n")
-    assert app.extensions["spool"].count() == 1
+    assert runtime(app).spool.count() == 1
 
 
 def test_read_only_commands_still_run_on_the_embedded_store(make_app):
@@ -143,7 +145,7 @@ def test_a_duplicate_key_on_insert_is_exists(app, db, monkeypatch):
         return None if len(calls) == 1 else real_find(db, email)
 
     monkeypatch.setattr(repository, "find_by_email", first_miss)
-    user, outcome = ensure_admin(db, "root@example.com", "bootstrap-pass")
+    user, outcome = ensure_admin(db, "root@example.com", "bootstrap-pass", now=utc_now())
     assert outcome == "exists" and user["role"] == "admin"
 
 

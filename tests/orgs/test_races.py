@@ -10,9 +10,11 @@ from backend import background
 from backend.budgets import repository as budget_repository
 from backend.budgets.services import _exceeded
 from backend.db import BUDGET_COUNTERS, BUDGETS, MIGRATIONS, USAGE, USERS, get_db
+from backend.auth import repository as user_repository
 from backend.orgs import repository as org_repository
 from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.usage import migrations
+from backend.runtime import runtime
 from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
 from tests.helpers import bearer, create_user
 from tests.orgs.support import make_org, make_team, member
@@ -33,13 +35,13 @@ def test_a_team_deleted_while_a_member_is_added_leaves_nobody_in_it(app, client,
     acme = make_org(client, admin_headers, "Acme")
     qa = make_team(client, admin_headers, acme, "QA")
     user = create_user(app, "dev@example.com")
-    real_set_membership = org_repository.set_membership
+    real_set_membership = user_repository.set_membership
 
     def team_deleted_meanwhile(db, *args):
         assert client.delete(f"/admin/orgs/{acme}/teams/{qa}", headers=admin_headers).status_code == 200
         return real_set_membership(db, *args)
 
-    monkeypatch.setattr(org_repository, "set_membership", team_deleted_meanwhile)
+    monkeypatch.setattr(user_repository, "set_membership", team_deleted_meanwhile)
     response = client.post(f"/admin/orgs/{acme}/members", json={"email": "dev@example.com", "role": "member",
                                                                 "teamId": qa}, headers=admin_headers)
     assert response.status_code == 404
@@ -67,7 +69,7 @@ def test_a_member_moved_meanwhile_is_not_moved_again(app, client, admin_headers,
     acme, globex = make_org(client, admin_headers, "Acme"), make_org(client, admin_headers, "Globex")
     user, _ = member(app, client, admin_headers, acme, "dev@example.com")
     _, owner = member(app, client, admin_headers, acme, "owner@example.com", role="admin")
-    real_set_membership = org_repository.set_membership
+    real_set_membership = user_repository.set_membership
     moves = []
 
     def platform_moves_them_first(db, *args):
@@ -76,7 +78,7 @@ def test_a_member_moved_meanwhile_is_not_moved_again(app, client, admin_headers,
             db[USERS].update_one({"_id": user["_id"]}, {"$set": {"orgId": ObjectId(globex), "orgRole": "admin"}})
         return real_set_membership(db, *args)
 
-    monkeypatch.setattr(org_repository, "set_membership", platform_moves_them_first)
+    monkeypatch.setattr(user_repository, "set_membership", platform_moves_them_first)
     removed = client.delete(f"/admin/orgs/{acme}/members/{user['_id']}", headers=owner)
     assert removed.status_code == 404
     with app.app_context():
@@ -127,11 +129,11 @@ def test_start_up_tasks_missed_while_the_database_was_down_run_in_the_background
 
     monkeypatch.setattr(migrations, "migrate", down_once)
     app = make_app()
-    assert app.extensions["start_up_pending"] is True
+    assert runtime(app).start_up_pending is True
     with app.app_context():
         assert get_db()[MIGRATIONS].count_documents({}) == 0
     background.run_once(app)
-    assert app.extensions["start_up_pending"] is False
+    assert runtime(app).start_up_pending is False
     with app.app_context():
         db = get_db()
         assert db[MIGRATIONS].count_documents({}) == len(migrations.MIGRATIONS_IN_ORDER)

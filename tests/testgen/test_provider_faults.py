@@ -91,7 +91,7 @@ def test_a_body_broken_after_the_answer_started_is_not_retried_and_is_recorded(m
 
 
 def test_failures_that_cannot_have_billed_are_retried_and_only_the_answer_recorded(make_app, monkeypatch):
-    monkeypatch.setattr("backend.testgen.transaction.RETRY_BACKOFF_SECONDS", (0,))
+    monkeypatch.setattr("backend.llm.retries.RETRY_BACKOFF_SECONDS", (0,))
     replies = [httpx2.ConnectError("connection refused"),
                httpx2.Response(429, json={"error": {"message": "slow down"}}),
                httpx2.Response(200, json=chat_completion(TEXT, 120, 30))]

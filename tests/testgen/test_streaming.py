@@ -5,7 +5,7 @@ import pytest
 import tiktoken
 
 from backend.db import USAGE, get_db
-from backend.testgen.transaction import wait_for_drains
+from backend.testgen.web import wait_for_drains
 from tests.budgets.support import prompt_tokens
 from tests.helpers import anthropic_stream, bearer, cases_json, create_user, openai_stream, read_events
 

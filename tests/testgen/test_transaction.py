@@ -9,7 +9,7 @@ import pytest
 import tiktoken
 
 from backend.db import TESTCASES, USAGE, get_db
-from backend.testgen.transaction import wait_for_drains
+from backend.testgen.web import wait_for_drains
 from tests.helpers import (bearer, cases_json, chat_completion, create_user, gemini_response, gemini_stream,
                            ollama_stream, openai_stream)
 

@@ -2,6 +2,7 @@
 from datetime import datetime, timezone
 
 from backend.db import MIGRATIONS, USAGE, USAGE_DAILY, get_db
+from backend.runtime import runtime
 from backend.usage.migrations import (
     API_KEYS,
     LEASE_SECONDS,
@@ -178,12 +179,12 @@ def test_a_starting_worker_serves_while_another_migrates_and_finishes_in_the_bac
         db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
         db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now()})
     backend.start_up_database(app)
-    assert app.extensions["start_up_pending"] is True
+    assert runtime(app).start_up_pending is True
     with app.app_context():  # the other worker finishes
         db[MIGRATIONS].insert_one({"_id": ROLLUP_SHAPES, "appliedAt": NOW, "changed": 0})
         db[MIGRATIONS].delete_one({"_id": f"{ROLLUP_SHAPES}:lease"})
     run_once(app)
-    assert app.extensions["start_up_pending"] is False
+    assert runtime(app).start_up_pending is False
 
 
 def test_calls_answered_while_another_worker_migrates_wait_in_the_spool_and_land_once(make_app, monkeypatch,
@@ -206,25 +207,25 @@ def test_calls_answered_while_another_worker_migrates_wait_in_the_spool_and_land
     monkeypatch.setattr(backend, "START_UP_MIGRATION_WAIT_SECONDS", 0)
     for writes in ("sync", "async"):
         second = make_app(MONGO_CLIENT=shared, LEDGER_WRITES=writes, SPOOL_PATH=str(tmp_path / f"{writes}.jsonl"))
-        assert second.extensions["migrations_done"] is False
+        assert runtime(second).migrations_done is False
         create_user(second, f"{writes}@example.com")
         client = second.test_client()
         headers = bearer(client, f"{writes}@example.com")
         for _ in range(3):
             response = client.post("/api/test-generation", json={"prompt": "Login", "count": 1}, headers=headers)
             assert response.status_code == 200
-        assert second.extensions["ledger_writer"].flush() == (0, 3)
+        assert runtime(second).writer.replay() == (0, 3)
         with second.app_context():
             assert get_db()[USAGE].count_documents({"userEmail": f"{writes}@example.com"}) == 0
-        assert second.extensions["spool"].count() == 3
+        assert runtime(second).spool.count() == 3
         run_once(second)  # the other worker is still at it
-        assert second.extensions["spool"].count() == 3
+        assert runtime(second).spool.count() == 3
 
     with first.app_context():  # the other worker finishes
         db[MIGRATIONS].insert_one({"_id": ROLLUP_SHAPES, "appliedAt": NOW, "changed": 0})
         db[MIGRATIONS].delete_one({"_id": f"{ROLLUP_SHAPES}:lease"})
     run_once(second)
-    assert second.extensions["migrations_done"] is True and second.extensions["spool"].count() == 0
+    assert runtime(second).migrations_done is True and runtime(second).spool.count() == 0
     with second.app_context():
         assert get_db()[USAGE].count_documents({"userEmail": "async@example.com"}) == 3
         assert rollups.check(get_db()) == []

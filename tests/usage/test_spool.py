@@ -10,8 +10,8 @@ from pymongo.errors import AutoReconnect
 from backend import background
 from backend.db import USAGE, get_db
 from backend.usage import rollups
-from backend.usage.recorder import replay_spool
 from backend.usage.spool import Spool
+from backend.runtime import runtime
 from tests.helpers import create_user, read_events, usage_record, utc
 
 
@@ -58,7 +58,7 @@ def test_a_database_outage_loses_no_record_and_replays_each_once(app, client, us
     assert read_events(streamed)[-1][0] == "done"
     call_ids.append(read_events(streamed)[-1][1]["data"]["usage"]["callIds"][0])
 
-    spool = app.extensions["spool"]
+    spool = runtime(app).spool
     spooled = [json_util.loads(line, json_options=json_util.JSONOptions(tz_aware=True)) for line in open(spool.path, encoding="utf-8")]
     assert len(spooled) == 5 and ledger(app) == []
     assert isinstance(spooled[0]["userId"], ObjectId) and spooled[0]["timestamp"].tzinfo is not None
@@ -87,15 +87,14 @@ def test_a_database_outage_loses_no_record_and_replays_each_once(app, client, us
 def test_a_replay_that_died_after_writing_does_not_count_twice(app, caplog):
     user = create_user(app, "dev@example.com")
     records = [usage_record(user, utc(2026, 11, 20, hour), prompt=100 * hour) for hour in (1, 2, 3)]
-    spool = Spool(app.config["SPOOL_PATH"])
-    spool.append(records)
+    writer = runtime(app).writer
+    writer.spool.append(records)
     with app.app_context():
         db = get_db()
         # The first two reached the ledger before the replay died.
-        from backend.usage.recorder import write_records
-        write_records(db, [dict(r) for r in records[:2]])
-        assert replay_spool(db, spool) == (1, 0)
-        assert replay_spool(db, spool) == (0, 0)
+        writer.write([dict(r) for r in records[:2]])
+        assert writer.replay() == (1, 0)
+        assert writer.replay() == (0, 0)
         # The skipped ones are named, with where to look should their first write have stopped midway.
         assert (f"Skipped 2 record(s) already in the ledger (callIds {records[0]['callId']}, {records[1]['callId']})"
                 in caplog.text and "rebuild_rollups.py --check" in caplog.text)
@@ -129,7 +128,7 @@ def test_the_spool_is_one_json_document_per_line(tmp_path):
 
 def test_replay_spool_command_reports_and_fails_while_records_remain(app, database_down):
     user = create_user(app, "dev@example.com")
-    app.extensions["spool"].append([usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))])
+    runtime(app).spool.append([usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))])
     runner = app.test_cli_runner()
 
     down = runner.invoke(args=["replay-spool"])

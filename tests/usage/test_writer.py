@@ -7,6 +7,7 @@ import textwrap
 import time
 
 from backend.db import USAGE, USAGE_USER_MONTHLY, get_db
+from backend.runtime import runtime
 from backend.usage.spool import Spool
 from tests.helpers import ROOT, TEST_SECRET, bearer, create_user
 
@@ -22,15 +23,15 @@ def test_records_wait_in_the_spool_until_the_writer_moves_them_in_one_batch(make
     db = get_db(app)
     # Nothing reached the database on the requests' path; all five are in the write-ahead log.
     assert db[USAGE].count_documents({}) == 0
-    assert app.extensions["spool"].count() == 5
+    assert runtime(app).spool.count() == 5
 
-    assert app.extensions["ledger_writer"].flush() == (5, 0)
+    assert runtime(app).writer.replay() == (5, 0)
     records = list(db[USAGE].find())
     assert sorted(r["callId"] for r in records) == sorted(c.json["data"]["usage"]["callIds"][0] for c in calls)
     month = db[USAGE_USER_MONTHLY].find_one()
     assert sum(day["requests"] for day in month["days"].values()) == 5
     # A second pass (another worker, a restart) finds nothing left and writes nothing twice.
-    assert app.extensions["ledger_writer"].flush() == (0, 0)
+    assert runtime(app).writer.replay() == (0, 0)
     assert db[USAGE].count_documents({}) == 5
 
 
@@ -50,13 +51,14 @@ CHILD = textwrap.dedent("""
     import sys
     from backend import create_app
     from backend.auth.services import register_user
+    from backend.clock import utc_now
     from backend.db import get_db
 
     app = create_app({"TESTING": True, "JWT_SECRET_KEY": sys.argv[2], "LLM_PROVIDER": "demo",
                       "LLM_PROVIDERS": ["demo"], "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False,
                       "LEDGER_WRITES": "async", "LEDGER_WRITE_INTERVAL_MS": 60000, "SPOOL_PATH": sys.argv[1]})
     with app.app_context():
-        register_user(get_db(), "dev@example.com", "correct-horse-battery")
+        register_user(get_db(), "dev@example.com", "correct-horse-battery", now=utc_now())
     client = app.test_client()
     token = client.post("/auth/login", json={"email": "dev@example.com",
                                              "password": "correct-horse-battery"}).json["data"]["accessToken"]
@@ -86,7 +88,7 @@ def test_a_process_killed_under_load_loses_no_answered_call(make_app, tmp_path):
 
     # A new process on the same spool replays what the dead one had answered.
     app = make_app(SPOOL_PATH=spool_path)
-    written, left = app.extensions["ledger_writer"].flush()
+    written, left = runtime(app).writer.replay()
     assert left == 0
     # Killed between spooling a record and printing its answer, the child may have one more.
     assert answered <= get_db(app)[USAGE].count_documents({}) == written <= answered + 1
@@ -100,11 +102,11 @@ def test_a_line_torn_by_a_kill_is_set_aside_and_the_rest_replayed(make_app, tmp_
     client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=bearer(client, "dev@example.com"))
     good = list(get_db(app)[USAGE].find())
     get_db(app)[USAGE].delete_many({})
-    spool = app.extensions["spool"]
+    spool = runtime(app).spool
     spool.append(good)
     with open(spool.path, "a", encoding="utf-8") as handle:
         handle.write('{"userId": {"$oid": "6740')
-    assert app.extensions["ledger_writer"].flush() == (1, 0)
+    assert runtime(app).writer.replay() == (1, 0)
     assert (tmp_path / "spool.jsonl.torn").read_text().startswith('{"userId"')
 
 
@@ -119,9 +121,9 @@ def test_a_record_the_database_refuses_is_set_aside_and_the_others_written(make_
     get_db(app)[USAGE].delete_many({})
     poisoned = {**good[0], "callId": "poisoned", "promptTokens": 10**20}
     del poisoned["_id"]
-    app.extensions["spool"].append([poisoned, *good])
+    runtime(app).spool.append([poisoned, *good])
 
-    written, left = app.extensions["ledger_writer"].flush()
+    written, left = runtime(app).writer.replay()
 
     assert (written, left) == (2, 0)
     assert sorted(r["callId"] for r in get_db(app)[USAGE].find()) == sorted(r["callId"] for r in good)
@@ -139,13 +141,13 @@ def test_lines_that_are_not_records_never_block_the_spool_or_leave_records_unset
     good = list(db[USAGE].find())
     db[USAGE].delete_many({})
     db[USAGE_USER_MONTHLY].delete_many({})
-    spool = app.extensions["spool"]
+    spool = runtime(app).spool
     spool.append([good[0]])
     with open(spool.path, "ab") as handle:
         handle.write(b'{"userEmail": "\xff"}\n1\n{}\n')
     spool.append([{**good[1], "totalTokens": 10**25}, good[2]])
 
-    assert app.extensions["ledger_writer"].flush() == (2, 0)
+    assert runtime(app).writer.replay() == (2, 0)
     assert sorted(r["callId"] for r in db[USAGE].find()) == sorted([good[0]["callId"], good[2]["callId"]])
     month = db[USAGE_USER_MONTHLY].find_one()
     assert sum(day["requests"] for day in month["days"].values()) == 2
