@@ -2,10 +2,12 @@
 from flask import current_app
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from backend.usage.model import UsageRecord
+
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
-TOKEN_KINDS = (("input", "promptTokens"), ("cached_input", "cachedInputTokens"),
-               ("cache_write", "cacheWriteTokens"), ("output", "completionTokens"),
-               ("reasoning", "reasoningTokens"))
+TOKEN_KINDS = (("input", "prompt_tokens"), ("cached_input", "cached_input_tokens"),
+               ("cache_write", "cache_write_tokens"), ("output", "completion_tokens"),
+               ("reasoning", "reasoning_tokens"))
 
 
 class Metrics:
@@ -28,12 +30,12 @@ class Metrics:
         self.budget_rejections = Counter("tokenledger_budget_rejections", "Requests refused by a budget",
                                          ["window"], registry=r)
 
-    def count_records(self, records):
-        for record in records:
-            labels = (record["provider"], record["modelName"], record["operation"])
-            for kind, field in TOKEN_KINDS:
-                self.tokens.labels(*labels, kind).inc(record.get(field, 0))
-            self.cost.labels(*labels).inc(record["cost"])
+    def count_records(self, documents):
+        for record in map(UsageRecord.from_document, documents):
+            labels = (record.provider, record.model_name, record.operation)
+            for kind, attribute in TOKEN_KINDS:
+                self.tokens.labels(*labels, kind).inc(getattr(record, attribute))
+            self.cost.labels(*labels).inc(record.cost)
 
     def count_call(self, provider, outcome, latency_ms=None):
         self.llm_calls.labels(provider, outcome).inc()

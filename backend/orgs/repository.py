@@ -5,14 +5,12 @@ A membership lives on the user document: `orgId`, `orgRole` ("admin" | "member")
 """
 import unicodedata
 
-from bson import ObjectId
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.db import API_KEYS, BUDGETS, ORGANIZATIONS, TEAMS, USERS
+# DEFAULT_ORG_ID is imported from here by the packages above orgs as well.
+from backend.db import API_KEYS, BUDGETS, DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS, USERS
 
-# Fixed, so that every worker starting at once creates the same one document.
-DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
 DEFAULT_ORG_NAME = "default"
 ORG_ADMIN, ORG_MEMBER = "admin", "member"
 ORG_ROLES = (ORG_ADMIN, ORG_MEMBER)
