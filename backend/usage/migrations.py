@@ -15,8 +15,8 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from backend.clock import utc_now
-from backend.db import MIGRATIONS, USAGE, USERS
-from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER, ensure_default_org
+from backend.db import DEFAULT_ORG_ID, MIGRATIONS, USAGE, USERS
+from backend.orgs.repository import ORG_MEMBER, ensure_default_org
 from backend.usage.model import OLD_RECORD_DEFAULTS, F
 from backend.usage.rollups import MEMBERSHIP, ROLLUPS, rebuild
 
