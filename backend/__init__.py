@@ -160,11 +160,14 @@ def _register_blueprints(app, api):
 def _connect_packages(state):
     """Where one package answers another's events, so that neither imports the other: budgets
     settle the records the ledger writer wrote; API keys and budgets let go of a deleted team;
-    API keys authenticate for the guards."""
+    API keys authenticate for the guards; orgs adopts old users in the ledger's migration."""
     from backend.budgets import services as budgets
     from backend.keys import services as keys
+    from backend.orgs import services as orgs
     from backend.orgs.services import team_deleted
+    from backend.usage import migrations
 
+    migrations.register_step(migrations.ORGANIZATIONS, orgs.adopt_users_without_org)
     state.writer.on_written(budgets.settle_written)
     state.key_authenticator = keys.authenticate
     team_deleted.connect(keys.on_team_deleted)

@@ -1,4 +1,5 @@
-"""The document store: real MongoDB when MONGO_URI is set, mongomock otherwise."""
+"""The document store: real MongoDB when MONGO_URI is set, mongomock otherwise (adapted by
+backend/embedded.py to take the same calls)."""
 import contextlib
 import threading
 
@@ -6,6 +7,8 @@ import mongomock
 import pymongo
 from bson import ObjectId
 from flask import current_app
+
+from backend import embedded
 
 USERS = "users"
 BUDGETS = "budgets"
@@ -28,7 +31,8 @@ ORGANIZATIONS = "organizations"
 TEAMS = "teams"
 API_KEYS = "api_keys"
 
-# The default organization's fixed id, so that every worker starting at once creates the same document.
+# The organization every user belongs to until moved, and every record made before organizations
+# existed: fixed, so that every worker starting at once creates the same one document.
 DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
 
 _clients = {}
@@ -61,10 +65,13 @@ class MongoStore:
         client = app.config.get("MONGO_CLIENT")
         if client is None:
             client = _shared_client(uri, app.config["MONGO_TIMEOUT_MS"]) if uri else mongomock.MongoClient(tz_aware=True)
+        mocked = isinstance(client, mongomock.MongoClient)
+        if mocked:
+            embedded.install()
         app.extensions["mongo"] = _StoreState(
             client=client,
             db=client[app.config["MONGO_DB_NAME"]],
-            embedded=isinstance(client, mongomock.MongoClient),
+            embedded=mocked,
         )
 
 

@@ -14,7 +14,6 @@ from backend.db import (
     TESTCASES,
     USAGE,
     USERS,
-    is_embedded,
 )
 from backend.usage.rollups import ROLLUPS
 
@@ -25,8 +24,6 @@ class IndexSpec:
     keys: tuple
     unique: bool = False
     expire_after_seconds: int | None = None
-    # The embedded store checks a unique index by scanning the whole collection on every insert.
-    embedded: bool = True
 
     @property
     def name(self):
@@ -44,8 +41,8 @@ INDEXES = (
     IndexSpec(USAGE, (("operation", ASCENDING), ("timestamp", DESCENDING))),
     IndexSpec(USAGE, (("isActive", ASCENDING), ("timestamp", DESCENDING))),
     # New records also carry _id = ObjectId(callId), which every store keeps unique at no cost;
-    # this index guards the records written before that. The embedded store has none of those.
-    IndexSpec(USAGE, (("callId", ASCENDING),), unique=True, embedded=False),
+    # this index guards the records written before that.
+    IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     # Organizations: names unique (case-insensitively), team names unique in their organization;
     # an organization's members by email, its records newest first (scoped usage logs).
@@ -83,16 +80,12 @@ def ledger_ttl(days):
 
 def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
     """Create what is missing and bring TTLs to their setting; returns
-    [(collection, index name, "created" | "exists" | "updated" | "dropped" | "skipped")].
+    [(collection, index name, "created" | "exists" | "updated" | "dropped")].
     With ledger_ttl_days 0 a ledger TTL left from an earlier setting is dropped: records stop expiring."""
     ttl = ledger_ttl(ledger_ttl_days or 1)
     specs = (*specs, ttl) if ledger_ttl_days else specs
     report = []
-    embedded = is_embedded(db)
     for spec in specs:
-        if embedded and not spec.embedded:
-            report.append((spec.collection, spec.name, "skipped"))
-            continue
         collection = db[spec.collection]
         existing = collection.index_information().get(spec.name)
         options = {"name": spec.name, "unique": spec.unique}
@@ -102,7 +95,8 @@ def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
             collection.create_index(list(spec.keys), **options)
             report.append((spec.collection, spec.name, "created"))
         elif spec.expire_after_seconds is not None and existing.get("expireAfterSeconds") != spec.expire_after_seconds:
-            _change_ttl(db, spec, options)
+            db.command("collMod", spec.collection,
+                       index={"name": spec.name, "expireAfterSeconds": spec.expire_after_seconds})
             report.append((spec.collection, spec.name, "updated"))
         else:
             report.append((spec.collection, spec.name, "exists"))
@@ -110,11 +104,3 @@ def ensure_indexes(db, specs=INDEXES, ledger_ttl_days=0):
         db[USAGE].drop_index(ttl.name)
         report.append((USAGE, ttl.name, "dropped"))
     return report
-
-
-def _change_ttl(db, spec, options):
-    if is_embedded(db):  # the embedded store has no collMod
-        db[spec.collection].drop_index(spec.name)
-        db[spec.collection].create_index(list(spec.keys), **options)
-        return
-    db.command("collMod", spec.collection, index={"name": spec.name, "expireAfterSeconds": spec.expire_after_seconds})

@@ -4,9 +4,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from backend.runtime import runtime
 
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
-TOKEN_KINDS = (("input", "promptTokens"), ("cached_input", "cachedInputTokens"),
-               ("cache_write", "cacheWriteTokens"), ("output", "completionTokens"),
-               ("reasoning", "reasoningTokens"))
+TOKEN_KINDS = (("input", "prompt_tokens"), ("cached_input", "cached_input_tokens"),
+               ("cache_write", "cache_write_tokens"), ("output", "completion_tokens"),
+               ("reasoning", "reasoning_tokens"))
 
 
 class Metrics:
@@ -30,11 +30,12 @@ class Metrics:
                                          ["window"], registry=r)
 
     def count_records(self, records):
+        """Count written ledger records (backend.usage.model.UsageRecord)."""
         for record in records:
-            labels = (record["provider"], record["modelName"], record["operation"])
-            for kind, field in TOKEN_KINDS:
-                self.tokens.labels(*labels, kind).inc(record.get(field, 0))
-            self.cost.labels(*labels).inc(record["cost"])
+            labels = (record.provider, record.model_name, record.operation)
+            for kind, attribute in TOKEN_KINDS:
+                self.tokens.labels(*labels, kind).inc(getattr(record, attribute))
+            self.cost.labels(*labels).inc(record.cost)
 
     def count_call(self, provider, outcome, latency_ms=None):
         self.llm_calls.labels(provider, outcome).inc()

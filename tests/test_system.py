@@ -1,7 +1,6 @@
 import threading
 from pathlib import Path
 
-from backend.db import get_db, is_embedded
 from backend.indexes import INDEXES, ensure_indexes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,13 +123,11 @@ def test_ensure_indexes_is_idempotent(db):
     db.client.drop_database(db.name)
     first = ensure_indexes(db)
     second = ensure_indexes(db)
-    # The embedded store skips the index it would check by scanning the collection on every insert.
-    skipped = ["skipped" if is_embedded(db) and not spec.embedded else None for spec in INDEXES]
-    assert [outcome for *_, outcome in first] == [skip or "created" for skip in skipped]
-    assert [outcome for *_, outcome in second] == [skip or "exists" for skip in skipped]
+    assert [outcome for *_, outcome in first] == ["created"] * len(INDEXES)
+    assert [outcome for *_, outcome in second] == ["exists"] * len(INDEXES)
     info = db["openai_token_usage"].index_information()
     assert info["userId_1_timestamp_-1"]["key"] == [("userId", 1), ("timestamp", -1)]
-    assert ("callId_1" not in info) if is_embedded(db) else info["callId_1"]["unique"] is True
+    assert info["callId_1"]["unique"] is True
 
 
 def test_create_indexes_command_reports_what_it_did(make_app):
@@ -142,11 +139,7 @@ def test_create_indexes_command_reports_what_it_did(make_app):
     # The rollup-shapes migration gave each rollup it rebuilt its unique key index at start-up.
     from backend.usage.migrations import RESHAPED
     present = len(RESHAPED)
-    if is_embedded(get_db(app)):
-        assert lines[-1] == (f"{len(INDEXES) - 1 - present} created, {present} already present, "
-                             "1 skipped on the embedded store")
-    else:
-        assert lines[-1] == f"{len(INDEXES) - present} created, {present} already present"
+    assert lines[-1] == f"{len(INDEXES) - present} created, {present} already present"
     assert "created  openai_token_usage.userId_1_timestamp_-1" in lines
 
 

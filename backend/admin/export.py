@@ -1,34 +1,28 @@
-"""Ledger records as CSV or NDJSON lines, one record at a time."""
+"""Ledger records (as backend/admin/repository.py reads them) as CSV or NDJSON lines, one record at a time."""
 import csv
 import io
 import json
 
-from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.schemas import UTCDateTime
+from backend.usage.model import F
 
 COLUMNS = (
-    "timestamp", "date", "userId", "userEmail", "orgId", "teamId", "apiKeyId", "tags", "metadata",
-    "provider", "modelName", "responseModel", "operation",
-    "promptTokens", "cachedInputTokens", "cacheWriteTokens", "completionTokens", "reasoningTokens",
-    "totalTokens", "cost", "priced", "usageReported", "estimated", "outcome", "httpStatus", "demo", "callId",
-    "requestId", "latencyMs",
+    F.TIMESTAMP, F.DATE, F.USER_ID, F.USER_EMAIL, F.ORG_ID, F.TEAM_ID, F.API_KEY_ID, F.TAGS, F.METADATA,
+    F.PROVIDER, F.MODEL_NAME, F.RESPONSE_MODEL, F.OPERATION,
+    F.PROMPT_TOKENS, F.CACHED_INPUT_TOKENS, F.CACHE_WRITE_TOKENS, F.COMPLETION_TOKENS, F.REASONING_TOKENS,
+    F.TOTAL_TOKENS, F.COST, F.PRICED, F.USAGE_REPORTED, F.ESTIMATED, F.OUTCOME, F.HTTP_STATUS, F.DEMO, F.CALL_ID,
+    F.REQUEST_ID, F.LATENCY_MS,
 )
+IDS = (F.USER_ID, F.ORG_ID, F.TEAM_ID, F.API_KEY_ID)
 _TIMESTAMP = UTCDateTime()
 
 
 def _row(record):
+    """A ledger record, read with_defaults, as an export row."""
     row = {column: record.get(column) for column in COLUMNS}
-    row["timestamp"] = _TIMESTAMP._serialize(record["timestamp"], None, None)
-    row["userId"] = str(record["userId"])
-    row["orgId"] = str(record.get("orgId") or DEFAULT_ORG_ID)
-    row["teamId"] = str(record["teamId"]) if record.get("teamId") else None
-    row["apiKeyId"] = str(record["apiKeyId"]) if record.get("apiKeyId") else None
-    row["tags"] = list(record.get("tags") or ())
-    row["metadata"] = dict(record.get("metadata") or {})
-    row["usageReported"] = record.get("usageReported", True)
-    row["estimated"] = record.get("estimated", False)
-    row["outcome"] = record.get("outcome", "ok")
-    row["cacheWriteTokens"] = record.get("cacheWriteTokens", 0)
+    row[F.TIMESTAMP] = _TIMESTAMP._serialize(record[F.TIMESTAMP], None, None)
+    for column in IDS:
+        row[column] = None if record[column] is None else str(record[column])
     return row
 
 

@@ -1,10 +1,12 @@
-"""Reads of the usage ledger and its rollups for the admin views."""
+"""Reads of the usage ledger and its rollups for the admin views; ledger records come back
+with_defaults, so a record stored before a field existed reads like a new one."""
 from datetime import date
 
 from pymongo import ASCENDING, DESCENDING
 
 from backend.admin.pipelines import RAW, match
 from backend.db import USAGE, USAGE_USER_MONTHLY
+from backend.usage.model import F, with_defaults
 
 EXPORT_BATCH = 1000
 WALKED_DAYS = 366
@@ -12,7 +14,7 @@ WALKED_DAYS = 366
 
 def user_has_records(db, user_id, org_id=None):
     """Whether the ledger holds calls of the user (made in org_id, when given)."""
-    query = {"userId": user_id} if org_id is None else {"userId": user_id, "orgId": org_id}
+    query = {F.USER_ID: user_id} if org_id is None else {F.USER_ID: user_id, F.ORG_ID: org_id}
     return any(db[name].find_one(query, {"_id": 1}) for name in (USAGE_USER_MONTHLY, USAGE))
 
 
@@ -21,9 +23,9 @@ def ledger_page(db, filters, skip, limit, start=None, end=None):
     query = match(RAW, start, end, filters)["$match"]
     total = db[USAGE].count_documents(query)
     cursor = (
-        db[USAGE].find(query).sort([("timestamp", DESCENDING), ("_id", DESCENDING)]).skip(skip).limit(limit)
+        db[USAGE].find(query).sort([(F.TIMESTAMP, DESCENDING), (F.ID, DESCENDING)]).skip(skip).limit(limit)
     )
-    return list(cursor), total
+    return [with_defaults(record) for record in cursor], total
 
 
 def each_day(first, last):
@@ -33,8 +35,8 @@ def each_day(first, last):
 
 
 def _edge_date(db, query, direction):
-    edge = db[USAGE].find_one(query, {"date": 1, "_id": 0}, sort=[("date", direction)])
-    return date.fromisoformat(edge["date"]) if edge else None
+    edge = db[USAGE].find_one(query, {F.DATE: 1, F.ID: 0}, sort=[(F.DATE, direction)])
+    return date.fromisoformat(edge[F.DATE]) if edge else None
 
 
 def export_records(db, filters, start=None, end=None):
@@ -49,5 +51,5 @@ def export_records(db, filters, start=None, end=None):
         if first is None:
             return
     for day in each_day(first, last):
-        cursor = db[USAGE].find({**query, "date": day.isoformat()}).sort("_id", ASCENDING).batch_size(EXPORT_BATCH)
-        yield from cursor
+        cursor = db[USAGE].find({**query, F.DATE: day.isoformat()}).sort(F.ID, ASCENDING).batch_size(EXPORT_BATCH)
+        yield from map(with_defaults, cursor)

@@ -22,6 +22,8 @@ from backend.auth.guards import admin_required, current_scope
 from backend.clock import now
 from backend.db import get_db
 from backend.schemas import envelope, ok, page_of, parse_object_id
+from backend.usage.model import F
+from backend.usage.rollups import TAG
 
 blp = Blueprint(
     "admin_openai", __name__, url_prefix="/admin/openai",
@@ -41,9 +43,9 @@ EXPORT_RESPONSE = {
 def _filters(query):
     """The equality filters a query carries (absent ones are None and ignored), confined to the
     caller's scope: an organization admin's always name their organization."""
-    filters = {"operation": query.get("operation"), "provider": query.get("provider"),
-               "modelName": query.get("model"), "userId": query.get("user_id"), "outcome": query.get("outcome"),
-               "orgId": query.get("org_id"), "teamId": query.get("team_id"), "tag": query.get("tag")}
+    filters = {F.OPERATION: query.get("operation"), F.PROVIDER: query.get("provider"),
+               F.MODEL_NAME: query.get("model"), F.USER_ID: query.get("user_id"), F.OUTCOME: query.get("outcome"),
+               F.ORG_ID: query.get("org_id"), F.TEAM_ID: query.get("team_id"), TAG: query.get("tag")}
     return services.confine(get_db(), current_scope(), filters)
 
 

@@ -12,6 +12,7 @@ from backend.auth.repository import find_by_id
 from backend.errors import NotFound, UnprocessableEntity
 from backend.orgs import services as orgs
 from backend.pricing.services import COST_DECIMALS
+from backend.usage.model import F, OK
 
 TOTAL_FIELDS = (*pipelines.SUMMED_FIELDS, "totalCost", "totalRequests")
 EMPTY_TOTALS = {**{field: 0 for field in pipelines.SUMMED_FIELDS}, "totalCost": 0.0, "totalRequests": 0}
@@ -42,21 +43,21 @@ def _largest_first(rows, fields):
 
 def by_outcome(db, start=None, end=None, source="rollup", filters=None):
     """What the calls of each outcome cost: failed calls are billed too (ok first, then by cost)."""
-    items = [{"outcome": row["_id"].get("outcome"), **_totals(row)}
-             for row in _grouped(db, source, ("outcome",), start, end, filters)]
-    return sorted(items, key=lambda item: (item["outcome"] != "ok", -item["totalCost"], str(item["outcome"])))
+    items = [{"outcome": row["_id"].get(F.OUTCOME), **_totals(row)}
+             for row in _grouped(db, source, (F.OUTCOME,), start, end, filters)]
+    return sorted(items, key=lambda item: (item["outcome"] != OK, -item["totalCost"], str(item["outcome"])))
 
 
 def _per_user(db, start, end, source, filters):
     """Rows of totals per user (with userEmail) of the users with requests in the range."""
-    return [row for row in _grouped(db, source, ("userId",), start, end, filters) if row["totalRequests"]]
+    return [row for row in _grouped(db, source, (F.USER_ID,), start, end, filters) if row["totalRequests"]]
 
 
 def dashboard(db, start=None, end=None, source="rollup", filters=None):
     """Totals and unique users, with what the calls of each outcome cost (`byOutcome`) and what
     the calls of failed requests cost (`failedCost`, `failedRequests`)."""
     outcomes = by_outcome(db, start, end, source, filters)
-    failed = [item for item in outcomes if item["outcome"] != "ok"]
+    failed = [item for item in outcomes if item["outcome"] != OK]
     users = _per_user(db, start, end, source, filters)
     overall = {}
     for row in users:
@@ -67,8 +68,8 @@ def dashboard(db, start=None, end=None, source="rollup", filters=None):
 
 
 def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
-    ranked = _largest_first(_per_user(db, start, end, source, filters), ("userId",))[:limit]
-    return [{"_id": row["_id"]["userId"], "userEmail": row["userEmail"], **_totals(row)} for row in ranked]
+    ranked = _largest_first(_per_user(db, start, end, source, filters), (F.USER_ID,))[:limit]
+    return [{"_id": row["_id"][F.USER_ID], "userEmail": row[F.USER_EMAIL], **_totals(row)} for row in ranked]
 
 
 def require_known_user(db, user_id, scope=Scope()):
@@ -84,24 +85,24 @@ def require_known_user(db, user_id, scope=Scope()):
 def confine(db, scope, filters):
     """An admin query's filters inside the admin's scope: an organization admin's are pinned to
     their organization, and an organization, team or user outside the scope is a 404."""
-    if filters.get("orgId") is not None:
-        orgs.require_org(db, scope, filters["orgId"])
-    if filters.get("teamId") is not None:
-        orgs.require_team(db, scope, filters["teamId"])
-    if filters.get("userId") is not None and not scope.platform:
-        require_known_user(db, filters["userId"], scope)
-    return filters if scope.platform else {**filters, "orgId": scope.org_id}
+    if filters.get(F.ORG_ID) is not None:
+        orgs.require_org(db, scope, filters[F.ORG_ID])
+    if filters.get(F.TEAM_ID) is not None:
+        orgs.require_team(db, scope, filters[F.TEAM_ID])
+    if filters.get(F.USER_ID) is not None and not scope.platform:
+        require_known_user(db, filters[F.USER_ID], scope)
+    return filters if scope.platform else {**filters, F.ORG_ID: scope.org_id}
 
 
 def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None, scope=Scope()):
     require_known_user(db, user_id, scope)
-    rows = _grouped(db, source, (), start, end, {**(filters or {}), "userId": user_id})
+    rows = _grouped(db, source, (), start, end, {**(filters or {}), F.USER_ID: user_id})
     return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
 
 
 def user_history(db, user_id, page, limit, start=None, end=None, filters=None, scope=Scope()):
     require_known_user(db, user_id, scope)
-    records, total = repository.ledger_page(db, {**(filters or {}), "userId": user_id}, (page - 1) * limit, limit,
+    records, total = repository.ledger_page(db, {**(filters or {}), F.USER_ID: user_id}, (page - 1) * limit, limit,
                                             start, end)
     return {"data": records, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
 
@@ -110,7 +111,7 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
     """Totals per model, provider, operation, outcome, org, team (with each one's name as
     `label`) or tag (a call counts under each of its tags); `filters` narrows by userId,
     operation, provider, outcome, orgId, teamId, tag."""
-    fields = ("provider", "modelName") if by == "model" else (pipelines.GROUP_FIELDS[by],)
+    fields = (F.PROVIDER, F.MODEL_NAME) if by == "model" else (pipelines.GROUP_FIELDS[by],)
     rows = _largest_first(_grouped(db, source, fields, start, end, filters), fields)
     if by == "tag":
         # A share of every call's tokens, tagged or not; a call with several tags counts under each.
@@ -123,7 +124,7 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
         key = row["_id"].get(fields[-1])
         item = {"key": str(key) if key is not None else None, **_totals(row)}
         if by == "model":
-            item["provider"] = row["_id"]["provider"]
+            item["provider"] = row["_id"][F.PROVIDER]
         if by in ("org", "team"):
             item["label"] = names.get(key, "(no team)" if key is None else str(key))
         item["share"] = round(row["totalTokens"] / grand_total, 6) if grand_total else 0.0
@@ -175,7 +176,7 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
         raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
     field = pipelines.GROUP_FIELDS.get(group_by)
-    rows = _grouped(db, source, ("date", field) if field else ("date",), start, end, filters)
+    rows = _grouped(db, source, (F.DATE, field) if field else (F.DATE,), start, end, filters)
     periods = periods_between(start, end, bucket)
 
     series = {}
@@ -183,7 +184,7 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
         key = str(row["_id"].get(field)) if field else "all"
         entry = series.setdefault(key, {"key": key, "label": row.get("userEmail") or key, "totals": {}, "points": {}})
         _add(entry["totals"], row)
-        _add(entry["points"].setdefault(_period(date.fromisoformat(row["_id"]["date"]), bucket), {}), row)
+        _add(entry["points"].setdefault(_period(date.fromisoformat(row["_id"][F.DATE]), bucket), {}), row)
 
     ranked = sorted(series.values(), key=lambda s: (-s["totals"]["totalTokens"], s["key"]))
     if group_by != "none" and len(ranked) > series_limit:
@@ -217,13 +218,13 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
 def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup"):
     """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
     records, total = repository.ledger_page(db, filters, offset, limit, start, end)
-    rows = sorted(_grouped(db, source, ("operation",), start, end, filters), key=lambda row: row["_id"]["operation"])
+    rows = sorted(_grouped(db, source, (F.OPERATION,), start, end, filters), key=lambda row: row["_id"][F.OPERATION])
     stats = [
         {
-            "operation": row["_id"]["operation"],
-            "totalTokens": row["totalTokens"],
-            "inputTokens": row["promptTokens"],
-            "outputTokens": row["completionTokens"],
+            "operation": row["_id"][F.OPERATION],
+            "totalTokens": row[F.TOTAL_TOKENS],
+            "inputTokens": row[F.PROMPT_TOKENS],
+            "outputTokens": row[F.COMPLETION_TOKENS],
             "totalRequests": row["totalRequests"],
             "totalCost": round(row["totalCost"], COST_DECIMALS),
         }

@@ -16,13 +16,14 @@ element, and on MongoDB the indexed find reads the same documents.
 """
 from backend.admin.pipelines import RAW, date_range, group_pipeline
 from backend.db import USAGE
-from backend.usage.rollups import ROLLUP_BY_NAME, ROLLUPS, SUMS
+from backend.usage.model import F
+from backend.usage.rollups import REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SUMS
 
 # The views' sources: the ledger and every rollup of the registry, by name.
 COLLECTIONS = {RAW: USAGE, **{rollup.name: rollup.collection for rollup in ROLLUPS}}
-DAY_FIELDS = ("date", "month")
-TOTALS = {"totalCost": "cost", "totalRequests": "requests",
-          **{field: field for field in SUMS if field != "cost"}}
+DAY_FIELDS = (F.DATE, F.MONTH)
+TOTALS = {"totalCost": F.COST, "totalRequests": REQUESTS,
+          **{field: field for field in SUMS if field != F.COST}}
 
 
 def _needed(fields, filters):
@@ -57,28 +58,28 @@ def month_query(start=None, end=None, filters=None):
     the range (0001-01-01..9999-12-31 is 3.65M keys), while whole months cost what the data holds."""
     query = {field: value for field, value in (filters or {}).items() if value is not None}
     if start or end:
-        query["month"] = {operator: day[:7] for operator, day in date_range(start, end).items()}
+        query[F.MONTH] = {operator: day[:7] for operator, day in date_range(start, end).items()}
     return query
 
 
 def _per_day_rows(db, rollup, fields, start, end, filters):
     first, last = (start.isoformat() if start else None), (end.isoformat() if end else None)
-    names = [field for field in fields if field != "date"]
+    names = [field for field in fields if field != F.DATE]
     projection = {"_id": 0, "days": 1, **{field: 1 for field in names}}
-    if "userId" in fields:
-        projection["userEmail"] = 1
+    if F.USER_ID in fields:
+        projection[F.USER_EMAIL] = 1
     groups = {}
     for document in db[rollup.collection].find(month_query(start, end, filters), projection):
         values = {field: document.get(field) for field in names}
         for day, sums in document.get("days", {}).items():
             if (first is not None and day < first) or (last is not None and day > last):
                 continue
-            group = {**values, "date": day} if "date" in fields else values
+            group = {**values, F.DATE: day} if F.DATE in fields else values
             row = groups.get(tuple(group.values()))
             if row is None:
                 row = groups[tuple(group.values())] = {"_id": group, **dict.fromkeys(TOTALS, 0)}
             for total, field in TOTALS.items():
                 row[total] += sums.get(field, 0)
-            if "userId" in fields:
-                row["userEmail"] = max(row.get("userEmail") or "", document.get("userEmail") or "")
+            if F.USER_ID in fields:
+                row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", document.get(F.USER_EMAIL) or "")
     return list(groups.values())

@@ -100,6 +100,12 @@ def leave_team(db, team_id):
     db[USERS].update_many({"teamId": team_id}, {"$set": {"teamId": None}})
 
 
+def adopt_into(db, org_id):
+    """Users from before organizations become members of `org_id`, in no team."""
+    db[USERS].update_many({"orgId": {"$exists": False}}, {"$set": {"orgId": org_id, "orgRole": ORG_MEMBER,
+                                                                   "teamId": None}})
+
+
 def ids_in_org(db, org_id):
     return [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
 

@@ -5,7 +5,6 @@ import unicodedata
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.auth.caller import ORG_MEMBER  # noqa: F401  (until usage.migrations stops importing it from here)
 from backend.db import DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS
 
 DEFAULT_ORG_NAME = "default"

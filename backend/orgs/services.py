@@ -167,3 +167,10 @@ def members_page(db, scope, org_id, page, limit):
 def labels(db, by, ids):
     """Names for breakdown keys: {id: name} of organizations (by="org") or teams (by="team")."""
     return repository.names(db, ORGANIZATIONS if by == "org" else TEAMS, [i for i in ids if i is not None])
+
+
+def adopt_users_without_org(db, now):
+    """The organizations migration's step: the default organization exists, and every user from
+    before organizations is its member, in no team."""
+    repository.ensure_default_org(db, now)
+    users.adopt_into(db, DEFAULT_ORG_ID)

@@ -12,22 +12,24 @@ from pymongo import ASCENDING, DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from backend.db import RECONCILIATIONS, USAGE
+from backend.usage.model import F
 
 
 def ledger_pipeline(day):
     """Active records of one UTC day summed per provider and model. The model is the one the
     server reported (responseModel), which is the name the providers' reports use; records
-    without it fall back to the requested modelName. Every outcome is a billed call and counts."""
+    without it fall back to the requested modelName. Every outcome is a billed call and counts.
+    $sum counts a missing field as 0 and $eq a missing `estimated` as false: OLD_RECORD_DEFAULTS."""
     return [
-        {"$match": {"date": day.isoformat(), "isActive": True}},
+        {"$match": {F.DATE: day.isoformat(), F.IS_ACTIVE: True}},
         {"$group": {
-            "_id": {"provider": "$provider", "model": {"$ifNull": ["$responseModel", "$modelName"]}},
+            "_id": {"provider": f"${F.PROVIDER}", "model": {"$ifNull": [f"${F.RESPONSE_MODEL}", f"${F.MODEL_NAME}"]}},
             "requests": {"$sum": 1},
-            "promptTokens": {"$sum": "$promptTokens"},
-            "cachedInputTokens": {"$sum": "$cachedInputTokens"},
-            "cacheWriteTokens": {"$sum": "$cacheWriteTokens"},
-            "outputTokens": {"$sum": "$completionTokens"},
-            "estimatedRequests": {"$sum": {"$cond": [{"$eq": ["$estimated", True]}, 1, 0]}},
+            "promptTokens": {"$sum": f"${F.PROMPT_TOKENS}"},
+            "cachedInputTokens": {"$sum": f"${F.CACHED_INPUT_TOKENS}"},
+            "cacheWriteTokens": {"$sum": f"${F.CACHE_WRITE_TOKENS}"},
+            "outputTokens": {"$sum": f"${F.COMPLETION_TOKENS}"},
+            "estimatedRequests": {"$sum": {"$cond": [{"$eq": [f"${F.ESTIMATED}", True]}, 1, 0]}},
         }},
     ]
 

@@ -15,9 +15,9 @@ from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from backend.clock import utc_now
-from backend.db import MIGRATIONS, USAGE, USERS
-from backend.orgs.repository import DEFAULT_ORG_ID, ORG_MEMBER, ensure_default_org
-from backend.usage.rollups import KEY_DEFAULTS, MEMBERSHIP, ROLLUPS, rebuild
+from backend.db import MIGRATIONS, USAGE
+from backend.usage.model import OLD_RECORD_DEFAULTS, F
+from backend.usage.rollups import MEMBERSHIP, ROLLUPS, rebuild
 
 log = logging.getLogger("backend.usage")
 OUTCOMES = "2026-11-ledger-outcomes"
@@ -51,29 +51,47 @@ def _record_outcomes(db, now):
     """Records from before outcomes existed were all successful requests, and their rollup
     documents were keyed without an outcome (with a unique index that would now refuse a
     second outcome for the same day, user and model)."""
-    changed = db[USAGE].update_many({"outcome": {"$exists": False}},
-                                    {"$set": {"outcome": KEY_DEFAULTS["outcome"], "estimated": False}}).modified_count
+    outcome = {F.OUTCOME: OLD_RECORD_DEFAULTS[F.OUTCOME]}
+    changed = db[USAGE].update_many({F.OUTCOME: {"$exists": False}},
+                                    {"$set": {**outcome, F.ESTIMATED: OLD_RECORD_DEFAULTS[F.ESTIMATED]}}).modified_count
     _drop_outdated_key_indexes(db)
     for rollup in ROLLUPS:
-        if "outcome" in rollup.key:
-            db[rollup.collection].update_many({"outcome": {"$exists": False}},
-                                              {"$set": {"outcome": KEY_DEFAULTS["outcome"]}})
+        if F.OUTCOME in rollup.key:
+            db[rollup.collection].update_many({F.OUTCOME: {"$exists": False}}, {"$set": outcome})
     return changed
+
+
+# Steps of a migration that change collections other packages own, registered by create_app
+# (migration name -> [step(db, now)]), so the ledger's migrations import no other package.
+_OWNED_ELSEWHERE = {}
+
+
+def register_step(name, step):
+    """Run `step(db, now)` first when the migration `name` is applied."""
+    steps = _OWNED_ELSEWHERE.setdefault(name, [])
+    if step not in steps:
+        steps.append(step)
+
+
+def _steps_owned_elsewhere(name, db, now):
+    steps = _OWNED_ELSEWHERE.get(name)
+    if not steps:
+        raise RuntimeError(f"Migration {name} needs the steps create_app registers; none is registered")
+    for step in steps:
+        step(db, now)
 
 
 def _organizations(db, now):
     """Before organizations every user, and so every call, belonged to the default one, in no
-    team: users, ledger records and rollup documents say so, and the rollups' unique keys gain
-    the two fields."""
-    ensure_default_org(db, now)
-    db[USERS].update_many({"orgId": {"$exists": False}},
-                          {"$set": {"orgId": DEFAULT_ORG_ID, "orgRole": ORG_MEMBER, "teamId": None}})
-    membership = {"$set": {"orgId": DEFAULT_ORG_ID, "teamId": None}}
-    changed = db[USAGE].update_many({"orgId": {"$exists": False}}, membership).modified_count
+    team: users (orgs' registered step), ledger records and rollup documents say so, and the
+    rollups' unique keys gain the two fields."""
+    _steps_owned_elsewhere(ORGANIZATIONS, db, now)
+    membership = {"$set": {field: OLD_RECORD_DEFAULTS[field] for field in MEMBERSHIP}}
+    changed = db[USAGE].update_many({F.ORG_ID: {"$exists": False}}, membership).modified_count
     _drop_outdated_key_indexes(db)
     for rollup in ROLLUPS:
-        if MEMBERSHIP[0] in rollup.key:
-            db[rollup.collection].update_many({"orgId": {"$exists": False}}, membership)
+        if F.ORG_ID in rollup.key:
+            db[rollup.collection].update_many({F.ORG_ID: {"$exists": False}}, membership)
     return changed
 
 

@@ -48,54 +48,51 @@ from backend.db import (
     USAGE_USER_OPERATION_MONTHLY,
     USAGE_USER_TAG_MONTHLY,
     atomic,
-    is_embedded,
 )
-from backend.orgs.repository import DEFAULT_ORG_ID
+from backend.usage.model import F, with_defaults
 
 log = logging.getLogger("backend.usage")
 
-SUMS = ("promptTokens", "completionTokens", "cachedInputTokens", "cacheWriteTokens", "reasoningTokens",
-        "totalTokens", "cost")
-COUNTED = (*SUMS, "requests")
-MEMBERSHIP = ("orgId", "teamId")
+SUMS = (F.PROMPT_TOKENS, F.COMPLETION_TOKENS, F.CACHED_INPUT_TOKENS, F.CACHE_WRITE_TOKENS, F.REASONING_TOKENS,
+        F.TOTAL_TOKENS, F.COST)
+REQUESTS = "requests"
+COUNTED = (*SUMS, REQUESTS)
+MEMBERSHIP = (F.ORG_ID, F.TEAM_ID)
 # The API key a call came with: in the rollups about users, so a key's budget counters open at
 # what the ledger holds for it.
-DAILY_KEY = ("date", "userId", "provider", "modelName", "operation", "outcome", *MEMBERSHIP, "apiKeyId")
-# Records written before outcomes existed were all successful requests, and before
-# organizations every user was in the default one.
-KEY_DEFAULTS = {"outcome": "ok", "orgId": DEFAULT_ORG_ID}
+DAILY_KEY = (F.DATE, F.USER_ID, F.PROVIDER, F.MODEL_NAME, F.OPERATION, F.OUTCOME, *MEMBERSHIP, F.API_KEY_ID)
 COST_TOLERANCE = 1e-9
 
 # per_day: the sums sit under days.<date> (one document a month) rather than at the top.
 # scans: the other indexes the views that read the rollup need (the key is always a unique index).
 # fan_out: (list field of the record, key field): one row per element instead of one per record.
 Rollup = namedtuple("Rollup", "name collection key per_day scans fan_out", defaults=(None,))
-TAG_FAN_OUT = ("tags", "tag")
-MODEL_KEY = ("provider", "modelName", "operation", "outcome")
+TAG = "tag"
+TAG_FAN_OUT = (F.TAGS, TAG)
+MODEL_KEY = (F.PROVIDER, F.MODEL_NAME, F.OPERATION, F.OUTCOME)
 ROLLUPS = (
-    Rollup("daily_totals", USAGE_DAILY_TOTALS, ("date", *MODEL_KEY), False, ()),
-    Rollup("tag_monthly", USAGE_TAG_MONTHLY, ("tag", "month", "outcome"), True, (), TAG_FAN_OUT),
-    Rollup("org_monthly", USAGE_ORG_MONTHLY, ("orgId", "month", "teamId", *MODEL_KEY), True,
-           (("teamId", "month"),)),
-    Rollup("org_tag_monthly", USAGE_ORG_TAG_MONTHLY, ("orgId", "month", "tag", "teamId", *MODEL_KEY), True,
-           (("tag", "month"),), TAG_FAN_OUT),
-    Rollup("user_monthly", USAGE_USER_MONTHLY, ("userId", "month", *MEMBERSHIP, "apiKeyId"), True,
-           (("month", "userId"), ("orgId", "month"), ("teamId", "month"), ("apiKeyId", "month"))),
+    Rollup("daily_totals", USAGE_DAILY_TOTALS, (F.DATE, *MODEL_KEY), False, ()),
+    Rollup("tag_monthly", USAGE_TAG_MONTHLY, (TAG, F.MONTH, F.OUTCOME), True, (), TAG_FAN_OUT),
+    Rollup("org_monthly", USAGE_ORG_MONTHLY, (F.ORG_ID, F.MONTH, F.TEAM_ID, *MODEL_KEY), True,
+           ((F.TEAM_ID, F.MONTH),)),
+    Rollup("org_tag_monthly", USAGE_ORG_TAG_MONTHLY, (F.ORG_ID, F.MONTH, TAG, F.TEAM_ID, *MODEL_KEY), True,
+           ((TAG, F.MONTH),), TAG_FAN_OUT),
+    Rollup("user_monthly", USAGE_USER_MONTHLY, (F.USER_ID, F.MONTH, *MEMBERSHIP, F.API_KEY_ID), True,
+           ((F.MONTH, F.USER_ID), (F.ORG_ID, F.MONTH), (F.TEAM_ID, F.MONTH), (F.API_KEY_ID, F.MONTH))),
     Rollup("user_operation_monthly", USAGE_USER_OPERATION_MONTHLY,
-           ("userId", "month", "provider", "operation", *MEMBERSHIP), True,
-           (("month", "operation", "provider"), ("orgId", "month"))),
-    Rollup("user_tag_monthly", USAGE_USER_TAG_MONTHLY, ("userId", "month", "tag", *MEMBERSHIP), True,
-           (("tag", "month"), ("orgId", "month")), TAG_FAN_OUT),
-    Rollup("daily", USAGE_DAILY, DAILY_KEY, False, (("userId", "date"),)),
+           (F.USER_ID, F.MONTH, F.PROVIDER, F.OPERATION, *MEMBERSHIP), True,
+           ((F.MONTH, F.OPERATION, F.PROVIDER), (F.ORG_ID, F.MONTH))),
+    Rollup("user_tag_monthly", USAGE_USER_TAG_MONTHLY, (F.USER_ID, F.MONTH, TAG, *MEMBERSHIP), True,
+           ((TAG, F.MONTH), (F.ORG_ID, F.MONTH)), TAG_FAN_OUT),
+    Rollup("daily", USAGE_DAILY, DAILY_KEY, False, ((F.USER_ID, F.DATE),)),
 )
 # The order above is the order of preference of the admin views: smallest first.
 ROLLUP_BY_NAME = {rollup.name: rollup for rollup in ROLLUPS}
 
 
 def _key_of(rollup, fields):
-    """The rollup's key values from a record or a DAILY_KEY row (month derived from date)."""
-    return tuple(fields["date"][:7] if name == "month" else fields.get(name) or KEY_DEFAULTS.get(name)
-                 for name in rollup.key)
+    """The rollup's key values from a record or a DAILY_KEY row, both with_defaults (month derived from date)."""
+    return tuple(fields[F.DATE][:7] if name == F.MONTH else fields.get(name) for name in rollup.key)
 
 
 def _document_fields(rollup, key, email):
@@ -103,9 +100,9 @@ def _document_fields(rollup, key, email):
     one, and the user's email where it is about a user."""
     fields = dict(zip(rollup.key, key))
     if not rollup.per_day:
-        fields["month"], fields["year"] = fields["date"][:7], int(fields["date"][:4])
-    if "userId" in fields:
-        fields["userEmail"] = email
+        fields[F.MONTH], fields[F.YEAR] = fields[F.DATE][:7], int(fields[F.DATE][:4])
+    if F.USER_ID in fields:
+        fields[F.USER_EMAIL] = email
     return fields
 
 
@@ -121,17 +118,17 @@ def _increments(records):
     """{rollup: {key: {path: summed increment}}} and the latest email of each user."""
     increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
     emails = {}
-    for record in records:
-        if not record.get("isActive", True):
+    for record in map(with_defaults, records):
+        if not record[F.IS_ACTIVE]:
             continue
-        emails[record["userId"]] = record["userEmail"]
+        emails[record[F.USER_ID]] = record[F.USER_EMAIL]
         for rollup in ROLLUPS:
             for row in _rows(rollup, record):
                 sums = increments[rollup][_key_of(rollup, row)]
-                prefix = f"days.{record['date']}." if rollup.per_day else ""
+                prefix = f"days.{record[F.DATE]}." if rollup.per_day else ""
                 for field in SUMS:
-                    sums[prefix + field] += record.get(field, 0)
-                sums[prefix + "requests"] += 1
+                    sums[prefix + field] += record[field]
+                sums[prefix + REQUESTS] += 1
     return increments, emails
 
 
@@ -151,10 +148,10 @@ def apply(db, records):
             updates = []
             for key, sums in by_key.items():
                 selector = dict(zip(rollup.key, key))
-                fields = _document_fields(rollup, key, emails.get(selector.get("userId")))
+                fields = _document_fields(rollup, key, emails.get(selector.get(F.USER_ID)))
                 update = {"$inc": {path: _number(path, value) for path, value in sums.items()}}
-                if "userEmail" in fields:
-                    update["$set"] = {"userEmail": fields.pop("userEmail")}
+                if F.USER_EMAIL in fields:
+                    update["$set"] = {F.USER_EMAIL: fields.pop(F.USER_EMAIL)}
                 extra = {name: value for name, value in fields.items() if name not in selector}
                 if extra:
                     update["$setOnInsert"] = extra
@@ -165,11 +162,6 @@ def apply(db, records):
 def _upsert_all(collection, updates):
     if not updates:
         return
-    if is_embedded(collection.database):
-        # mongomock's bulk_write does not work with this pymongo; one update per key instead.
-        for selector, update in updates:
-            collection.update_one(selector, update, upsert=True)
-        return
     collection.bulk_write([UpdateOne(selector, update, upsert=True) for selector, update in updates], ordered=False)
 
 
@@ -178,23 +170,23 @@ def ledger_usage(db, field, owner_id, window, period):
     or orgId) in a UTC day (YYYY-MM-DD) or month (YYYY-MM): the user-month documents of its
     members (a user who changed team or organization has one per membership)."""
     tokens, cost = 0, 0.0
-    for document in db[USAGE_USER_MONTHLY].find({field: owner_id, "month": period[:7]}, {"days": 1}):
+    for document in db[USAGE_USER_MONTHLY].find({field: owner_id, F.MONTH: period[:7]}, {"days": 1}):
         days = document.get("days", {})
         for day in ([days.get(period, {})] if window == "day" else days.values()):
-            tokens += int(day.get("totalTokens", 0))
-            cost += day.get("cost", 0.0)
+            tokens += int(day.get(F.TOTAL_TOKENS, 0))
+            cost += day.get(F.COST, 0.0)
     return tokens, cost
 
 
 def whole_months(start=None, end=None):
     """The ledger filter for whole months covering [start, end] (either may be None)."""
-    query = {"isActive": True}
+    query = {F.IS_ACTIVE: True}
     if start or end:
-        query["month"] = {}
+        query[F.MONTH] = {}
         if start:
-            query["month"]["$gte"] = start.isoformat()[:7]
+            query[F.MONTH]["$gte"] = start.isoformat()[:7]
         if end:
-            query["month"]["$lte"] = end.isoformat()[:7]
+            query[F.MONTH]["$lte"] = end.isoformat()[:7]
     return query
 
 
@@ -207,7 +199,8 @@ def _ledger_rows(db, start, end, fan_out):
         stages.append({"$unwind": f"${source}"})
         group_id[name] = f"${source}"
     sums = {field: {"$sum": f"${field}"} for field in SUMS}
-    stages.append({"$group": {"_id": group_id, **sums, "requests": {"$sum": 1}, "userEmail": {"$max": "$userEmail"}}})
+    stages.append({"$group": {"_id": group_id, **sums, REQUESTS: {"$sum": 1},
+                              F.USER_EMAIL: {"$max": f"${F.USER_EMAIL}"}}})
     return db[USAGE].aggregate(stages, allowDiskUse=True)
 
 
@@ -222,20 +215,20 @@ def expected(db, start=None, end=None):
 
 def _expected_rows(rows, rollups, documents):
     for row in rows:
-        key_fields = row["_id"]
+        key_fields = with_defaults(row["_id"])
         for rollup in rollups:
             key = _key_of(rollup, key_fields)
             document = documents[rollup].get(key)
             if document is None:
-                document = _document_fields(rollup, key, row["userEmail"])
+                document = _document_fields(rollup, key, row[F.USER_EMAIL])
                 documents[rollup][key] = document
-            target = document.setdefault("days", {}).setdefault(key_fields["date"], {}) if rollup.per_day else document
+            target = document.setdefault("days", {}).setdefault(key_fields[F.DATE], {}) if rollup.per_day else document
             for field in COUNTED:
                 target[field] = target.get(field, 0) + row[field]
 
 
 def _month_filter(start, end):
-    return {key: value for key, value in whole_months(start, end).items() if key == "month"}
+    return {key: value for key, value in whole_months(start, end).items() if key == F.MONTH}
 
 
 def rebuild(db, start=None, end=None, names=None):

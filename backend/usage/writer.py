@@ -28,16 +28,12 @@ import threading
 from pymongo.errors import PyMongoError
 
 from backend.clock import utc_now
-from backend.db import DEFAULT_ORG_ID
 from backend.usage import repository, rollups
+from backend.usage.model import UsageRecord, with_defaults
 from backend.usage.recorder import BUDGET_TICKET, storable
 
 log = logging.getLogger("backend.usage")
 FLUSH_AT_EXIT_SECONDS = 5
-# Records spooled before outcomes existed were successful requests, and before organizations
-# they were made by users of the default one, without keys or tags.
-OLD_RECORD_DEFAULTS = {"outcome": "ok", "estimated": False, "orgId": DEFAULT_ORG_ID, "teamId": None,
-                       "apiKeyId": None, "tags": [], "metadata": {}}
 
 
 class LedgerWriter:
@@ -78,7 +74,8 @@ class LedgerWriter:
         """Ledger first, then, for exactly the records the ledger accepted, the rollups and the
         listeners. Raises when the ledger write fails; a failed rollup update or listener is
         logged (repair: rebuild_rollups.py). Returns the records inserted."""
-        documents = [{**OLD_RECORD_DEFAULTS, **record} for record in records]
+        # Records spooled by an older version lack fields that came later.
+        documents = [with_defaults(record) for record in records]
         tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
                    if BUDGET_TICKET in document}
         invalid = [document.get("callId") for document in documents if not storable(document)]
@@ -106,7 +103,7 @@ class LedgerWriter:
             )
         if self.metrics is not None:
             self.metrics.usage_writes.inc(len(inserted))
-            self.metrics.count_records(inserted)
+            self.metrics.count_records([UsageRecord.from_document(record) for record in inserted])
         for record in inserted:
             log_tracked(record)
         return inserted
@@ -200,7 +197,7 @@ def log_tracked(r):
     log.info(
         "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
         "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
-        r["userEmail"], r["provider"], r["modelName"], r["operation"], r.get("outcome", "ok"),
-        r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r.get("estimated", False),
+        r["userEmail"], r["provider"], r["modelName"], r["operation"], r["outcome"],
+        r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r["estimated"],
         r["callId"],
     )

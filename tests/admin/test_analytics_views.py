@@ -166,3 +166,24 @@ def test_export_streams_with_memory_that_does_not_grow_with_rows(app, client, ad
     large_rows, large_peak = _export_peak(app, client, admin_headers, days=16, per_day=150)
     assert (small_rows, large_rows) == (600, 2400)
     assert large_peak < 1.5 * small_peak
+
+
+def test_a_record_stored_before_its_fields_existed_reads_with_their_defaults(app, client, admin_headers):
+    user = create_user(app, "early@example.com")
+    record = usage_record(user, utc(2023, 6, 1, 9), 70, 30, 0.00005)
+    for field in ("outcome", "estimated", "usageReported", "httpStatus", "orgId", "teamId", "apiKeyId", "tags",
+                  "metadata", "cacheWriteTokens"):
+        record.pop(field, None)
+    with app.app_context():
+        get_db()[USAGE].insert_one(record)
+
+    [row] = [json.loads(line) for line in client.get(
+        "/admin/openai/export", query_string={"format": "ndjson"}, headers=admin_headers).get_data(as_text=True).splitlines()]
+    assert (row["outcome"], row["estimated"], row["usageReported"], row["httpStatus"], row["orgId"], row["teamId"],
+            row["apiKeyId"], row["tags"], row["metadata"], row["cacheWriteTokens"]) == (
+        "ok", False, True, None, "000000000000000000000001", None, None, [], {}, 0)
+
+    [logged] = client.get("/admin/openai/usage", query_string={"startDate": "2023-06-01", "endDate": "2023-06-01"},
+                          headers=admin_headers).json["data"]["data"]
+    assert (logged["outcome"], logged["estimated"], logged["orgId"], logged["tags"], logged["cacheWriteTokens"]) == (
+        "ok", False, "000000000000000000000001", [], 0)

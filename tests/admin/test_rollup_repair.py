@@ -14,19 +14,19 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     user = create_user(app, "u@example.com")
     insert_records(app, [usage_record(user, utc(2024, 1, 10, 12), 100, 50, 0.0001)])
 
-    real_update_one = mongomock.collection.Collection.update_one
+    real_bulk_write = mongomock.collection.Collection.bulk_write
 
     def rollups_down(self, *args, **kwargs):
         if self.name in {rollup.collection for rollup in ROLLUPS}:
             raise AutoReconnect("rollup shard unavailable")
-        return real_update_one(self, *args, **kwargs)
+        return real_bulk_write(self, *args, **kwargs)
 
-    monkeypatch.setattr(mongomock.collection.Collection, "update_one", rollups_down)
+    monkeypatch.setattr(mongomock.collection.Collection, "bulk_write", rollups_down)
     missed = [usage_record(user, utc(2024, 1, 11, 9), 300, 20, 0.0002), usage_record(user, utc(2024, 2, 3), 7, 3, 0.0)]
     missed[0]["tags"] = ["ci", "feature:login"]
     with caplog.at_level(logging.ERROR, logger="backend.usage"):
         insert_records(app, missed)
-    monkeypatch.setattr(mongomock.collection.Collection, "update_one", real_update_one)
+    monkeypatch.setattr(mongomock.collection.Collection, "bulk_write", real_bulk_write)
     assert "Usage rollup update failed for 2024-01-11, 2024-02-03; the ledger is intact" in caplog.text
     with app.app_context():
         assert get_db()[USAGE].count_documents({}) == 3

@@ -1,0 +1,87 @@
+"""The embedded store takes the calls production code makes to MongoDB (backend/embedded.py)."""
+import mongomock
+import pytest
+from pymongo import ASCENDING, UpdateOne
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from backend import embedded
+
+
+@pytest.fixture
+def collection():
+    embedded.install()
+    return mongomock.MongoClient(tz_aware=True).db.things
+
+
+def test_install_twice_patches_once(collection):
+    command = mongomock.database.Database.command
+    embedded.install()
+    assert mongomock.database.Database.command is command
+
+
+def test_bulk_write_applies_pymongo_update_ones(collection):
+    collection.insert_one({"_id": "a", "n": 1})
+    result = collection.bulk_write([UpdateOne({"_id": "a"}, {"$inc": {"n": 2}}),
+                                    UpdateOne({"_id": "b"}, {"$inc": {"n": 5}, "$setOnInsert": {"new": True}},
+                                              upsert=True)], ordered=False)
+    assert (result.matched_count, result.modified_count, result.upserted_count) == (1, 1, 1)
+    assert list(collection.find({}, sort=[("_id", ASCENDING)])) == [{"_id": "a", "n": 3},
+                                                                    {"_id": "b", "n": 5, "new": True}]
+
+
+def test_bulk_write_refuses_a_sort_it_cannot_apply(collection):
+    collection.insert_one({"_id": "a", "n": 1})
+    with pytest.raises(NotImplementedError):
+        collection.bulk_write([UpdateOne({}, {"$inc": {"n": 1}}, sort={"n": 1})])
+
+
+def test_coll_mod_changes_an_index_ttl(collection):
+    collection.create_index([("at", ASCENDING)], name="at_1", expireAfterSeconds=60)
+    answer = collection.database.command("collMod", "things", index={"name": "at_1", "expireAfterSeconds": 3600})
+    assert answer == {"expireAfterSeconds_old": 60, "expireAfterSeconds_new": 3600, "ok": 1.0}
+    assert collection.index_information()["at_1"]["expireAfterSeconds"] == 3600
+    with pytest.raises(OperationFailure):
+        collection.database.command("collMod", "things", index={"name": "missing_1", "expireAfterSeconds": 1})
+    assert collection.database.command("ping") == {"ok": 1.0}
+
+
+def test_unique_indexes_refuse_duplicates_by_lookup(collection):
+    collection.insert_many([{"_id": 1, "key": "a"}, {"_id": 2, "key": "b"}])
+    collection.create_index([("key", ASCENDING)], unique=True)
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 3, "key": "a"})
+    with pytest.raises(DuplicateKeyError):
+        collection.update_one({"_id": 2}, {"$set": {"key": "a"}})
+    assert collection.find_one({"_id": 2}) == {"_id": 2, "key": "b"}
+
+    collection.update_one({"_id": 1}, {"$set": {"key": "c"}})   # "a" is free again
+    collection.insert_one({"_id": 4, "key": "a"})
+    collection.delete_one({"_id": 4})
+    collection.insert_one({"_id": 5, "key": "a"})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 6, "key": "c"})
+    # A missing key is null to a unique index: one document may lack it.
+    collection.insert_one({"_id": 7})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 8, "key": None})
+    assert sorted(doc["_id"] for doc in collection.find()) == [1, 2, 5, 7]
+
+
+def test_unique_indexes_over_lists_are_still_checked(collection):
+    collection.create_index([("key", ASCENDING)], unique=True)
+    collection.insert_one({"_id": 1, "key": ["a", "b"]})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 2, "key": "a"})
+    collection.insert_one({"_id": 3, "key": "c"})
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 4, "key": "c"})
+
+
+def test_a_recreated_index_sees_documents_written_while_it_was_gone(collection):
+    collection.create_index([("key", ASCENDING)], unique=True, name="key_1")
+    collection.insert_one({"_id": 1, "key": "a"})
+    collection.drop_index("key_1")
+    collection.insert_one({"_id": 2, "key": "b"})
+    collection.create_index([("key", ASCENDING)], unique=True, name="key_1")
+    with pytest.raises(DuplicateKeyError):
+        collection.insert_one({"_id": 3, "key": "b"})
