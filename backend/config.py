@@ -326,7 +326,7 @@ def load_config(environ=None):
         raise ConfigError("ADMIN_PASSWORD must be at least 8 characters")
 
     provider_settings = _provider_settings(env)
-    # A credential counts only when set: a declared default (the local Ollama host) enables nothing.
+    # A credential counts only when set: a declared default (a local server's host) enables nothing.
     credentials = {spec.name: provider_settings[spec.credential] for spec in PROVIDERS.values() if spec.credential}
     provider = _default_provider(env, credentials, warnings)
 
