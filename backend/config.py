@@ -18,14 +18,10 @@ from urllib.parse import urlparse
 from limits import parse_many
 from limits.storage import SCHEMES as STORAGE_SCHEMES
 
-LLM_PROVIDERS = ("openai", "gemini", "anthropic", "ollama", "demo")
-DEFAULT_MODELS = {
-    "openai": "gpt-4o-mini",
-    "gemini": "gemini-2.5-flash",
-    "anthropic": "claude-haiku-4-5",
-    "ollama": "llama3.2",
-    "demo": "demo",
-}
+from backend.llm.specs import FALLBACK, PREFERRED, PROVIDERS, TEXT, URL
+
+# The declared provider names, for schemas that validate a provider field.
+LLM_PROVIDERS = tuple(PROVIDERS)
 PRICE_FIELDS = ("inputPer1M", "cachedInputPer1M", "cacheWritePer1M", "outputPer1M")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -166,17 +162,66 @@ def _price_overrides(env):
     return overrides
 
 
+_READERS = {TEXT: _text, URL: _http_url}
+
+
+def _declared(env, setting):
+    """A declared setting as the environment sets it: its own variable, else its first alias that
+    is set; None when none is."""
+    read = _READERS[setting.kind]
+    for name in setting.variables:
+        value = read(env, name)
+        if value is not None:
+            return value
+    return None
+
+
+def _provider_settings(env):
+    """Every setting the provider declarations (backend/llm/specs.py) name, None where unset."""
+    values = {}
+    for spec in PROVIDERS.values():
+        for setting in spec.settings:
+            values[setting.name] = _declared(env, setting)
+        for name in spec.usage_report.settings if spec.usage_report else ():
+            values[name] = _text(env, name)
+    return values
+
+
+def _with_defaults(provider_settings):
+    defaults = {setting.name: setting.default for spec in PROVIDERS.values() for setting in spec.settings}
+    return {name: defaults.get(name) if value is None else value for name, value in provider_settings.items()}
+
+
+def _default_provider(env, credentials, warnings):
+    """LLM_PROVIDER, or the rule the declarations state when it is unset; its credential must be set."""
+    provider = _text(env, "LLM_PROVIDER")
+    if provider is None:
+        provider = PREFERRED.name if credentials.get(PREFERRED.name) else FALLBACK.name
+        if provider == FALLBACK.name:
+            warnings.append(
+                f"LLM_PROVIDER is not set and {PREFERRED.credential} is missing: using the offline "
+                f"{FALLBACK.name} provider; its test cases are canned and its records cost nothing."
+            )
+    provider = provider.lower()
+    if provider not in PROVIDERS:
+        raise ConfigError(f"LLM_PROVIDER must be one of {', '.join(PROVIDERS)}, got {provider!r}")
+    spec = PROVIDERS[provider]
+    if spec.credential_required and not credentials.get(provider):
+        raise ConfigError(f"{spec.credential} is required when LLM_PROVIDER is {provider}")
+    return provider
+
+
 def _enabled_providers(env, default_provider, credentials):
     """Providers a request may choose: the default, plus every provider with credentials."""
     listed = _text(env, "LLM_PROVIDERS")
     if listed is None:
-        chosen = [name for name in LLM_PROVIDERS if credentials.get(name)]
+        chosen = [name for name in PROVIDERS if credentials.get(name)]
         return [default_provider] + [name for name in chosen if name != default_provider]
     chosen = []
     for name in (item.strip().lower() for item in listed.split(",") if item.strip()):
-        if name not in LLM_PROVIDERS:
+        if name not in PROVIDERS:
             raise ConfigError(f"LLM_PROVIDERS names an unknown provider {name!r}")
-        if name not in ("demo", "ollama") and not credentials.get(name):
+        if PROVIDERS[name].credential_required and not credentials.get(name):
             raise ConfigError(f"LLM_PROVIDERS includes {name} but its API key is not set")
         chosen.append(name)
     if default_provider not in chosen:
@@ -234,6 +279,21 @@ def _model_list(env, name):
     return frozenset(models)
 
 
+def _models(env, default_provider):
+    """Each provider's default model: <NAME>_MODEL or the declared one; LLM_MODEL overrides the
+    default provider's."""
+    models = {spec.name: _text(env, spec.model_setting, spec.default_model) if spec.configurable_model
+              else spec.default_model for spec in PROVIDERS.values()}
+    if _text(env, "LLM_MODEL"):
+        models[default_provider] = _text(env, "LLM_MODEL")
+    return models
+
+
+def _allowed_models(env):
+    return {spec.name: _model_list(env, spec.allowed_models_setting) if spec.configurable_model else None
+            for spec in PROVIDERS.values()}
+
+
 def load_config(environ=None):
     """Read and validate every setting; returns (config dict, start-up warnings)."""
     env = os.environ if environ is None else environ
@@ -265,34 +325,10 @@ def load_config(environ=None):
     if admin_password is not None and len(admin_password) < 8:
         raise ConfigError("ADMIN_PASSWORD must be at least 8 characters")
 
-    openai_api_key = _text(env, "OPENAI_API_KEY")
-    gemini_api_key = _text(env, "GEMINI_API_KEY") or _text(env, "GOOGLE_API_KEY")
-    anthropic_api_key = _text(env, "ANTHROPIC_API_KEY")
-    ollama_host = _http_url(env, "OLLAMA_HOST")
-    credentials = {
-        "openai": openai_api_key,
-        "gemini": gemini_api_key,
-        "anthropic": anthropic_api_key,
-        "ollama": ollama_host,
-    }
-    provider = _text(env, "LLM_PROVIDER")
-    if provider is None:
-        provider = "openai" if openai_api_key else "demo"
-        if provider == "demo":
-            warnings.append(
-                "LLM_PROVIDER is not set and OPENAI_API_KEY is missing: using the offline "
-                "demo provider; its test cases are canned and its records cost nothing."
-            )
-    provider = provider.lower()
-    if provider not in LLM_PROVIDERS:
-        raise ConfigError(f"LLM_PROVIDER must be one of {', '.join(LLM_PROVIDERS)}, got {provider!r}")
-    required_key = {"openai": "OPENAI_API_KEY", "gemini": "GEMINI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-    if provider in required_key and not credentials[provider]:
-        raise ConfigError(f"{required_key[provider]} is required when LLM_PROVIDER is {provider}")
-    models = {name: _text(env, f"{name.upper()}_MODEL", default) for name, default in DEFAULT_MODELS.items()}
-    models["demo"] = DEFAULT_MODELS["demo"]
-    if _text(env, "LLM_MODEL"):
-        models[provider] = _text(env, "LLM_MODEL")
+    provider_settings = _provider_settings(env)
+    # A credential counts only when set: a declared default (a local server's host) enables nothing.
+    credentials = {spec.name: provider_settings[spec.credential] for spec in PROVIDERS.values() if spec.credential}
+    provider = _default_provider(env, credentials, warnings)
 
     log_level = (_text(env, "LOG_LEVEL", "INFO")).upper()
     if log_level not in LOG_LEVELS:
@@ -326,26 +362,16 @@ def load_config(environ=None):
         "LOG_LEVEL": log_level,
         "LLM_PROVIDER": provider,
         "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
-        "LLM_MODELS": models,
+        "LLM_MODELS": _models(env, provider),
         "LEDGER_WRITES": _choice(env, "LEDGER_WRITES", "async", ("async", "sync")),
         "LEDGER_WRITE_INTERVAL_MS": _integer(env, "LEDGER_WRITE_INTERVAL_MS", 200, 0, 60_000),
-        "LLM_ALLOWED_MODELS": {
-            "openai": _model_list(env, "OPENAI_ALLOWED_MODELS"),
-            "gemini": _model_list(env, "GEMINI_ALLOWED_MODELS"),
-            "anthropic": _model_list(env, "ANTHROPIC_ALLOWED_MODELS"),
-            "ollama": _model_list(env, "OLLAMA_ALLOWED_MODELS"),
-            "demo": None,
-        },
+        "LLM_ALLOWED_MODELS": _allowed_models(env),
         "LLM_TIMEOUT_SECONDS": _integer(env, "LLM_TIMEOUT_SECONDS", 60, 1, 600),
         "LLM_MAX_RETRIES": _integer(env, "LLM_MAX_RETRIES", 2, 0, 10),
         "LLM_MAX_OUTPUT_TOKENS": _integer(env, "LLM_MAX_OUTPUT_TOKENS", 4096, 64, 200_000),
-        "OPENAI_API_KEY": openai_api_key,
-        "OPENAI_BASE_URL": _http_url(env, "OPENAI_BASE_URL"),
-        "GEMINI_API_KEY": gemini_api_key,
-        "GEMINI_BASE_URL": _http_url(env, "GEMINI_BASE_URL"),
-        "ANTHROPIC_API_KEY": anthropic_api_key,
-        "ANTHROPIC_BASE_URL": _http_url(env, "ANTHROPIC_BASE_URL"),
-        "OLLAMA_HOST": ollama_host or "http://127.0.0.1:11434",
+        # Each provider's keys, URLs and usage-report settings, as its declaration names them.
+        # Keys and admin keys are secrets: never logged, never echoed.
+        **_with_defaults(provider_settings),
         "PRICE_OVERRIDES": _price_overrides(env),
         "ALERT_WEBHOOK_URL": _http_url(env, "ALERT_WEBHOOK_URL"),
         "ALERT_THRESHOLDS": _thresholds(env),
@@ -365,12 +391,7 @@ def load_config(environ=None):
         "MAX_CONTENT_LENGTH": _integer(env, "MAX_CONTENT_LENGTH", 1024 * 1024, 1024, 64 * 1024 * 1024),
         "TIKTOKEN_CACHE_DIR": tiktoken_cache_dir,
         # --- Reconciliation with the providers' usage reports (backend/reconciliation/) ---
-        # Admin keys are secrets like the API keys: never logged, never echoed.
-        "OPENAI_ADMIN_KEY": _text(env, "OPENAI_ADMIN_KEY"),
-        "ANTHROPIC_ADMIN_KEY": _text(env, "ANTHROPIC_ADMIN_KEY"),
-        "RECONCILE_OPENAI_PROJECT_ID": _text(env, "RECONCILE_OPENAI_PROJECT_ID"),
-        "RECONCILE_OPENAI_API_KEY_ID": _text(env, "RECONCILE_OPENAI_API_KEY_ID"),
-        "RECONCILE_ANTHROPIC_API_KEY_ID": _text(env, "RECONCILE_ANTHROPIC_API_KEY_ID"),
+        # The admin keys and report filters are provider settings, above.
         "RECONCILE_TOLERANCE": _integer(env, "RECONCILE_TOLERANCE", 0, 0, 1_000_000_000),
         "RECONCILE_SETTLE_HOURS": _integer(env, "RECONCILE_SETTLE_HOURS", 6, 0, 72),
         # --- end of reconciliation settings ---

@@ -7,16 +7,18 @@ from pathlib import Path
 import httpx2
 from bson import ObjectId
 
-from backend.clock import utc_now
 from backend.auth.services import register_user
-from backend.runtime import runtime
+from backend.clock import utc_now
 from backend.db import get_db
+from backend.llm.specs import PROVIDERS
+from backend.runtime import runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Every setting backend/config.py reads (so a test never sees the developer's environment).
+# Every setting backend/config.py reads, its own and those the provider declarations name (so a
+# test never sees the developer's environment), and the ollama SDK's own key.
 SETTINGS = tuple(sorted(set(re.findall(r'env, "([A-Z0-9_]+)"', (ROOT / "backend" / "config.py").read_text()))
-                        | {"OPENAI_MODEL", "GEMINI_MODEL", "ANTHROPIC_MODEL", "OLLAMA_MODEL", "OLLAMA_API_KEY"}))
+                        | {name for spec in PROVIDERS.values() for name in spec.variables} | {"OLLAMA_API_KEY"}))
 PASSWORD = "correct-horse-battery"
 TEST_SECRET = "test-secret-key-that-is-long-enough-for-hs256"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from backend.config import ConfigError, load_config
+from backend.llm.specs import PROVIDERS
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "x" * 32
@@ -130,6 +131,8 @@ def test_every_setting_is_documented_in_the_readme_and_env_example():
     source = (ROOT / "backend" / "config.py").read_text()
     names = set(re.findall(r'env, "([A-Z0-9_]+)"', source))
     assert {"MONGO_URI", "JWT_SECRET_KEY", "LEDGER_TTL_DAYS", "TRUSTED_PROXY_HOPS"} <= names
+    names |= {name for spec in PROVIDERS.values() for name in spec.variables}
+    assert {"OPENAI_API_KEY", "GOOGLE_API_KEY", "OLLAMA_ALLOWED_MODELS", "RECONCILE_OPENAI_PROJECT_ID"} <= names
     readme = (ROOT / "README.md").read_text()
     example = (ROOT / ".env.example").read_text()
     assert sorted(n for n in names if f"`{n}`" not in readme) == []

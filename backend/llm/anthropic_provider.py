@@ -16,13 +16,13 @@ from backend.llm.base import (
     reported_usage,
     split_system,
 )
+from backend.llm.specs import ANTHROPIC
 
 OVERLOADED = 529
 
 
 class AnthropicProvider(Provider):
-    name = "anthropic"
-    price_provider = "anthropic"
+    spec = ANTHROPIC
 
     def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model

@@ -13,6 +13,7 @@ import httpx
 import httpx2
 
 from backend.errors import ProviderError
+from backend.llm.specs import ProviderSpec
 
 log = logging.getLogger("backend.llm")
 # No single call reports more tokens than this; a larger (or negative, or fractional) count is
@@ -167,19 +168,27 @@ class ProviderStream:
 
 
 class Provider:
-    """One LLM vendor behind its official SDK.
+    """One LLM vendor behind its official SDK, declared by its `spec` (backend/llm/specs.py).
 
-    `price_provider` is the provider id in the genai-prices table, or None when
-    calls cost nothing; `free_reason` then says why (recorded as the price source).
+    `name`, `price_provider` (the provider id in the genai-prices table, or None when
+    calls cost nothing), `free_reason` (then why, recorded as the price source) and
+    `is_demo` are the declaration's, copied onto each subclass.
     """
 
+    spec: ClassVar[ProviderSpec]
     name: ClassVar[str]
-    price_provider: ClassVar[str | None] = None
-    free_reason: ClassVar[str] = ""
-    is_demo: ClassVar[bool] = False
+    price_provider: ClassVar[str | None]
+    free_reason: ClassVar[str]
+    is_demo: ClassVar[bool]
     # How this provider's prompts are counted before a call; "tiktoken" only where exact.
     estimation: ClassVar[str] = "byte_bound"
     default_model: str
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The declaration states these once; pricing and the ledger read them from the provider.
+        cls.name, cls.price_provider = cls.spec.name, cls.spec.price_provider
+        cls.free_reason, cls.is_demo = cls.spec.free_reason, cls.spec.is_demo
 
     @classmethod
     def from_config(cls, config):

@@ -4,9 +4,9 @@ import re
 import time
 
 from backend.llm.base import Completion, Provider, ProviderStream, TokenUsage
+from backend.llm.specs import DEMO
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
-DEMO_MODEL = "demo"
 # The demo counts tokens as gpt-4o-mini would, so its figures look like real ones.
 TOKENIZER_MODEL = "gpt-4o-mini"
 
@@ -23,12 +23,9 @@ _SCENARIOS = (
 
 
 class DemoProvider(Provider):
-    name = "demo"
-    price_provider = None
-    free_reason = "demo provider: no spend"
-    is_demo = True
+    spec = DEMO
     estimation = "tiktoken"
-    default_model = DEMO_MODEL
+    default_model = DEMO.default_model
 
     @classmethod
     def from_config(cls, config):
@@ -52,8 +49,8 @@ class DemoProvider(Provider):
         return Completion(
             text=text,
             usage=usage,
-            model=DEMO_MODEL,
-            response_model=DEMO_MODEL,
+            model=self.default_model,
+            response_model=self.default_model,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
 
@@ -65,7 +62,7 @@ class DemoProvider(Provider):
                 yield line
             stream.usage = completion.usage
 
-        return ProviderStream(DEMO_MODEL, produce)
+        return ProviderStream(self.default_model, produce)
 
 
 def _requested(user_message):

@@ -18,11 +18,11 @@ from backend.llm.base import (
     reported_usage,
     split_system,
 )
+from backend.llm.specs import GEMINI
 
 
 class GeminiProvider(Provider):
-    name = "gemini"
-    price_provider = "google"
+    spec = GEMINI
 
     def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model

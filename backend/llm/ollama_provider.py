@@ -15,14 +15,13 @@ from backend.llm.base import (
     failure,
     reported_usage,
 )
+from backend.llm.specs import OLLAMA
 
 log = logging.getLogger(__name__)
 
 
 class OllamaProvider(Provider):
-    name = "ollama"
-    price_provider = None
-    free_reason = "local model (ollama): no spend"
+    spec = OLLAMA
 
     def __init__(self, host, default_model, timeout=60, transport=None):
         self.default_model = default_model

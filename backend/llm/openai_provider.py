@@ -17,12 +17,12 @@ from backend.llm.base import (
     reported_usage,
     utf8_length,
 )
+from backend.llm.specs import OPENAI
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
 
 class OpenAIProvider(Provider):
-    name = "openai"
-    price_provider = "openai"
+    spec = OPENAI
 
     def __init__(self, api_key, default_model, base_url=None, timeout=60, transport=None):
         self.default_model = default_model

@@ -1,4 +1,5 @@
-"""Providers by name; config picks the default and which ones a request may choose.
+"""Providers by name, as backend/llm/specs.py declares them; config picks the default and
+which ones a request may choose.
 
 Each provider's module (and so its SDK, the heaviest imports of the service) is imported
 the first time that provider is used, so a process loads only the SDKs it needs.
@@ -9,19 +10,12 @@ from flask import current_app
 
 from backend.clock import now
 from backend.errors import BadRequest, UnprocessableEntity
+from backend.llm.specs import PROVIDERS
 from backend.pricing.services import price_sheet
-
-PROVIDERS = {
-    "openai": "backend.llm.openai_provider:OpenAIProvider",
-    "gemini": "backend.llm.gemini_provider:GeminiProvider",
-    "anthropic": "backend.llm.anthropic_provider:AnthropicProvider",
-    "ollama": "backend.llm.ollama_provider:OllamaProvider",
-    "demo": "backend.llm.demo_provider:DemoProvider",
-}
 
 
 def provider_class(name):
-    module, _, cls = PROVIDERS[name].partition(":")
+    module, _, cls = PROVIDERS[name].provider_class.partition(":")
     return getattr(import_module(module), cls)
 
 
@@ -70,6 +64,6 @@ def resolve_model(provider, requested, app=None):
 def _allowed_description(provider):
     if provider.is_demo:
         return f"only its own model {provider.default_model!r}"
-    setting = f"{provider.name.upper()}_ALLOWED_MODELS"
+    setting = provider.spec.allowed_models_setting
     priced = "models the price table or PRICING_FILE prices" if provider.price_provider else "models PRICING_FILE prices"
     return f"its default {provider.default_model!r}, {priced}, or those {setting} lists"

@@ -1,15 +1,18 @@
 """The providers' own usage reports, read over HTTP and reduced to counts per model for one UTC day.
 
-Each report class declares its settings (admin key, base URL, filters) and reads its provider's
-documented shape; everything else (paging, errors, summing) is shared. Both APIs page with
-`has_more` / `next_page`, the token going back as the `page` query parameter. A report that
-cannot be read raises ReportUnavailable with a reason fit to store and show: it never holds a key.
+Each report class reads its provider's documented shape; its admin key and filter settings come
+from the provider's declaration (backend/llm/specs.py), and everything else (paging, errors,
+summing) is shared. Both APIs page with `has_more` / `next_page`, the token going back as the
+`page` query parameter. A report that cannot be read raises ReportUnavailable with a reason fit
+to store and show: it never holds a key.
 
 Tests and proxies inject an httpx2 transport per provider with RECONCILE_TRANSPORTS.
 """
 from datetime import datetime, time, timedelta, timezone
 
 import httpx2
+
+from backend.llm.specs import PROVIDERS
 
 COUNTS = ("requests", "uncachedInputTokens", "cachedInputTokens", "cacheWriteTokens", "outputTokens")
 TIMEOUT_SECONDS = 30
@@ -27,15 +30,25 @@ def zero_counts():
 
 
 class UsageReport:
-    name = label = admin_key_setting = base_url_setting = default_base_url = path = None
+    name = label = admin_key_setting = filter_settings = base_url_setting = default_base_url = path = None
     # Anthropic's report has no request count; its requests are not compared.
     counts_requests = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        # The declaration names these settings once, for the configuration that reads them and for us.
+        declared = PROVIDERS[cls.name].usage_report
+        cls.admin_key_setting, cls.filter_settings = declared.admin_key, declared.filters
 
     def __init__(self, admin_key, base_url, filters, transport=None):
         self.admin_key = admin_key
         self.url = (base_url or self.default_base_url).rstrip("/") + self.path
         self.filters = filters
         self.transport = transport
+
+    @classmethod
+    def filters_from(cls, config):
+        return {name: config.get(setting) for name, setting in cls.filter_settings}
 
     @classmethod
     def from_config(cls, config):
@@ -107,15 +120,10 @@ class OpenAIUsageReport(UsageReport):
     """
 
     name, label = "openai", "OpenAI"
-    admin_key_setting, base_url_setting = "OPENAI_ADMIN_KEY", "OPENAI_BASE_URL"
+    base_url_setting = "OPENAI_BASE_URL"
     # OPENAI_BASE_URL is the SDK's base URL, /v1 included.
     default_base_url = "https://api.openai.com/v1"
     path = "/organization/usage/completions"
-
-    @staticmethod
-    def filters_from(config):
-        return {"projectId": config.get("RECONCILE_OPENAI_PROJECT_ID"),
-                "apiKeyId": config.get("RECONCILE_OPENAI_API_KEY_ID")}
 
     def headers(self):
         return {"Authorization": f"Bearer {self.admin_key}"}
@@ -148,15 +156,11 @@ class AnthropicUsageReport(UsageReport):
     (5-minute and 1-hour) and output per model. No request count."""
 
     name, label = "anthropic", "Anthropic"
-    admin_key_setting, base_url_setting = "ANTHROPIC_ADMIN_KEY", "ANTHROPIC_BASE_URL"
+    base_url_setting = "ANTHROPIC_BASE_URL"
     default_base_url = "https://api.anthropic.com"
     path = "/v1/organizations/usage_report/messages"
     counts_requests = False
     api_version = "2023-06-01"
-
-    @staticmethod
-    def filters_from(config):
-        return {"apiKeyId": config.get("RECONCILE_ANTHROPIC_API_KEY_ID")}
 
     def headers(self):
         return {"x-api-key": self.admin_key, "anthropic-version": self.api_version}
@@ -185,5 +189,5 @@ class AnthropicUsageReport(UsageReport):
                 "outputTokens": result["output_tokens"]}
 
 
-# Providers with a usage report; every other provider is reported as not_supported.
+# The reader of each usage report the provider declarations announce.
 REPORTS = {report.name: report for report in (OpenAIUsageReport, AnthropicUsageReport)}

@@ -8,14 +8,14 @@ ledger lacks. Verdicts:
   ledger_short   the provider reports more of some count: calls the ledger lost
   ledger_over    the ledger holds more and the provider more of nothing: calls it never billed
   unavailable    the report could not be read (no admin key, an HTTP error); the reason is kept
-  not_supported  the provider publishes no usage report (gemini, ollama, demo)
+  not_supported  the provider's declaration announces no usage report (gemini, ollama, demo)
 """
 import logging
 from datetime import timedelta
 
 from backend.alerts import repository as alerts
-from backend.config import LLM_PROVIDERS
 from backend.errors import UnprocessableEntity
+from backend.llm.specs import PROVIDERS
 from backend.reconciliation import repository
 from backend.reconciliation.clients import (
     COUNTS,
@@ -93,7 +93,7 @@ def _unchecked(ledger_models):
 
 def reconcile_provider(provider, day, ledger_models, config, now):
     """One provider's result for one UTC day (not stored)."""
-    report_class = REPORTS.get(provider)
+    report_class = REPORTS[provider] if PROVIDERS[provider].usage_report else None
     base = {"provider": provider, "date": day.isoformat(), "checkedAt": now,
             "tolerance": config["RECONCILE_TOLERANCE"], "reason": None,
             "requestsCompared": bool(report_class and report_class.counts_requests),
@@ -112,9 +112,9 @@ def reconcile_provider(provider, day, ledger_models, config, now):
 
 def providers_to_check(config, ledger):
     """The enabled providers, those with ledger records that day, and those with an admin key."""
-    return [name for name in LLM_PROVIDERS
-            if name in config["LLM_PROVIDERS"] or name in ledger
-            or (name in REPORTS and config.get(REPORTS[name].admin_key_setting))]
+    return [spec.name for spec in PROVIDERS.values()
+            if spec.name in config["LLM_PROVIDERS"] or spec.name in ledger
+            or (spec.usage_report and config.get(spec.usage_report.admin_key))]
 
 
 def _reconcile(db, config, day, now, ledger, providers):
