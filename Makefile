@@ -30,8 +30,10 @@ browser:
 	  elif sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "note: 'sudo apt-get install chromium' to run the browser test" >&2; fi; }
 
-# pytest exits 5 when it collected no tests; that must fail, not pass silently.
+# The package layers (.importlinter) first; pytest exits 5 when it collected no tests, which must
+# fail, not pass silently.
 test: $(VENV)/.dev-installed browser
+	$(BIN)/lint-imports --no-cache
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; \
 	exit $$status

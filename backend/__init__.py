@@ -3,7 +3,6 @@ import logging
 
 from flask import Flask
 from flask_smorest import Api
-from pymongo.errors import ConnectionFailure, PyMongoError
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
@@ -47,6 +46,7 @@ def create_app(config=None):
     _connect_packages(state)
 
     from backend import background, cli, input_guard
+    from backend.startup import start_up_database
     from backend.audit import hook as audit
     from backend.errors import register_error_handlers
     from backend.usage import tracking
@@ -109,7 +109,7 @@ def _init_extensions(app, state):
     from backend.db import get_db
     from backend.llm.tokenizer import install_offline_encodings
     from backend.metrics import Metrics
-    from backend.system.openapi import ErrorEnvelopeSchema, ErrorStatusesPlugin
+    from backend.openapi import ErrorEnvelopeSchema, ErrorStatusesPlugin
     from backend.usage.spool import Spool
     from backend.usage.writer import LedgerWriter
 
@@ -172,47 +172,3 @@ def _connect_packages(state):
     state.key_authenticator = keys.authenticate
     team_deleted.connect(keys.on_team_deleted)
     team_deleted.connect(budgets.on_team_deleted)
-
-
-# How long a starting worker waits for another one's migration before serving (and retrying in the background).
-START_UP_MIGRATION_WAIT_SECONDS = 20
-
-
-def start_up_database(app):
-    """Migrations, indexes and the bootstrap admin; a database that is down is logged, not
-    fatal, and the background thread runs them again until they are done."""
-    from backend.auth.services import ensure_admin
-    from backend.clock import now
-    from backend.db import atomic, get_db
-    from backend.indexes import ensure_indexes
-    from backend.usage.migrations import MigrationPending, migrate
-
-    db, state = get_db(app), runtime(app)
-    try:
-        # The embedded store is not safe for concurrent bulk updates: apps sharing it migrate in turn.
-        with atomic(db):
-            at = now(app)
-            migrate(db, at, wait_seconds=START_UP_MIGRATION_WAIT_SECONDS)
-        state.migrations_done = True
-        if app.config["AUTO_CREATE_INDEXES"]:
-            ensure_indexes(db, ledger_ttl_days=app.config["LEDGER_TTL_DAYS"])
-        if app.config["ADMIN_EMAIL"]:
-            user, outcome = ensure_admin(db, app.config["ADMIN_EMAIL"], app.config["ADMIN_PASSWORD"], now=at)
-            if outcome == "created":
-                log.warning("Bootstrap admin %s: created", user["email"])
-            elif outcome == "not-admin":
-                log.warning("ADMIN_EMAIL %s belongs to an existing account that is not an active admin; it is "
-                            "left as it is (promote it explicitly with scripts/create_admin.py)", user["email"])
-    except MigrationPending as exc:
-        log.warning("Start-up database tasks wait for another worker (retried in the background): %s", exc)
-        state.start_up_pending = True
-        return
-    except ConnectionFailure as exc:
-        log.error("Start-up database tasks skipped, database unreachable (retried in the background): %s", exc)
-        state.start_up_pending = True
-        return
-    except PyMongoError as exc:
-        log.error("Start-up database tasks failed (retried in the background): %s", exc)
-        state.start_up_pending = True
-        return
-    state.start_up_pending = False

@@ -15,6 +15,7 @@ from backend.alerts.services import dispatch_due
 from backend.db import get_db
 from backend.reconciliation.services import reconcile_due
 from backend.runtime import runtime
+from backend.startup import start_up_database
 
 log = logging.getLogger(__name__)
 # Whether a day is due for reconciliation changes once a day; asking the store every pass is waste.
@@ -28,10 +29,6 @@ def run_once(app):
     then send due alerts (a reconciliation alert goes out in the same pass)."""
     state = runtime(app)
     if state.start_up_pending:
-        from backend import (
-            start_up_database,  # the app factory's module imports this one
-        )
-
         start_up_database(app)
         if not state.migrations_done:
             return  # spooled records wait for the migrations

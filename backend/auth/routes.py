@@ -15,7 +15,7 @@ from backend.db import get_db
 from backend.errors import Forbidden
 from backend.extensions import limiter
 from backend.schemas import envelope, ok
-from backend.system.openapi import status_ref
+from backend.openapi import status_ref
 
 blp = Blueprint("auth", __name__, url_prefix="/auth", description="Accounts and JWT tokens")
 BEARER = [{"bearerAuth": []}]

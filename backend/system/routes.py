@@ -13,7 +13,7 @@ from backend.db import get_db, store_is_embedded
 from backend.errors import ServiceUnavailable, Unauthorized
 from backend.metrics import metrics
 from backend.schemas import envelope, ok
-from backend.system.openapi import status_ref
+from backend.openapi import status_ref
 
 blp = Blueprint("system", __name__, description="Service health")
 # Swagger UI served from the swagger-ui-bundle package, so /docs works without a CDN.

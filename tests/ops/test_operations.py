@@ -10,7 +10,7 @@ import time
 import mongomock
 import pytest
 
-from backend import start_up_database
+from backend.startup import start_up_database
 from backend.auth import repository
 from backend.clock import utc_now
 from backend.auth.services import ensure_admin

@@ -169,16 +169,16 @@ def test_a_worker_waits_for_the_migration_another_one_holds_and_takes_over_a_dea
 
 
 def test_a_starting_worker_serves_while_another_migrates_and_finishes_in_the_background(app, monkeypatch):
-    import backend
+    from backend import startup
     from backend.background import run_once
     from backend.clock import utc_now
 
-    monkeypatch.setattr(backend, "START_UP_MIGRATION_WAIT_SECONDS", 0)
+    monkeypatch.setattr(startup, "START_UP_MIGRATION_WAIT_SECONDS", 0)
     with app.app_context():
         db = get_db()
         db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
         db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now()})
-    backend.start_up_database(app)
+    startup.start_up_database(app)
     assert runtime(app).start_up_pending is True
     with app.app_context():  # the other worker finishes
         db[MIGRATIONS].insert_one({"_id": ROLLUP_SHAPES, "appliedAt": NOW, "changed": 0})
@@ -192,7 +192,7 @@ def test_calls_answered_while_another_worker_migrates_wait_in_the_spool_and_land
     """A worker that starts while another rebuilds the rollups serves, but keeps its records in the
     spool (written then, the rebuild could count them twice or miss them); once the migration is
     done, its background pass writes them: ledger, rollups and counters exactly once."""
-    import backend
+    from backend import startup
     from backend.background import run_once
     from backend.clock import utc_now
     from backend.usage import rollups
@@ -204,7 +204,7 @@ def test_calls_answered_while_another_worker_migrates_wait_in_the_spool_and_land
         db = get_db()
         db[MIGRATIONS].delete_one({"_id": ROLLUP_SHAPES})
         db[MIGRATIONS].insert_one({"_id": f"{ROLLUP_SHAPES}:lease", "takenAt": utc_now(), "owner": "other worker"})
-    monkeypatch.setattr(backend, "START_UP_MIGRATION_WAIT_SECONDS", 0)
+    monkeypatch.setattr(startup, "START_UP_MIGRATION_WAIT_SECONDS", 0)
     for writes in ("sync", "async"):
         second = make_app(MONGO_CLIENT=shared, LEDGER_WRITES=writes, SPOOL_PATH=str(tmp_path / f"{writes}.jsonl"))
         assert runtime(second).migrations_done is False
