@@ -12,9 +12,9 @@ is set: then the database tokenledger_bench_capture is dropped before and after 
 Table 1: server CPU (time.process_time, every thread of the process) per request and wall
 p50/p99, tracked vs untracked, for OpenAI's SDK against a zero-latency stub at its HTTP
 transport (a fixed chat.completion body with usage) and for the demo provider. "Untracked" is
-the same app with the after-request capture removed (capture._capture and _capture_leftovers
-taken out of the app's hook lists): the generation transaction runs and holds its call, and
-nothing is recorded. Each round starts one fresh process per variant and times them in
+the same app with the hooks that close a request's tracked calls removed (tracking's
+_close_request_calls and _close_leftovers taken out of the app's hook lists): the generation
+transaction runs and opens its call, and nothing is recorded. Each round starts one fresh process per variant and times them in
 alternating blocks (ABBA), so both see the same load on the machine; a tracked block ends only
 when the ledger holds every record of its requests, so background writes are charged to the
 block that caused them. Medians over rounds with min-max; the ratio is taken per round. All of
@@ -122,17 +122,41 @@ def _chat_completion_body():
     }
 
 
-def _capture_hooks():
-    from backend.usage import capture
+# The hooks that record a request's calls: backend.usage.tracking's, or (to measure a checkout from
+# before the tracked-call object) backend.usage.capture's.
+CAPTURE_HOOKS = (("backend.usage.tracking", ("_close_request_calls", "_close_leftovers")),
+                 ("backend.usage.capture", ("_capture", "_capture_leftovers")))
 
-    hooks = {getattr(capture, name, None) for name in ("_capture", "_capture_leftovers")} - {None}
-    if not hooks:
-        sys.exit("backend.usage.capture has neither _capture nor _capture_leftovers: cannot build the untracked app")
-    return hooks
+
+def _capture_hooks():
+    import importlib
+
+    for module_name, names in CAPTURE_HOOKS:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        hooks = {getattr(module, name, None) for name in names} - {None}
+        if hooks:
+            return hooks
+    sys.exit("no capture hooks found (backend.usage.tracking or backend.usage.capture): cannot build the untracked app")
+
+
+def _register(register_user, db, email, **fields):
+    """A user, through the service's own registration (given the clock where it takes one: a
+    checkout from before the injected clock does not)."""
+    import inspect
+
+    from backend.clock import utc_now
+
+    if "now" in inspect.signature(register_user).parameters:
+        fields["now"] = utc_now()
+    return register_user(db, email, PASSWORD, **fields)
 
 
 def _untrack(app):
-    """The same app without the after-request capture: the transaction still holds each call."""
+    """The same app without the hooks that close a request's tracked calls: the transaction still
+    opens each call, and nothing is recorded."""
     hooks = _capture_hooks()
     removed = 0
     for registry in (app.after_request_funcs, app.teardown_request_funcs):
@@ -156,7 +180,6 @@ class Bench:
         import backend
         from backend import create_app
         from backend.auth.services import register_user
-        from backend.clock import utc_now
         from backend.db import get_db
 
         if not backend.__file__.startswith(str(ROOT)):
@@ -193,7 +216,7 @@ class Bench:
         # Workers of one run share the MongoDB database: each has its own user.
         self.email = email or f"bench-{uuid.uuid4().hex[:12]}@bench.test"
         with self.app.app_context():
-            self.user = register_user(self.db, self.email, PASSWORD, name="bench", now=utc_now())
+            self.user = _register(register_user, self.db, self.email, name="bench")
         self.client = self.app.test_client()
         self.headers = self.login(self.email)
         self.requests = 0
@@ -439,11 +462,10 @@ def worker_commands(args, overrides):
 
     block("no budget")
     from backend.auth.services import register_user
-    from backend.clock import utc_now
 
     admin_email = f"bench-admin-{uuid.uuid4().hex[:12]}@bench.test"
     with bench.app.app_context():
-        register_user(bench.db, admin_email, PASSWORD, name="bench-admin", role="admin", now=utc_now())
+        _register(register_user, bench.db, admin_email, name="bench-admin", role="admin")
     admin = bench.login(admin_email)
     response = bench.client.put(f"/admin/openai/budgets/{bench.user['_id']}", json=BUDGET, headers=admin)
     if response.status_code != 200:
