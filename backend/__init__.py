@@ -56,7 +56,8 @@ def create_app(config=None):
     tracking.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
-    start_up_database(app)
+    if app.config["START_UP_TASKS"]:
+        start_up_database(app)
     if app.config["BACKGROUND_TASKS"]:
         background.start(app)
     return app
@@ -122,7 +123,8 @@ def _init_extensions(app, state):
     api.ERROR_SCHEMA = ErrorEnvelopeSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
     state.metrics = Metrics()
-    state.spool = Spool(app.config["SPOOL_PATH"])
+    state.spool = Spool(app.config["SPOOL_PATH"]) if app.config["SPOOL_PATH"] else Spool.of_this_process()
+    app.config["SPOOL_PATH"] = state.spool.path
     state.writer = LedgerWriter(get_db(app), state.spool, state.metrics,
                                 asynchronous=app.config["LEDGER_WRITES"] == "async",
                                 interval_seconds=app.config["LEDGER_WRITE_INTERVAL_MS"] / 1000,

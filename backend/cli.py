@@ -43,12 +43,31 @@ def _first_line(exc):
     return str(exc).split(" (configured timeouts")[0].split(", Timeout:")[0].splitlines()[0]
 
 
+# How long a migration another worker is applying is waited for before a command gives up.
+MIGRATION_WAIT_SECONDS = 20
+
+
+def _reachable_and_migrated():
+    """The database answers (else ConnectionFailure, within MONGO_TIMEOUT_MS), and every data
+    migration is applied: by this command if no worker did it yet (commands run without the app's
+    start-up tasks), or by another worker it waits for."""
+    db = get_db()
+    db.command("ping")
+    try:
+        migrate(db, now(), wait_seconds=MIGRATION_WAIT_SECONDS)
+    except MigrationPending as exc:
+        raise click.ClickException(f"{exc}; run this again once it is done") from None
+    runtime().migrations_done = True
+
+
 def database_command(command):
-    """A database that cannot be reached is one line and exit 3, never a traceback."""
+    """A database that cannot be reached is one line and exit 3, never a traceback; a reachable
+    one has its migrations applied before the command runs."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
+            _reachable_and_migrated()
             return command(*args, **kwargs)
         except ConnectionFailure as exc:
             raise DatabaseUnreachable(f"database unreachable: {_first_line(exc)}") from None
@@ -89,10 +108,6 @@ def create_indexes_command():
 def migrate_command():
     """Apply the data migrations not applied yet (start-up does too) and list when each was applied."""
     require_real_database("migrate")
-    try:
-        migrate(get_db(), now())
-    except MigrationPending as exc:
-        raise click.ClickException(f"{exc}; run it again once that worker is done") from exc
     for name, applied_at, changed in migration_report(get_db()):
         click.echo(f"{name}: applied {applied_at:%Y-%m-%d %H:%M:%S}Z, {changed} ledger record(s) changed")
 
@@ -187,9 +202,6 @@ def replay_spool_command():
     """Write spooled usage records to the ledger (each exactly once); exit 1 while records remain."""
     require_real_database("replay the spool into")
     state = runtime()
-    if not state.migrations_done:
-        raise click.ClickException("A data migration is being applied by another worker; the records stay spooled. "
-                                   "Run this again once it is done.")
     replayed, left = state.writer.replay()
     click.echo(f"replayed {replayed} record(s) from {state.spool.path}; {left} still spooled")
     if left:

@@ -13,7 +13,7 @@ import tempfile
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 from limits import parse_many
 from limits.storage import SCHEMES as STORAGE_SCHEMES
@@ -107,12 +107,50 @@ def _ratelimit_storage(env):
     return uri
 
 
-def _database_name(env):
+def _database_name(env, mongo_uri):
+    """The database named in MONGO_URI's path (as every MongoDB tool reads it), else MONGO_DB_NAME,
+    else tokenledger; the two naming different databases is a mistake, refused."""
+    named = _text(env, "MONGO_DB_NAME")
+    in_uri = _uri_database(mongo_uri)
+    if in_uri is not None and named is not None and named != in_uri:
+        raise ConfigError(f"MONGO_URI names the database {in_uri!r} and MONGO_DB_NAME {named!r}: set one of them, "
+                          "or both to the same name")
+    name = in_uri or named or "tokenledger"
     # MongoDB refuses these characters in database names, and names longer than 63 bytes.
-    name = _text(env, "MONGO_DB_NAME", "tokenledger")
     if re.search(r'[/\\. "$*<>:|?]', name) or len(name.encode()) > 63:
         raise ConfigError(f"MONGO_DB_NAME must be at most 63 characters without /\\. \"$*<>:|? or spaces, got {name!r}")
     return name
+
+
+def _uri_database(mongo_uri):
+    """The database in a MongoDB URI's path (mongodb://host/<database>?options), or None."""
+    if mongo_uri is None:
+        return None
+    rest = mongo_uri.split("://", 1)[1]
+    path = rest.split("/", 1)[1] if "/" in rest else ""
+    return unquote(path.split("?", 1)[0]) or None
+
+
+def _spool_path(env, mongo_uri):
+    """SPOOL_PATH, checked writable now (a spool that cannot take a record is a write-ahead log that
+    is off). Unset: var/usage-spool.jsonl with MongoDB (every worker of the checkout shares it: a
+    replay is idempotent there); None with the embedded store, whose app then spools to a file of
+    its own process (backend/usage/spool.py), since another process's records belong in another
+    process's in-memory store."""
+    path = _text(env, "SPOOL_PATH")
+    if path is None:
+        if mongo_uri is None:
+            return None
+        path = str(PROJECT_ROOT / "var" / "usage-spool.jsonl")
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with open(f"{path}.lock", "a"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"SPOOL_PATH {path} cannot be written ({exc.strerror or exc}): the spool is the "
+                          "ledger's write-ahead log; choose a writable file") from None
+    return path
 
 
 def _cors_origins(env):
@@ -345,7 +383,7 @@ def load_config(environ=None):
         "HOST": _text(env, "HOST", "127.0.0.1"),
         "PORT": _integer(env, "PORT", 5000, 1, 65535),
         "MONGO_URI": mongo_uri,
-        "MONGO_DB_NAME": _database_name(env),
+        "MONGO_DB_NAME": _database_name(env, mongo_uri),
         "MONGO_TIMEOUT_MS": _integer(env, "MONGO_TIMEOUT_MS", 5000, 100, 120_000),
         "AUTO_CREATE_INDEXES": _boolean(env, "AUTO_CREATE_INDEXES", True),
         "JWT_SECRET_KEY": jwt_secret,
@@ -358,6 +396,8 @@ def load_config(environ=None):
         "ADMIN_EMAIL": admin_email.lower() if admin_email else None,
         "ADMIN_PASSWORD": admin_password,
         "ALLOW_REGISTRATION": _boolean(env, "ALLOW_REGISTRATION", True),
+        # A generation whose budget counters cannot be read is refused (503) unless this is set.
+        "BUDGETS_FAIL_OPEN": _boolean(env, "BUDGETS_FAIL_OPEN", False),
         "CORS_ORIGINS": _cors_origins(env),
         "LOG_LEVEL": log_level,
         "LLM_PROVIDER": provider,
@@ -378,8 +418,11 @@ def load_config(environ=None):
         "GLOBAL_DAILY_SPEND_LIMIT_USD": _decimal(env, "GLOBAL_DAILY_SPEND_LIMIT_USD"),
         "ALERT_MAX_ATTEMPTS": _integer(env, "ALERT_MAX_ATTEMPTS", 8, 1, 100),
         "METRICS_TOKEN": _text(env, "METRICS_TOKEN"),
-        "SPOOL_PATH": _text(env, "SPOOL_PATH", str(PROJECT_ROOT / "var" / "usage-spool.jsonl")),
+        "SPOOL_PATH": _spool_path(env, mongo_uri),
         "BACKGROUND_TASKS": _boolean(env, "BACKGROUND_TASKS", True),
+        # Migrations, indexes and the bootstrap admin when the app starts; scripts turn it off and
+        # do what their command needs (backend/cli.py).
+        "START_UP_TASKS": True,
         "BACKGROUND_INTERVAL_SECONDS": _integer(env, "BACKGROUND_INTERVAL_SECONDS", 15, 1, 3600),
         "LEDGER_TTL_DAYS": _integer(env, "LEDGER_TTL_DAYS", 0, 0, 36_500),
         "TRUSTED_PROXY_HOPS": _integer(env, "TRUSTED_PROXY_HOPS", 0, 0, 5),

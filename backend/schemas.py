@@ -1,4 +1,5 @@
 """Schema pieces shared by every feature: wire formats for ids and times, the envelope."""
+import unicodedata
 from datetime import timezone
 
 from bson import ObjectId
@@ -20,6 +21,18 @@ def page_field():
 
 def offset_field():
     return fields.Integer(validate=validate.Range(min=0, max=MAX_OFFSET), load_default=0)
+
+
+# Control, format (zero-width, bidirectional overrides), separator, private-use and unassigned
+# characters: a name holding one could look like another or like nothing, and a value holding
+# one could forge a line or reverse the text where it is shown (a CSV export, a log).
+_INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+
+
+def visible(text):
+    """Validator: no control, format or invisible character."""
+    if any(unicodedata.category(character) in _INVISIBLE for character in text):
+        raise ValidationError("Must not contain control, format or invisible characters.")
 
 
 # A tag on a generation request and its ledger record (tag filters take the same).

@@ -16,12 +16,20 @@ from backend.cli import EXIT_CONFIGURATION  # noqa: E402
 from backend.config import ConfigError  # noqa: E402
 
 
+# A script facing an unreachable database says so within this long (or MONGO_TIMEOUT_MS, if shorter).
+SCRIPT_SERVER_SELECTION_MS = 5000
+
+
 def script_app(overrides=None):
-    """The app without start-up index creation, so scripts report what they themselves did."""
+    """The app without the start-up database tasks or background thread, so that a script reports
+    what it did itself and an unreachable database is its own one-line error (exit 3)."""
     from backend import create_app
+    from backend.config import load_config
 
     try:
-        return create_app({"AUTO_CREATE_INDEXES": False, "BACKGROUND_TASKS": False, **(overrides or {})})
+        timeout = min(load_config()[0]["MONGO_TIMEOUT_MS"], SCRIPT_SERVER_SELECTION_MS)
+        return create_app({"START_UP_TASKS": False, "BACKGROUND_TASKS": False, "MONGO_TIMEOUT_MS": timeout,
+                           **(overrides or {})})
     except ConfigError as exc:
         print(f"Configuration error: {exc}", file=sys.stderr)
         sys.exit(EXIT_CONFIGURATION)

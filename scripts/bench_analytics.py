@@ -133,7 +133,7 @@ def load(db, count, seed, today, memberships):
 def prepare(count, args, today):
     """An app over a freshly loaded database of `count` records: (app, client, context)."""
     name = f"{args.db}_{count}"
-    app = script_app({"MONGO_DB_NAME": name, "AUTO_CREATE_INDEXES": True})
+    app = script_app({"MONGO_DB_NAME": name, "AUTO_CREATE_INDEXES": True, "START_UP_TASKS": True})
     with app.app_context():
         db = get_db()
         db.client.drop_database(name)

@@ -95,13 +95,15 @@ class Caller:
     @classmethod
     def from_documents(cls, user, org=None, team=None, key=None, budgets=CallerBudgets()):
         """From the stored user, their organization and team documents, the API key the request came
-        with (it acts with its own team) and the budgets that apply."""
+        with (it acts with its own team, and as a plain user: a key never carries an admin role)
+        and the budgets that apply."""
         team_id = key["teamId"] if key else user.get("teamId")
         if team is None:
             team_id = None  # the team was deleted after it was read
         return cls(
-            id=user["_id"], email=user["email"], name=user.get("name"), role=user.get("role", ROLE_USER),
-            org_id=org_of(user), org_role=user.get("orgRole", ORG_MEMBER), team_id=team_id,
+            id=user["_id"], email=user["email"], name=user.get("name"),
+            role=ROLE_USER if key else user.get("role", ROLE_USER), org_id=org_of(user),
+            org_role=ORG_MEMBER if key else user.get("orgRole", ORG_MEMBER), team_id=team_id,
             is_active=user.get("isActive", True), created_at=user.get("createdAt"),
             org_name=org["name"] if org else None, team_name=team["name"] if team else None,
             allowed_models=tuple(org["allowedModels"]) if org and org.get("allowedModels") is not None else None,

@@ -12,6 +12,7 @@ from marshmallow import (
 from backend.config import MODEL_NAME
 from backend.auth.caller import ORG_ROLES
 from backend.schemas import (
+    visible,
     MAX_PAGE_SIZE,
     ObjectIdString,
     Pattern,
@@ -21,18 +22,8 @@ from backend.schemas import (
 
 MAX_ALLOWED_MODELS = 100
 
-# Control, format (zero-width, bidirectional overrides), separator, private-use and unassigned
-# characters: a name holding one could look like another or like nothing.
-_INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
-
-
-def _visible(name):
-    if any(unicodedata.category(character) in _INVISIBLE for character in name):
-        raise ValidationError("Must not contain control, format or invisible characters.")
-
-
 # Names are what people type: NFC-normalised, trimmed, 1-100 visible characters.
-NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100), _visible])
+NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100), visible])
 
 
 class _NameSchema(Schema):

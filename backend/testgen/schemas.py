@@ -1,7 +1,7 @@
 from marshmallow import Schema, ValidationError, fields, post_load, validate
 
 from backend.config import MODEL_NAME
-from backend.schemas import TAG, Pattern
+from backend.schemas import TAG, Pattern, visible
 from backend.testgen.prompts import PRIORITIES, TYPES
 
 MAX_TEST_CASES = 20
@@ -49,10 +49,11 @@ class GenerationRequestSchema(PromptSchema):
                                  "each 1-64 characters of A-Z a-z 0-9 _ . : -; stored on the ledger record"})
     metadata = fields.Dict(
         keys=fields.String(validate=Pattern(METADATA_KEY, error="1-64 characters of A-Z a-z 0-9 _ : -")),
-        values=fields.String(validate=validate.Length(max=MAX_METADATA_VALUE)), validate=_at_most_keys,
+        values=fields.String(validate=[validate.Length(max=MAX_METADATA_VALUE), visible]), validate=_at_most_keys,
         load_default=dict,
         metadata={"description": f"string keys (at most {MAX_METADATA_KEYS}, 1-64 characters of A-Z a-z 0-9 _ : -) "
-                                 f"to strings of at most {MAX_METADATA_VALUE} characters; stored on the ledger record"})
+                                 f"to strings of at most {MAX_METADATA_VALUE} visible characters (no control, format or invisible "
+                                 "ones); stored on the ledger record"})
 
     @post_load
     def _distinct_tags(self, data, **kwargs):

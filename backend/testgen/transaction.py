@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from pymongo.errors import PyMongoError
 
 from backend.budgets import services as budgets
-from backend.errors import APIError, ProviderError, ProviderTimeout
+from backend.errors import APIError, ProviderError, ProviderTimeout, ServiceUnavailable
 from backend.llm.base import UnreadableReply
 from backend.llm.calls import finish_call, new_call_id
 from backend.llm.retries import maybe_billed, with_retries
@@ -50,6 +50,7 @@ class Settings:
     timeout_seconds: int
     max_retries: int
     policy: budgets.Policy
+    budgets_fail_open: bool = False
 
     @classmethod
     def from_config(cls, config):
@@ -59,6 +60,7 @@ class Settings:
             timeout_seconds=config["LLM_TIMEOUT_SECONDS"],
             max_retries=config["LLM_MAX_RETRIES"],
             policy=budgets.Policy(tuple(config["ALERT_THRESHOLDS"]), config["GLOBAL_DAILY_SPEND_LIMIT_USD"]),
+            budgets_fail_open=config["BUDGETS_FAIL_OPEN"],
         )
 
 
@@ -112,8 +114,12 @@ def _reserve(ctx, generation_plan):
             ctx.metrics.budget_rejections.labels(exc.data["window"]).inc()
         raise
     except PyMongoError:
-        # A budget store that is down must not take generation down with it.
-        log.exception("Budget reservation skipped: database unavailable")
+        if not config.budgets_fail_open:
+            # A budget that cannot be checked cannot be kept: refused before anything is billed.
+            log.warning("Generation refused: its budget counters cannot be read (database unavailable)")
+            raise ServiceUnavailable("Your budget cannot be checked right now (database unavailable); nothing was "
+                                     "billed. Try again shortly.") from None
+        log.exception("Budget reservation skipped (BUDGETS_FAIL_OPEN): database unavailable")
         return budgets.Reservation(ctx.db, config.policy)
 
 

@@ -7,9 +7,12 @@ already in the ledger is skipped, so a replay never counts twice) and deletes th
 only once the write succeeded; a replay that fails or dies leaves it for the next one.
 Appends and replays lock separate files, so a long replay never blocks a request.
 """
+import atexit
 import fcntl
 import logging
 import os
+import shutil
+import tempfile
 import threading
 from contextlib import contextmanager
 from datetime import timezone
@@ -27,6 +30,15 @@ class Spool:
         self.path = path
         self._thread_lock = threading.Lock()
         self._replay_lock = threading.Lock()
+
+    @classmethod
+    def of_this_process(cls):
+        """A spool no other process uses, removed at a clean exit: the embedded store's records
+        belong to this process's in-memory store, which another process must never replay into
+        its own, and which is gone when this one ends."""
+        folder = tempfile.mkdtemp(prefix=f"tokenledger-spool-{os.getpid()}-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        return cls(os.path.join(folder, "usage-spool.jsonl"))
 
     @property
     def replaying_path(self):

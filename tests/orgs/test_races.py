@@ -3,6 +3,7 @@ database that is down at start-up, look-alike names. Each race is forced determi
 running the competing write at the exact moment between the check and the write."""
 from datetime import datetime, timezone
 
+import pytest
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, ServerSelectionTimeoutError
 
@@ -86,10 +87,11 @@ def test_a_member_moved_meanwhile_is_not_moved_again(app, client, admin_headers,
     assert (str(stored["orgId"]), stored["orgRole"]) == (globex, "admin")
 
 
-def test_a_database_error_part_way_through_a_reservation_gives_back_what_it_took(make_app, monkeypatch):
+@pytest.mark.parametrize("fail_open", [False, True])
+def test_a_database_error_part_way_through_a_reservation_gives_back_what_it_took(make_app, monkeypatch, fail_open):
     per_request = worst_case_tokens()
-    transport, _ = provider_reporting(per_request - MAX_OUTPUT)
-    app = build(make_app, transport)
+    transport, requests = provider_reporting(per_request - MAX_OUTPUT)
+    app = build(make_app, transport, BUDGETS_FAIL_OPEN=fail_open)
     client = app.test_client()
     create_user(app, "root@example.com", role="admin")
     root = bearer(client, "root@example.com")
@@ -107,14 +109,22 @@ def test_a_database_error_part_way_through_a_reservation_gives_back_what_it_took
         return real_try_add(db, key, *args)
 
     monkeypatch.setattr(budget_repository, "try_add", org_counter_unreachable)
-    assert generate(client, headers).status_code == 200  # a budget store outage does not stop generation
+    response = generate(client, headers)
     monkeypatch.setattr(budget_repository, "try_add", real_try_add)
     with app.app_context():
         db = get_db()
         ledger = sum(record["totalTokens"] for record in db[USAGE].find())
         counters = {doc["_id"].split("|")[0]: doc["tokens"] for doc in db[BUDGET_COUNTERS].find({"window": "day"})}
-    assert ledger == per_request
-    assert counters == {str(user["_id"]): ledger, f"team:{qa}": ledger, f"org:{acme}": ledger}
+    if fail_open:
+        # BUDGETS_FAIL_OPEN: the call goes ahead unchecked, and every counter still equals the ledger.
+        assert response.status_code == 200 and ledger == per_request
+        assert counters == {str(user["_id"]): ledger, f"team:{qa}": ledger, f"org:{acme}": ledger}
+    else:
+        # A budget that cannot be checked refuses the call before the provider is asked: nothing is
+        # billed, and what the request had reserved on the other counters is given back.
+        assert response.status_code == 503 and "budget cannot be checked" in response.json["message"]
+        assert (len(requests), ledger) == (0, 0)
+        assert counters == {str(user["_id"]): 0, f"team:{qa}": 0}
 
 
 def test_start_up_tasks_missed_while_the_database_was_down_run_in_the_background(make_app, monkeypatch):
