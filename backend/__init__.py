@@ -161,12 +161,13 @@ def _register_blueprints(app, api):
 
 def _connect_packages(state):
     """Where one package answers another's events, so that neither imports the other: budgets
-    settle the records the ledger writer wrote; API keys and budgets let go of a deleted team;
+    settle the records the ledger writer wrote; API keys and budgets let go of a deleted team, and
+    API keys follow a member who moves;
     API keys authenticate for the guards; orgs adopts old users in the ledger's migration."""
     from backend.budgets import services as budgets
     from backend.keys import services as keys
     from backend.orgs import services as orgs
-    from backend.orgs.services import team_deleted
+    from backend.orgs.services import member_moved, team_deleted
     from backend.usage import migrations
 
     migrations.register_step(migrations.ORGANIZATIONS, orgs.adopt_users_without_org)
@@ -174,3 +175,4 @@ def _connect_packages(state):
     state.key_authenticator = keys.authenticate
     team_deleted.connect(keys.on_team_deleted)
     team_deleted.connect(budgets.on_team_deleted)
+    member_moved.connect(keys.on_member_moved)

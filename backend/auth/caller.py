@@ -95,9 +95,9 @@ class Caller:
     @classmethod
     def from_documents(cls, user, org=None, team=None, key=None, budgets=CallerBudgets()):
         """From the stored user, their organization and team documents, the API key the request came
-        with (it acts with its own team, and as a plain user: a key never carries an admin role)
-        and the budgets that apply."""
-        team_id = key["teamId"] if key else user.get("teamId")
+        with (it acts in its owner's current team, as a plain user: a key never carries an admin
+        role) and the budgets that apply."""
+        team_id = user.get("teamId")
         if team is None:
             team_id = None  # the team was deleted after it was read
         return cls(

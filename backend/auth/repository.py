@@ -26,8 +26,8 @@ def find_caller(db, user_id, key=None):
     """The Caller for a user (None when there is none), with their organization, team and every
     budget that can apply to them, read in one aggregation: every request reads its user anyway,
     so a budget set a moment ago binds the next request in every worker without another read.
-    With an API `key` (its stored document), the caller as the key acts: with the key's team,
-    and the key's own budget."""
+    With an API `key` (its stored document), the caller as the key acts: its owner as a plain
+    user, with the key's own budget too."""
     found = next(iter(db[USERS].aggregate(_caller_pipeline(user_id, key))), None)
     if found is None:
         return None
@@ -47,15 +47,15 @@ def _caller_pipeline(user_id, key=None):
     return [
         {"$match": {"_id": user_id}},
         {"$addFields": {"_default": DEFAULT_BUDGET_ID, "_orgId": {"$ifNull": ["$orgId", DEFAULT_ORG_ID]},
-                        "_teamId": key["teamId"] if key else "$teamId", "_keyId": key["_id"] if key else None}},
+                        "_keyId": key["_id"] if key else None}},
         lookup(BUDGETS, "_id", "own"),
         lookup(BUDGETS, "_default", "default"),
         lookup(BUDGETS, "_orgId", "orgBudget"),
         lookup(ORGANIZATIONS, "_orgId", "org"),
-        lookup(BUDGETS, "_teamId", "teamBudget"),
-        lookup(TEAMS, "_teamId", "team"),
+        lookup(BUDGETS, "teamId", "teamBudget"),
+        lookup(TEAMS, "teamId", "team"),
         lookup(BUDGETS, "_keyId", "keyBudget"),
-        {"$project": {"_default": 0, "_orgId": 0, "_teamId": 0, "_keyId": 0, "passwordHash": 0}},
+        {"$project": {"_default": 0, "_orgId": 0, "_keyId": 0, "passwordHash": 0}},
     ]
 
 

@@ -21,12 +21,9 @@ def insert_key(db, document):
     return document
 
 
-def find_active(db, secret, now):
-    """The key with this secret, unless it is revoked or expired."""
-    key = db[API_KEYS].find_one({"hash": digest(secret), "revokedAt": None})
-    if key is None or (key.get("expiresAt") is not None and key["expiresAt"] <= now):
-        return None
-    return key
+def find_by_secret(db, secret):
+    """The key with this secret, revoked or not (None for a secret no key has)."""
+    return db[API_KEYS].find_one({"hash": digest(secret)})
 
 
 def touch(db, key, now):
@@ -43,8 +40,22 @@ def find_key(db, key_id):
     return db[API_KEYS].find_one({"_id": key_id, "revokedAt": None}, {"hash": 0})
 
 
-def revoke(db, key_id, now):
-    return db[API_KEYS].update_one({"_id": key_id, "revokedAt": None}, {"$set": {"revokedAt": now}}).modified_count == 1
+def revoke(db, key_id, now, reason=None):
+    return db[API_KEYS].update_one({"_id": key_id, "revokedAt": None},
+                                   {"$set": {"revokedAt": now, "revokedReason": reason}}).modified_count == 1
+
+
+def revoke_owned(db, user_id, now, reason, except_org=None):
+    """Revoke the user's keys (those outside `except_org`, when given)."""
+    query = {"userId": user_id, "revokedAt": None}
+    if except_org is not None:
+        query["orgId"] = {"$ne": except_org}
+    return db[API_KEYS].update_many(query, {"$set": {"revokedAt": now, "revokedReason": reason}}).modified_count
+
+
+def follow_team(db, user_id, org_id, team_id):
+    """The user's keys in `org_id` now show the team they act in."""
+    db[API_KEYS].update_many({"userId": user_id, "orgId": org_id, "revokedAt": None}, {"$set": {"teamId": team_id}})
 
 
 def leave_team(db, team_id):

@@ -1,15 +1,17 @@
 """Creating, listing, revoking and authenticating API keys.
 
 A member manages their own keys; an organization admin every key of the organization; a
-platform admin every key. A key acts as its owner (their rate limit and budgets, their
-organization) with the key's team, and its calls are recorded with `apiKeyId`."""
+platform admin every key. A key acts as its owner, as a plain user, inside the owner's current
+membership: their rate limit and budgets, their organization and their team at the moment of
+each call (so it never bills a team its owner is not in), and its calls are recorded with
+`apiKeyId`. An owner who leaves the organization, or whose account is gone or disabled, has
+their keys revoked for good: a new membership needs a new key."""
 import secrets
 
 from backend.auth.caller import API_KEY_PREFIX, ORG_ADMIN
 from backend.auth.repository import find_caller
-from backend.errors import Forbidden, NotFound, Unauthorized, UnprocessableEntity
+from backend.errors import NotFound, Unauthorized, UnprocessableEntity
 from backend.keys import repository
-from backend.orgs.services import find_team
 
 SHOWN_PREFIX = 11  # "tl_" and 8 characters
 
@@ -33,12 +35,11 @@ def create_key(db, caller, name, team_id, expires_at, now, keep_team):
                                   errors={"expiresAt": ["Must be in the future."]})
     if keep_team:
         team_id = caller.team_id
-    elif team_id is None and caller.team_id is not None and caller.scope is None:
-        raise Forbidden("A member's API keys count for their team (and its budget); only an organization "
-                        "admin can make a key outside it")
-    elif team_id is not None and team_id != caller.team_id:
-        if caller.scope is None or find_team(db, team_id, caller.org_id) is None:
-            raise NotFound(f"Team {team_id} not found in your organization")
+    elif team_id != caller.team_id:
+        yours = f"team {caller.team_id}" if caller.team_id is not None else "no team"
+        raise UnprocessableEntity(
+            f"An API key acts in its owner's current team (its calls count for that team's budget); you are in "
+            f"{yours}: leave teamId out", errors={"teamId": ["Must be your own team, or absent."]})
     secret = API_KEY_PREFIX + secrets.token_urlsafe(32)
     key = repository.insert_key(db, {
         "name": name, "hash": repository.digest(secret), "prefix": secret[:SHOWN_PREFIX],
@@ -73,17 +74,32 @@ def on_team_deleted(team_id, *, db):
     repository.leave_team(db, team_id)
 
 
+OWNER_LEFT, OWNER_GONE = "owner_left_organization", "owner_gone"
+REFUSALS = {OWNER_LEFT: "This API key's owner has left its organization; create a new key",
+            OWNER_GONE: "The account of this API key no longer exists or is disabled"}
+
+
 def authenticate(db, secret, now):
-    """The Caller a key's request acts as: its owner, with their budgets, the key's team and id.
-    401 for an unknown, revoked or expired key, or one whose owner left its organization or was
-    disabled."""
-    key = repository.find_active(db, secret, now)
-    if key is None:
+    """The Caller a key's request acts as: its owner as a plain user, in their current
+    organization and team, with their budgets and the key's. 401 for an unknown, revoked or
+    expired key; a key whose owner left its organization or whose account is gone or disabled is
+    revoked for good on the spot (its owner's move revokes it too: on_member_moved)."""
+    key = repository.find_by_secret(db, secret)
+    if key is None or (key.get("expiresAt") is not None and key["expiresAt"] <= now):
         raise Unauthorized("Invalid, revoked or expired API key")
+    if key.get("revokedAt") is not None:
+        raise Unauthorized(REFUSALS.get(key.get("revokedReason"), "Invalid, revoked or expired API key"))
     found = find_caller(db, key["userId"], key)
-    if found is None or not found.is_active:
-        raise Unauthorized("The account of this API key no longer exists or is disabled")
-    if found.org_id != key["orgId"]:
-        raise Unauthorized("This API key's owner has left its organization; create a new key")
+    refusal = OWNER_GONE if found is None or not found.is_active else OWNER_LEFT if found.org_id != key["orgId"] else None
+    if refusal is not None:
+        repository.revoke(db, key["_id"], now, refusal)
+        raise Unauthorized(REFUSALS[refusal])
     repository.touch(db, key, now)
     return found
+
+
+def on_member_moved(user_id, *, db, org_id, team_id, now):
+    """orgs moved a user: their keys of another organization are revoked for good, those of this
+    one show the team they now act in."""
+    repository.revoke_owned(db, user_id, now, OWNER_LEFT, except_org=org_id)
+    repository.follow_team(db, user_id, org_id, team_id)

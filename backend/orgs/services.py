@@ -17,6 +17,9 @@ _signals = Namespace()
 # Sent with the team's id (and `db`) once a team is deleted, so the packages that keep something
 # of it (API keys, budgets) let go of it; create_app connects them.
 team_deleted = _signals.signal("team-deleted")
+# Sent with the user's id (and `db`, the `org_id` and `team_id` they are in now, `now`) once a
+# member was moved, so the packages that act for them follow (API keys); create_app connects them.
+member_moved = _signals.signal("member-moved")
 
 
 def require_platform(scope):
@@ -118,7 +121,7 @@ def _left_team(db, team_id):
 KEEP_TEAM = object()
 
 
-def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
+def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
     """Put an existing user in the organization with a role and team (a user is in one
     organization, so this moves them out of their previous one). `team_id` KEEP_TEAM keeps the
     user's team when they stay in the same organization, and puts them in none when they move.
@@ -137,11 +140,13 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM):
     if team_id is not None and repository.find_team(db, team_id, org_id) is None:
         # The team was deleted between the check and the move: its members leave it, this one too.
         _left_team(db, team_id)
+        member_moved.send(member["_id"], db=db, org_id=org_id, team_id=None, now=now)
         raise NotFound(f"Team {team_id} not found")
+    member_moved.send(member["_id"], db=db, org_id=org_id, team_id=team_id, now=now)
     return _with_team_names(db, [member])[0]
 
 
-def remove_member(db, scope, org_id, user_id):
+def remove_member(db, scope, org_id, user_id, *, now):
     """Back to the default organization as a member: a user always belongs to one."""
     require_org(db, scope, org_id)
     if users.find_member(db, org_id, user_id) is None:
@@ -150,6 +155,7 @@ def remove_member(db, scope, org_id, user_id):
         raise Conflict("A user cannot leave the default organization: add them to another one instead")
     if users.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None, org_id) is None:
         raise NotFound(f"User {user_id} is not a member of this organization")
+    member_moved.send(user_id, db=db, org_id=DEFAULT_ORG_ID, team_id=None, now=now)
 
 
 def _with_team_names(db, members):

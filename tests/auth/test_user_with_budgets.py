@@ -39,20 +39,22 @@ def test_the_caller_carries_membership_and_every_budget_that_applies(app):
         assert repository.find_caller(db, ObjectId()) is None
 
 
-def test_a_key_acts_with_its_own_team_and_budget(app):
-    member = create_user(app, "member@example.com")
+def test_a_key_acts_in_its_owners_current_team_as_a_plain_user_with_its_own_budget(app):
+    member = create_user(app, "member@example.com", role="admin")
     with app.app_context():
         db = get_db()
         org = insert_org(db, "Acme", utc(2026, 11, 1))
         qa, ops = (insert_team(db, org["_id"], name, utc(2026, 11, 1)) for name in ("QA", "Ops"))
-        repository.set_membership(db, member["_id"], org["_id"], "member", qa["_id"], DEFAULT_ORG_ID)
+        repository.set_membership(db, member["_id"], org["_id"], "admin", qa["_id"], DEFAULT_ORG_ID)
+        # A key made while its owner was in Ops: the owner is in QA now.
         key = {"_id": ObjectId(), "name": "ci", "teamId": ops["_id"]}
         db[BUDGETS].insert_many([{"_id": key["_id"], "scope": "key", "tokensPerDay": 7},
-                                 {"_id": ops["_id"], "scope": "team", "tokensPerDay": 8}])
+                                 {"_id": qa["_id"], "scope": "team", "tokensPerDay": 8}])
         caller = repository.find_caller(db, member["_id"], key)
         assert (caller.api_key_id, caller.api_key_name, caller.team_id, caller.team_name) == (
-            key["_id"], "ci", ops["_id"], "Ops")
+            key["_id"], "ci", qa["_id"], "QA")
         assert caller.budgets.key["tokensPerDay"] == 7 and caller.budgets.team["tokensPerDay"] == 8
-        # A key whose team was deleted acts in none.
-        gone = repository.find_caller(db, member["_id"], {**key, "teamId": ObjectId()})
-        assert gone.team_id is None and gone.budgets.team is None
+        # A platform admin's key acts as a plain user: no admin scope reaches a user endpoint.
+        assert (caller.role, caller.org_role, caller.scope, caller.platform_admin) == ("user", "member", None, False)
+        signed_in = repository.find_caller(db, member["_id"])
+        assert signed_in.platform_admin and signed_in.scope.platform

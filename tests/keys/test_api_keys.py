@@ -1,5 +1,6 @@
 """API keys: a secret shown once and stored as a hash; accepted on user endpoints, never on
-admin ones; revoked at once; calls attributed to the owner, the key's team and organization."""
+admin ones; revoked at once; a key acts as its owner, as a plain user, inside the owner's current
+membership (their organization and team at each call)."""
 import hashlib
 from datetime import datetime, timedelta, timezone
 
@@ -133,15 +134,14 @@ def test_members_manage_their_own_keys_and_org_admins_the_organizations(app, cli
     assert client.delete(f"/api/keys/{spy_key['id']}", headers=owner).status_code == 404
     assert client.delete(f"/api/keys/{other_key['id']}", headers=owner).status_code == 200
     assert len(client.get("/api/keys", headers=admin_headers).json["data"]) == 2
-    # A member may not attribute a key to another team; an org admin may, within the organization.
-    assert client.post("/api/keys", json={"name": "x", "teamId": qa}, headers=dev).status_code == 404
-    assert _key(client, owner, teamId=qa)["teamId"] == qa
-    assert client.post("/api/keys", json={"name": "x", "teamId": ops}, headers=owner).status_code == 404
+    # A key acts in its owner's team: nobody, admin or not, makes one for another team or for none.
+    for headers, team in ((dev, qa), (owner, qa), (owner, ops)):
+        refused = client.post("/api/keys", json={"name": "x", "teamId": team}, headers=headers)
+        assert refused.status_code == 422 and refused.json["errors"] == {"teamId": ["Must be your own team, or absent."]}
     assert _key(client, dev, teamId=None)["teamId"] is None
-    # A member of a team cannot take their calls out of it (and out of its budget) with a key.
     _, tester = member(app, client, admin_headers, acme, "tester@acme.test", team_id=qa)
     outside = client.post("/api/keys", json={"name": "x", "teamId": None}, headers=tester)
-    assert outside.status_code == 403 and "only an organization admin" in outside.json["message"]
+    assert outside.status_code == 422 and "owner's current team" in outside.json["message"]
     assert _key(client, tester)["teamId"] == _key(client, tester, teamId=qa)["teamId"] == qa
     assert _key(client, owner, teamId=None)["teamId"] is None
 
@@ -165,13 +165,61 @@ def test_a_keys_deleted_team_is_no_longer_its_team(app, client, admin_headers):
         [(deleted["id"], None), (raced["id"], None)])
 
 
-def test_a_key_stops_working_when_its_owner_leaves_the_organization(app, client, admin_headers):
+def test_a_key_stops_working_when_its_owner_leaves_the_organization_and_stays_revoked(app, client,
+                                                                                      admin_headers):
     acme = make_org(client, admin_headers, "Acme")
     user, headers = member(app, client, admin_headers, acme, "dev@acme.test")
     key = _key(client, headers)
     client.delete(f"/admin/orgs/{acme}/members/{user['_id']}", headers=admin_headers)
     refused = client.get("/api/token-info", headers=_with(key["secret"]))
     assert refused.status_code == 401 and "left its organization" in refused.json["message"]
+    # Added back, the owner needs a new key: the old one was revoked for good.
+    client.post(f"/admin/orgs/{acme}/members", json={"email": "dev@acme.test", "role": "member"},
+                headers=admin_headers)
+    again = client.get("/api/token-info", headers=_with(key["secret"]))
+    assert again.status_code == 401 and "left its organization" in again.json["message"]
+    assert client.get("/api/token-info", headers=_with(_key(client, headers)["secret"])).status_code == 200
+
+
+def test_a_key_of_an_owner_whose_account_is_disabled_is_revoked_for_good(app, client, user_headers):
+    key = _key(client, user_headers)
+    with app.app_context():
+        get_db()["users"].update_one({"email": "user@example.com"}, {"$set": {"isActive": False}})
+    assert client.get("/api/token-info", headers=_with(key["secret"])).status_code == 401
+    with app.app_context():
+        get_db()["users"].update_one({"email": "user@example.com"}, {"$set": {"isActive": True}})
+    refused = client.get("/api/token-info", headers=_with(key["secret"]))
+    assert refused.status_code == 401 and "no longer exists or is disabled" in refused.json["message"]
+
+
+def test_a_key_follows_its_owner_into_another_team_and_its_budget(make_app):
+    per_request = worst_case_tokens()
+    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
+    app = build(make_app, transport)
+    client = app.test_client()
+    create_user(app, "root@example.com", role="admin")
+    root = bearer(client, "root@example.com")
+    acme = make_org(client, root, "Acme")
+    t1, t2 = make_team(client, root, acme, "T1"), make_team(client, root, acme, "T2")
+    dev, dev_headers = member(app, client, root, acme, "dev@acme.test", team_id=t1)
+    boss, boss_headers = member(app, client, root, acme, "boss@acme.test", role="admin")
+    dev_key, boss_key = _key(client, dev_headers), _key(client, boss_headers, teamId=None)
+    # The member moves to T2 and the org admin is demoted into T2, whose budget is 10 tokens a day.
+    for email, role in (("dev@acme.test", "member"), ("boss@acme.test", "member")):
+        client.post(f"/admin/orgs/{acme}/members", json={"email": email, "role": role, "teamId": t2}, headers=root)
+    assert client.put(f"/admin/openai/budgets/team/{t2}", json={"tokensPerDay": 10}, headers=root).status_code == 200
+    for headers in (dev_headers, boss_headers, _with(dev_key["secret"]), _with(boss_key["secret"])):
+        refused = generate(client, headers)
+        assert refused.status_code == 429 and refused.json["data"]["scope"] == "team"
+    assert calls == []
+    listed = {k["id"]: k["teamId"] for k in client.get("/api/keys", headers=root).json["data"]}
+    assert listed == {dev_key["id"]: t2, boss_key["id"]: t2}
+    # Without the budget, the key's calls are recorded in T2, the team its owner is in.
+    client.delete(f"/admin/openai/budgets/team/{t2}", headers=root)
+    assert generate(client, _with(dev_key["secret"])).status_code == 200
+    with app.app_context():
+        [record] = get_db()[USAGE].find()
+    assert (str(record["teamId"]), str(record["apiKeyId"])) == (t2, dev_key["id"])
 
 
 def test_a_keys_budget_binds_its_calls_and_its_owners_budget_binds_the_key(make_app):
