@@ -70,7 +70,7 @@ def dashboard(query):
 def top_users(query):
     """Users ranked by total tokens (ties broken by user id)."""
     data = services.top_users(get_db(), query["limit"], query.get("start_date"), query.get("end_date"),
-                              query["source"], _filters(query))
+                              query["source"], _filters(query), current_scope())
     return ok(data, f"Top {len(data)} users retrieved successfully")
 
 
@@ -140,7 +140,7 @@ def timeseries(query):
 def usage_logs(query):
     """Usage logs (seed 002): filtered ledger records, newest first, with statistics per operation."""
     data = services.usage_logs(get_db(), _filters(query), query["limit"], query["offset"],
-                               query.get("start_date"), query.get("end_date"), query["source"])
+                               query.get("start_date"), query.get("end_date"), query["source"], current_scope())
     return ok(data, "Usage logs retrieved successfully")
 
 
@@ -153,7 +153,7 @@ def usage_logs(query):
 def export_usage(query):
     """Every active ledger record matching the filters, in date order, streamed as CSV or NDJSON."""
     start, end, fmt = query.get("start_date"), query.get("end_date"), query["format"]
-    records = repository.export_records(get_db(), _filters(query), start, end)
+    records = repository.export_records(get_db(), services.listed(_filters(query), current_scope()), start, end)
     lines = export.csv_lines(records) if fmt == "csv" else export.ndjson_lines(records)
     return Response(
         stream_with_context(lines),

@@ -67,14 +67,17 @@ def dashboard(db, start=None, end=None, source="rollup", filters=None):
             "failedRequests": sum(item["totalRequests"] for item in failed)}
 
 
-def top_users(db, limit, start=None, end=None, source="rollup", filters=None):
-    ranked = _largest_first(_per_user(db, start, end, source, filters), (F.USER_ID,))[:limit]
+def top_users(db, limit, start=None, end=None, source="rollup", filters=None, scope=Scope()):
+    rows = [row for row in _per_user(db, start, end, source, filters) if row["_id"][F.USER_ID] not in scope.hidden_users]
+    ranked = _largest_first(rows, (F.USER_ID,))[:limit]
     return [{"_id": row["_id"][F.USER_ID], "userEmail": row[F.USER_EMAIL], **_totals(row)} for row in ranked]
 
 
 def require_known_user(db, user_id, scope=Scope()):
     """A user who exists or has records; for an organization admin, one who is in their
     organization or has records made in it. Anyone else is a 404."""
+    if user_id in scope.hidden_users:
+        raise NotFound(f"User {user_id} not found")
     user = find_by_id(db, user_id)
     if user is not None and scope.sees(org_of(user)):
         return
@@ -215,9 +218,17 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     }
 
 
-def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup"):
-    """Seed 002's usage logs: a page of ledger records plus statistics per operation."""
-    records, total = repository.ledger_page(db, filters, offset, limit, start, end)
+def listed(filters, scope):
+    """Filters for views that list records one by one: none of a user the scope hides."""
+    if not scope.hidden_users or filters.get(F.USER_ID) is not None:
+        return filters
+    return {**filters, F.USER_ID: {"$nin": sorted(scope.hidden_users)}}
+
+
+def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup", scope=Scope()):
+    """Seed 002's usage logs: a page of ledger records (none of a user the scope hides) plus
+    statistics per operation."""
+    records, total = repository.ledger_page(db, listed(filters, scope), offset, limit, start, end)
     rows = sorted(_grouped(db, source, (F.OPERATION,), start, end, filters), key=lambda row: row["_id"][F.OPERATION])
     stats = [
         {

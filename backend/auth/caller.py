@@ -20,9 +20,12 @@ API_KEY_PREFIX = "tl_"
 
 @dataclass(frozen=True)
 class Scope:
-    """What an admin may see and manage: the whole platform (org_id None) or one organization."""
+    """What an admin may see and manage: the whole platform (org_id None) or one organization.
+    The platform role outranks every organization role: an organization admin's scope hides the
+    platform admins (`hidden_users`), wherever they sit, as if they did not exist."""
 
     org_id: ObjectId | None = None
+    hidden_users: frozenset = frozenset()
 
     @property
     def platform(self):
@@ -30,6 +33,10 @@ class Scope:
 
     def sees(self, org_id):
         return self.platform or org_id == self.org_id
+
+    def sees_user(self, user_id, org_id):
+        """Whether a user (in org_id) is in this scope: in its organization, and no platform admin."""
+        return self.platform or (org_id == self.org_id and user_id not in self.hidden_users)
 
 
 def org_of(user):

@@ -5,6 +5,7 @@ Two kinds of admin use the admin API: platform admins (role `admin`) see everyth
 organization admins (orgRole `admin`) see their organization only (backend.auth.caller.Scope).
 API keys are authenticated by the function the keys package registers on the runtime.
 """
+from dataclasses import replace
 from functools import wraps
 
 from bson import ObjectId
@@ -100,8 +101,14 @@ def caller_id():
 
 
 def current_scope():
-    """The signed-in admin's scope (None for an account that is no admin)."""
-    return current_user.scope
+    """The signed-in admin's scope (None for an account that is no admin); an organization admin's
+    hides the platform admins. Read once per request."""
+    if "admin_scope" not in g:
+        scope = current_user.scope
+        if scope is not None and not scope.platform:
+            scope = replace(scope, hidden_users=repository.platform_admin_ids(get_db()))
+        g.admin_scope = scope
+    return g.admin_scope
 
 
 def admin_required(view):

@@ -3,7 +3,7 @@
 from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.auth.caller import ORG_MEMBER, Caller, CallerBudgets
+from backend.auth.caller import ORG_MEMBER, ROLE_ADMIN, Caller, CallerBudgets
 from backend.db import BUDGETS, DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS, USERS
 
 # The default budget's _id in the budgets collection (owned by budgets; read here with the caller).
@@ -106,6 +106,10 @@ def adopt_into(db, org_id):
                                                                    "teamId": None}})
 
 
+def platform_admin_ids(db):
+    return frozenset(user["_id"] for user in db[USERS].find({"role": ROLE_ADMIN}, {"_id": 1}))
+
+
 def ids_in_org(db, org_id):
     return [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
 
@@ -117,8 +121,8 @@ def member_counts(db, field, ids):
     return {row["_id"]: row["count"] for row in rows}
 
 
-def members_page(db, org_id, skip, limit):
-    query = {"orgId": org_id}
+def members_page(db, org_id, skip, limit, hidden=()):
+    query = {"orgId": org_id, **({"_id": {"$nin": sorted(hidden)}} if hidden else {})}
     total = db[USERS].count_documents(query)
     cursor = db[USERS].find(query, {"passwordHash": 0}).sort("email", ASCENDING).skip(skip).limit(limit)
     return list(cursor), total

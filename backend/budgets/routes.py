@@ -38,7 +38,7 @@ def _owner(user_id, changing=False):
         return repository.DEFAULT
     owner = parse_object_id(user_id, "userId")
     user = find_by_id(get_db(), owner)
-    if user is None or not scope.sees(org_of(user)):
+    if user is None or not scope.sees_user(owner, org_of(user)):
         raise NotFound(f"User {user_id} not found")
     return owner
 
@@ -62,7 +62,7 @@ def _key_owner(key_id, changing):
     """An API key's budget: read and set by the admins of its organization."""
     key_id = parse_object_id(key_id, "keyId")
     key = find_key(get_db(), key_id)
-    if key is None or not current_scope().sees(key["orgId"]):
+    if key is None or not current_scope().sees_user(key["userId"], key["orgId"]):
         raise NotFound(f"API key {key_id} not found")
     return key_id, {"scope": "key", "orgId": key["orgId"], "teamId": key["teamId"], "apiKeyId": key_id}
 
@@ -98,10 +98,10 @@ def _delete(owner, label):
 def list_budgets():
     """The default budget, and every user's, team's, organization's and API key's own budget (for an
     organization admin: those of their organization)."""
-    db, org_id = get_db(), current_scope().org_id
+    db, scope = get_db(), current_scope()
     data = {"default": repository.get_budget(db, repository.DEFAULT),
-            **{name: services.list_budgets(db, scope, org_id)
-               for name, scope in (("users", "user"), ("teams", "team"), ("orgs", "org"), ("keys", "key"))}}
+            **{name: services.list_budgets(db, kind, scope)
+               for name, kind in (("users", "user"), ("teams", "team"), ("orgs", "org"), ("keys", "key"))}}
     return ok(data, "Budgets retrieved successfully")
 
 

@@ -17,6 +17,7 @@ from pymongo.errors import PyMongoError
 
 from backend.alerts.services import queue_crossings
 from backend.auth.repository import ids_in_org
+from backend.keys.services import keys_of
 from backend.budgets import repository
 from backend.budgets.counter_keys import GLOBAL, SCOPES, WINDOWS, BudgetCounter, counters, global_day, owner_ids
 from backend.errors import TooManyRequests, UnprocessableEntity
@@ -277,9 +278,17 @@ def on_team_deleted(team_id, *, db):
     repository.delete_budget(db, team_id)
 
 
-def list_budgets(db, scope, org_id=None):
-    """Budgets of one scope, by owner; with org_id, only those of that organization (its own, its
-    teams', its keys', its current members')."""
-    if scope != "user":
-        return repository.list_budgets(db, scope, org_id)
-    return repository.list_user_budgets(db, None if org_id is None else ids_in_org(db, org_id))
+def list_budgets(db, kind, scope):
+    """Budgets of one kind (user, team, org, key), by owner, in the admin's scope: an organization
+    admin's are those of their organization (its own, its teams', its keys', its current members'),
+    none of a platform admin's."""
+    if scope.platform:
+        return repository.list_budgets(db, kind) if kind != "user" else repository.list_user_budgets(db)
+    if kind == "user":
+        return repository.list_user_budgets(db, [i for i in ids_in_org(db, scope.org_id)
+                                                 if i not in scope.hidden_users])
+    budgets = repository.list_budgets(db, kind, scope.org_id)
+    if kind == "key":
+        owners = {key["_id"]: key["userId"] for key in keys_of(db, [budget["_id"] for budget in budgets])}
+        budgets = [budget for budget in budgets if owners.get(budget["_id"]) not in scope.hidden_users]
+    return budgets

@@ -40,9 +40,14 @@ def find_key(db, key_id):
     return db[API_KEYS].find_one({"_id": key_id, "revokedAt": None}, {"hash": 0})
 
 
-def revoke(db, key_id, now, reason=None):
-    return db[API_KEYS].update_one({"_id": key_id, "revokedAt": None},
+def revoke(db, key_id, now, reason=None, query=None):
+    """Revoke the key, if it matches `query` too; whether it was revoked now."""
+    return db[API_KEYS].update_one({**(query or {}), "_id": key_id, "revokedAt": None},
                                    {"$set": {"revokedAt": now, "revokedReason": reason}}).modified_count == 1
+
+
+def keys_of(db, key_ids):
+    return list(db[API_KEYS].find({"_id": {"$in": list(key_ids)}}, {"hash": 0}))
 
 
 def revoke_owned(db, user_id, now, reason, except_org=None):

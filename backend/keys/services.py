@@ -9,19 +9,20 @@ their keys revoked for good: a new membership needs a new key."""
 import secrets
 
 from backend.auth.caller import API_KEY_PREFIX, ORG_ADMIN
-from backend.auth.repository import find_caller
+from backend.auth.repository import find_caller, platform_admin_ids
 from backend.errors import NotFound, Unauthorized, UnprocessableEntity
 from backend.keys import repository
 
 SHOWN_PREFIX = 11  # "tl_" and 8 characters
 
 
-def _managed_query(caller):
-    """The keys the caller manages."""
+def _managed_query(db, caller):
+    """The keys the caller manages: a platform admin all; an organization admin the
+    organization's, but a platform admin's; a member their own."""
     if caller.platform_admin:
         return {}
     if caller.org_role == ORG_ADMIN:
-        return {"orgId": caller.org_id}
+        return {"orgId": caller.org_id, "userId": {"$nin": sorted(platform_admin_ids(db))}}
     return {"userId": caller.id}
 
 
@@ -50,18 +51,17 @@ def create_key(db, caller, name, team_id, expires_at, now, keep_team):
 
 
 def list_keys(db, caller):
-    return repository.list_keys(db, _managed_query(caller))
+    return repository.list_keys(db, _managed_query(db, caller))
 
 
 def revoke_key(db, caller, key_id, now):
-    key = repository.find_key(db, key_id)
-    if key is None or not _manages(caller, key) or not repository.revoke(db, key_id, now):
+    if not repository.revoke(db, key_id, now, query=_managed_query(db, caller)):
         raise NotFound(f"API key {key_id} not found")
 
 
-def _manages(caller, key):
-    query = _managed_query(caller)
-    return all(key.get(field) == value for field, value in query.items())
+def keys_of(db, key_ids):
+    """The keys (revoked or not, without their hashes) among key_ids."""
+    return repository.keys_of(db, key_ids)
 
 
 def find_key(db, key_id):

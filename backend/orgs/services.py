@@ -128,7 +128,7 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
     An organization admin can only change members already in their organization."""
     require_org(db, scope, org_id)
     user = users.find_by_email(db, email)
-    if user is None or not scope.sees(org_of(user)):
+    if user is None or not scope.sees_user(user["_id"], org_of(user)):
         raise NotFound(f"No user with email {email} " + ("exists" if scope.platform else "in your organization"))
     if team_id is KEEP_TEAM:
         team_id = user.get("teamId") if org_of(user) == org_id else None
@@ -149,7 +149,7 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
 def remove_member(db, scope, org_id, user_id, *, now):
     """Back to the default organization as a member: a user always belongs to one."""
     require_org(db, scope, org_id)
-    if users.find_member(db, org_id, user_id) is None:
+    if user_id in scope.hidden_users or users.find_member(db, org_id, user_id) is None:
         raise NotFound(f"User {user_id} is not a member of this organization")
     if org_id == DEFAULT_ORG_ID:
         raise Conflict("A user cannot leave the default organization: add them to another one instead")
@@ -165,7 +165,7 @@ def _with_team_names(db, members):
 
 def members_page(db, scope, org_id, page, limit):
     require_org(db, scope, org_id)
-    members, total = users.members_page(db, org_id, (page - 1) * limit, limit)
+    members, total = users.members_page(db, org_id, (page - 1) * limit, limit, scope.hidden_users)
     return {"data": _with_team_names(db, members), "total": total, "page": page, "limit": limit,
             "totalPages": math.ceil(total / limit)}
 

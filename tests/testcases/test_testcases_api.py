@@ -69,6 +69,23 @@ def test_admins_see_everyones_cases(app, client, two_users):
     assert client.get("/api/testcases", headers=ann).json["data"]["total"] == 1
 
 
+def test_a_platform_admins_api_key_acts_as_a_plain_user_on_test_cases(app, client, two_users):
+    ann, _ = two_users
+    anns = client.post("/api/testcases", json=CASE, headers=ann).json["data"]["id"]
+    create_user(app, "root@example.com", role="admin")
+    admin = bearer(client, "root@example.com")
+    secret = client.post("/api/keys", json={"name": "ci"}, headers=admin).json["data"]["secret"]
+    key = {"Authorization": f"Bearer {secret}"}
+    assert client.get("/api/testcases", headers=key).json["data"]["total"] == 0
+    for method, path in (("get", ""), ("get", "/full"), ("patch", ""), ("delete", "")):
+        response = getattr(client, method)(f"/api/testcases/{anns}{path}", headers=key,
+                                           **({"json": {"title": "x"}} if method == "patch" else {}))
+        assert response.status_code == 404, (method, path)
+    own = client.post("/api/testcases", json=CASE, headers=key).json["data"]["id"]
+    assert [c["id"] for c in client.get("/api/testcases", headers=key).json["data"]["data"]] == [own]
+    assert client.get("/api/testcases", headers=admin).json["data"]["total"] == 2
+
+
 def test_list_is_paginated_newest_first_and_filterable(client, two_users):
     ann, _ = two_users
     ids = []
