@@ -29,11 +29,18 @@ def list_user_budgets(db, user_ids=None):
     return list(db[BUDGETS].find(query).sort("_id", 1))
 
 
-def put_budget(db, owner, limits, now, admin_id, owner_fields=None):
-    """Set the limits of an owner's budget; `owner_fields` ({scope, orgId, teamId}) say whose it is."""
+def find_budget(db, owner):
+    """The owner's budget, whatever its scope."""
+    return db[BUDGETS].find_one({"_id": owner})
+
+
+def put_budget(db, owner, limits, now, admin_id, owner_fields=None, set_by=None, ceiling=None):
+    """Set the limits of an owner's budget; `owner_fields` ({scope, orgId, teamId}) say whose it is,
+    `set_by` at which level (platform or organization) and `ceiling` the limits a platform admin set."""
     return db[BUDGETS].find_one_and_update(
         {"_id": owner},
-        {"$set": {**limits, **(owner_fields or {"scope": "user"}), "updatedAt": now, "updatedBy": admin_id}},
+        {"$set": {**limits, **(owner_fields or {"scope": "user"}), "updatedAt": now, "updatedBy": admin_id,
+                  "setBy": set_by, "ceiling": ceiling}},
         upsert=True,
         return_document=ReturnDocument.AFTER,
     )

@@ -64,7 +64,8 @@ def _key_owner(key_id, changing):
     key = find_key(get_db(), key_id)
     if key is None or not current_scope().sees_user(key["userId"], key["orgId"]):
         raise NotFound(f"API key {key_id} not found")
-    return key_id, {"scope": "key", "orgId": key["orgId"], "teamId": key["teamId"], "apiKeyId": key_id}
+    return key_id, {"scope": "key", "orgId": key["orgId"], "teamId": key["teamId"], "apiKeyId": key_id,
+                    "ownerUserId": key["userId"]}
 
 
 # Budgets on several users' calls together: (owner id, changing) -> (budget _id, owner fields).
@@ -81,12 +82,22 @@ def _get(owner, scope, label):
     return ok(budget, "Budget retrieved successfully")
 
 
+def _whose(owner, owner_fields):
+    """The user whose own budget this is (a user's, or that of a key they own), or None."""
+    if owner_fields is None:
+        return None if owner == repository.DEFAULT else owner
+    return owner_fields.get("ownerUserId")
+
+
 def _put(owner, owner_fields, limits):
-    return ok(repository.put_budget(get_db(), owner, limits, now(), current_user.id, owner_fields), "Budget saved")
+    fields = {key: value for key, value in (owner_fields or {"scope": "user"}).items() if key != "ownerUserId"}
+    saved = services.set_budget(get_db(), current_scope(), current_user.id, owner, fields, limits, now(),
+                                whose=_whose(owner, owner_fields))
+    return ok(saved, "Budget saved")
 
 
-def _delete(owner, label):
-    if not repository.delete_budget(get_db(), owner):
+def _delete(owner, label, owner_fields=None):
+    if not services.remove_budget(get_db(), current_scope(), current_user.id, owner, whose=_whose(owner, owner_fields)):
         raise NotFound(f"No budget set for {label}")
     return ok(None, "Budget deleted")
 
@@ -165,7 +176,8 @@ def put_group_budget(limits, kind, owner_id):
 @blp.doc(**BEARER, **GROUP_DOC)
 @blp.response(200, envelope())
 def delete_group_budget(kind, owner_id):
-    return _delete(GROUP_OWNERS[kind](owner_id, True)[0], f"{kind} {owner_id}")
+    owner, owner_fields = GROUP_OWNERS[kind](owner_id, True)
+    return _delete(owner, f"{kind} {owner_id}", owner_fields)
 
 
 @me_blp.get("/usage")

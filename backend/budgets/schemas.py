@@ -43,6 +43,13 @@ class BudgetSchema(Schema):
     tokensPerMonth = fields.Integer(allow_none=True)
     usdPerMonth = fields.Float(allow_none=True)
     updatedAt = UTCDateTime()
+    updatedBy = ObjectIdString(allow_none=True, metadata={"description": "the admin who set it last"})
+    setBy = fields.String(allow_none=True, metadata={
+        "description": "platform or organization: the level of the admin who set it last (null: set before this "
+                       "was recorded)"})
+    ceiling = fields.Dict(keys=fields.String(), values=fields.Raw(), allow_none=True, metadata={
+        "description": "the limits a platform admin set: an organization admin may tighten them, never loosen or "
+                       "remove them"})
 
 
 class BudgetListSchema(Schema):

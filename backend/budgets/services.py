@@ -20,7 +20,7 @@ from backend.auth.repository import ids_in_org
 from backend.keys.services import keys_of
 from backend.budgets import repository
 from backend.budgets.counter_keys import GLOBAL, SCOPES, WINDOWS, BudgetCounter, counters, global_day, owner_ids
-from backend.errors import TooManyRequests, UnprocessableEntity
+from backend.errors import Forbidden, TooManyRequests, UnprocessableEntity
 
 # Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
 from backend.pricing.services import to_units, to_usd
@@ -292,3 +292,44 @@ def list_budgets(db, kind, scope):
         owners = {key["_id"]: key["userId"] for key in keys_of(db, [budget["_id"] for budget in budgets])}
         budgets = [budget for budget in budgets if owners.get(budget["_id"]) not in scope.hidden_users]
     return budgets
+
+
+# Who set a budget: a platform admin's limits are a ceiling for organization admins.
+PLATFORM, ORGANIZATION = "platform", "organization"
+
+
+def _may_change(scope, admin_id, whose):
+    if not scope.platform and whose == admin_id:
+        raise Forbidden("An organization admin cannot change their own budget (or their keys'): a platform "
+                        "admin does")
+
+
+def set_budget(db, scope, admin_id, owner, owner_fields, limits, now, whose=None):
+    """Set a budget's limits. A platform admin's limits become its ceiling: an organization admin
+    may then tighten them (each limit present and no higher) but not loosen or remove them, and
+    never changes a budget of their own (or of their keys)."""
+    _may_change(scope, admin_id, whose)
+    existing = repository.find_budget(db, owner) or {}
+    if scope.platform:
+        ceiling = {name: value for name, value in limits.items() if value is not None}
+    else:
+        ceiling = existing.get("ceiling") or None
+        loosened = [name for name, value in (ceiling or {}).items() if limits.get(name) is None or limits[name] > value]
+        if loosened:
+            raise Forbidden(
+                f"A platform admin set this budget: an organization admin may tighten it, not loosen or remove "
+                f"{', '.join(sorted(loosened))} (at most {', '.join(f'{n}={ceiling[n]}' for n in sorted(loosened))})",
+                data={"ceiling": ceiling})
+    return repository.put_budget(db, owner, limits, now, admin_id, owner_fields,
+                                 set_by=PLATFORM if scope.platform else ORGANIZATION, ceiling=ceiling)
+
+
+def remove_budget(db, scope, admin_id, owner, whose=None):
+    """Delete a budget (False when there is none); an organization admin cannot remove one a
+    platform admin set, nor their own."""
+    _may_change(scope, admin_id, whose)
+    existing = repository.find_budget(db, owner)
+    if existing is not None and not scope.platform and existing.get("ceiling"):
+        raise Forbidden("A platform admin set this budget: an organization admin may tighten it, not remove it",
+                        data={"ceiling": existing["ceiling"]})
+    return repository.delete_budget(db, owner)

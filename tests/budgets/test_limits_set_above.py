@@ -1,0 +1,67 @@
+"""Limits set above you bind you: a platform admin's limits are a ceiling an organization admin
+may tighten but never loosen or remove, and nobody below the platform changes their own budget."""
+from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.helpers import bearer, create_user
+from tests.orgs.support import make_org, make_team, member
+
+
+def test_an_org_admin_cannot_loosen_or_remove_what_a_platform_admin_set(make_app):
+    per_request = worst_case_tokens()
+    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
+    app = build(make_app, transport)
+    client = app.test_client()
+    create_user(app, "root@example.com", role="admin")
+    root = bearer(client, "root@example.com")
+    acme = make_org(client, root, "Acme")
+    qa = make_team(client, root, acme, "QA")
+    boss, boss_headers = member(app, client, root, acme, "boss@acme.test", role="admin")
+    dev, _ = member(app, client, root, acme, "dev@acme.test", team_id=qa)
+    own = f"/admin/openai/budgets/{boss['_id']}"
+
+    # The platform admin caps the org admin at 1 token a day: the org admin can neither raise nor
+    # delete it, and stays capped.
+    assert client.put(own, json={"tokensPerDay": 1}, headers=root).status_code == 200
+    for response in (client.put(own, json={"tokensPerDay": 10**15}, headers=boss_headers),
+                     client.delete(own, headers=boss_headers)):
+        assert response.status_code == 403 and "own budget" in response.json["message"]
+    refused = generate(client, boss_headers)
+    assert refused.status_code == 429 and refused.json["data"]["scope"] == "user"
+
+    # A team budget the platform admin set: tightened by the org admin, never loosened past it or removed.
+    team = f"/admin/openai/budgets/team/{qa}"
+    assert client.put(team, json={"tokensPerDay": 5000, "usdPerMonth": 2.0}, headers=root).status_code == 200
+    loosen = client.put(team, json={"tokensPerDay": 6000, "usdPerMonth": 2.0}, headers=boss_headers)
+    assert loosen.status_code == 403 and "tokensPerDay" in loosen.json["message"]
+    dropped = client.put(team, json={"tokensPerDay": 5000}, headers=boss_headers)
+    assert dropped.status_code == 403 and "usdPerMonth" in dropped.json["message"]
+    tightened = client.put(team, json={"tokensPerDay": 4000, "usdPerMonth": 1.5}, headers=boss_headers)
+    assert tightened.status_code == 200
+    assert (tightened.json["data"]["setBy"], tightened.json["data"]["ceiling"]) == (
+        "organization", {"tokensPerDay": 5000, "usdPerMonth": 2.0})
+    # Back up to the ceiling is allowed, past it is not, even after the org admin's own change.
+    assert client.put(team, json={"tokensPerDay": 5000, "usdPerMonth": 2.0}, headers=boss_headers).status_code == 200
+    assert client.put(team, json={"tokensPerDay": 5001, "usdPerMonth": 2.0}, headers=boss_headers).status_code == 403
+    assert client.delete(team, headers=boss_headers).status_code == 403
+    assert client.delete(team, headers=root).status_code == 200
+
+    # A budget an org admin set themselves (no ceiling) is theirs to change; the list says who set what.
+    assert client.put(team, json={"tokensPerDay": 100}, headers=boss_headers).status_code == 200
+    assert client.put(team, json={"tokensPerDay": 200}, headers=boss_headers).status_code == 200
+    listed = client.get("/admin/openai/budgets", headers=boss_headers).json["data"]
+    assert [(b["teamId"], b["setBy"], b["ceiling"]) for b in listed["teams"]] == [(qa, "organization", None)]
+    assert [(b["userId"], b["setBy"], b["ceiling"]) for b in listed["users"]] == [
+        (str(boss["_id"]), "platform", {"tokensPerDay": 1})]
+    assert client.delete(team, headers=boss_headers).status_code == 200
+    assert calls == []
+    assert dev is not None
+
+
+def test_an_org_admin_never_changes_their_own_budget_nor_their_keys(app, client, admin_headers):
+    acme = make_org(client, admin_headers, "Acme")
+    boss, boss_headers = member(app, client, admin_headers, acme, "boss@acme.test", role="admin")
+    key = client.post("/api/keys", json={"name": "ci"}, headers=boss_headers).json["data"]
+    for path in (f"/admin/openai/budgets/{boss['_id']}", f"/admin/openai/budgets/key/{key['id']}"):
+        put = client.put(path, json={"tokensPerDay": 10**15}, headers=boss_headers)
+        assert put.status_code == 403 and "own budget" in put.json["message"], path
+        assert client.put(path, json={"tokensPerDay": 10}, headers=admin_headers).status_code == 200
+        assert client.delete(path, headers=boss_headers).status_code == 403
