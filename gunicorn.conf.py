@@ -12,6 +12,16 @@ from backend.config import ConfigError, load_config
 
 EXIT_CONFIGURATION = 4
 
+# A generation waits on the provider (LLM_TIMEOUT_SECONDS, 60 s by default, per try) and a stream
+# lasts as long as the model writes: a sync worker would be killed by gunicorn's 30 s timeout in
+# the middle of a call the provider bills (an HTML 500, a stream cut without an end). Threaded
+# workers keep answering gunicorn's heartbeat while their requests wait, so no request is killed
+# for its length.
+worker_class = "gthread"
+threads = 8
+# On a stop, workers wait this long for abandoned streams' drains (each at most LLM_TIMEOUT_SECONDS).
+graceful_timeout = 90
+
 
 def refusal(workers, environ):
     """Why gunicorn must not start with these settings, or None."""

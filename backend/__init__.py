@@ -52,8 +52,9 @@ def create_app(config=None):
     from backend.usage import tracking
 
     register_error_handlers(app)
-    input_guard.init_app(app)
+    # The request id first, so that even a request the input guard refuses answers with it.
     tracking.init_app(app)
+    input_guard.init_app(app)
     audit.init_app(app)
     cli.init_app(app)
     if app.config["START_UP_TASKS"]:

@@ -141,9 +141,24 @@ def handle_http_exception(exc):
     return error_response(exc.code, message, headers=headers)
 
 
+DATABASE_DOWN = "The database is unavailable; please try again shortly"
+
+
+def as_api_error(exc):
+    """The APIError a failure is answered with where no handler runs (a stream's error event):
+    itself, a 503 for a database that cannot be reached, else a plain 500."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, ConnectionFailure):
+        log.error("Database unavailable: %s", exc)
+        return ServiceUnavailable(DATABASE_DOWN)
+    log.error("Unexpected error", exc_info=exc)
+    return APIError()
+
+
 def handle_database_down(exc):
     log.error("Database unavailable: %s", exc)
-    return error_response(503, "The database is unavailable; please try again shortly", headers={"Retry-After": "5"})
+    return error_response(503, DATABASE_DOWN, headers={"Retry-After": "5"})
 
 
 def handle_unexpected(exc):

@@ -4,7 +4,9 @@ The provider's own counts are used whenever it reported them for a call it finis
 When it reported none, or the call did not finish (a stream that broke or was cut
 short), the usage is estimated the same way the budget reservation counted it: input
 with the provider's counter (or what the provider had already reported), output from
-the text received. Such a call is flagged `estimated`; it is never dropped.
+the text received, at most the output the call asked for (the provider stops there, so
+an estimate never exceeds what was reserved). Such a call is flagged `estimated`; it is
+never dropped.
 """
 import logging
 from dataclasses import dataclass
@@ -43,13 +45,16 @@ def new_call_id():
     return str(ObjectId())
 
 
-def settled_usage(provider, messages, model, text, reported, finished):
-    """(usage, estimated): the reported usage of a finished call, else an estimate."""
+def settled_usage(provider, messages, model, text, reported, finished, max_output_tokens=None):
+    """(usage, estimated): the reported usage of a finished call, else an estimate (its output
+    from the text, at most `max_output_tokens`)."""
     if reported is not None and reported.reported and finished:
         return reported, False
     has_input = reported is not None and reported.reported and reported.input_tokens > 0
     input_tokens = reported.input_tokens if has_input else provider.count_input_tokens(messages, model)
     output_tokens = provider.count_output_tokens(text, model)
+    if max_output_tokens is not None:
+        output_tokens = min(output_tokens, max_output_tokens)
     if reported is not None and reported.reported:
         output_tokens = max(output_tokens, reported.output_tokens)
     return TokenUsage(
@@ -64,7 +69,7 @@ def settled_usage(provider, messages, model, text, reported, finished):
 
 
 def finish_call(provider, *, call_id, messages, model, response_model, text, reported, finished, at, latency_ms,
-                price_overrides):
+                price_overrides, max_output_tokens=None):
     """The LLMCall for what the provider answered; logs the usage it is recorded with. A reply
     text or model name that is not a string (an SDK passes a server's JSON through unchecked) is
     no text and no model name: the call is recorded all the same, and its reply is unreadable."""
@@ -76,7 +81,7 @@ def finish_call(provider, *, call_id, messages, model, response_model, text, rep
         text, estimate_from = "", repr(text)
     else:
         estimate_from = text
-    usage, estimated = settled_usage(provider, messages, model, estimate_from, reported, finished)
+    usage, estimated = settled_usage(provider, messages, model, estimate_from, reported, finished, max_output_tokens)
     if estimated:
         log.warning("Usage of the %s call %s (model %s) was not reported in full; recorded as an estimate: "
                     "input %d, output %d", provider.name, call_id, model, usage.input_tokens, usage.output_tokens)

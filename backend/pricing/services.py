@@ -204,7 +204,7 @@ def price_call(provider, model_names, usage, at, overrides):
     sheet = price_sheet(provider, model_names, at, overrides)
     if not sheet.priced:
         log.warning("No price known for %s model %s; recording cost 0 (priced: false). Add it to PRICING_FILE.",
-                    provider.name, " / ".join(dict.fromkeys(model_names)))
+                    provider.name, " / ".join(dict.fromkeys(name for name in model_names if name)))
         return Price(0.0, False, sheet.rates_at(0))
     free = provider.price_provider is None and sheet.source == provider.free_reason
     return Price(float(round(sheet.cost(usage), COST_DECIMALS)), not free, sheet.rates_at(usage.input_tokens))

@@ -28,7 +28,7 @@ from typing import Callable, Iterator
 from pymongo.errors import PyMongoError
 
 from backend.budgets import services as budgets
-from backend.errors import APIError, ProviderError, ProviderTimeout, ServiceUnavailable
+from backend.errors import APIError, ProviderError, ProviderTimeout, ServiceUnavailable, as_api_error
 from backend.llm.base import UnreadableReply
 from backend.llm.calls import finish_call, new_call_id
 from backend.llm.retries import maybe_billed, with_retries
@@ -177,7 +177,7 @@ def _unanswered(exc, tracked, generation_plan, ctx, started):
 def _call(generation_plan, ctx, call_id, **answer):
     return finish_call(generation_plan.provider, call_id=call_id, messages=generation_plan.messages,
                        model=generation_plan.model, at=ctx.now, price_overrides=ctx.settings.price_overrides,
-                       **answer)
+                       max_output_tokens=ctx.settings.max_output_tokens, **answer)
 
 
 def _answered_call(generation_plan, ctx, call_id, latency_ms, **answer):
@@ -282,10 +282,7 @@ def _events(generation_plan, finish, streamed, first):
             answer = finish(generation_plan, test_cases, [call])
         except Exception as exc:
             outcome = "failed_after_call"
-            if not isinstance(exc, APIError):
-                log.exception("Streamed generation failed after the call")
-                exc = APIError()
-            yield "error", exc
+            yield "error", as_api_error(exc)
             return
         yield "done", answer
     except GeneratorExit:
@@ -295,10 +292,9 @@ def _events(generation_plan, finish, streamed, first):
     except APIError as exc:
         outcome = _failure_outcome(exc)
         yield "error", exc
-    except Exception:
+    except Exception as exc:
         outcome = "failed_after_call"
-        log.exception("Streamed generation failed")
-        yield "error", APIError()
+        yield "error", as_api_error(exc)
     finally:
         if not handed_off:
             streamed.close(outcome)

@@ -46,6 +46,7 @@ class TrackedCall:
         self._read = None
         self._outcome = None
         self._error_status = None
+        self._refused = False
         self._closed = False
         self._lock = threading.Lock()
 
@@ -61,7 +62,7 @@ class TrackedCall:
 
     def refused(self, status):
         """The provider refused the call before it could bill it: nothing is recorded."""
-        self._error_status, self._read = status, None
+        self._error_status, self._read, self._refused = status, None, True
 
     def outcome(self, outcome):
         """How the request ended, when not as the response status says (unreadable, client_gone...)."""
@@ -85,9 +86,14 @@ class TrackedCall:
 
     def _finish(self, status):
         if self._read is None:
-            # Refused, or never made: nothing was billed.
             self._count(f"error_{self._error_status or status}")
-            self.reservation.release()
+            if self._refused:
+                self.reservation.release()  # nothing was billed
+            else:
+                # Nobody said what became of the call: the provider may have billed it, so its
+                # reservation stays on the counters (until their window ends) rather than be given back.
+                log.error("A %s call of request %s closed without an answer or a refusal; its budget reservation "
+                          "is kept", self.provider, self.request_id)
             return
         call = self._read()
         outcome = self._outcome or ("ok" if status < 400 else "failed_after_call")

@@ -55,6 +55,10 @@ def test_tags_and_metadata_reach_the_record_on_every_path(app, client, user_head
     ({"metadata": {"k": 5}}, "metadata"),
     ({"metadata": {"k": {"nested": "v"}}}, "metadata"),
     ({"metadata": ["k"]}, "metadata"),
+    ({"metadata": {"k": "\u202e\u0000x\n=1"}}, "metadata"),
+    ({"metadata": {"k": "invoice\u200b"}}, "metadata"),
+    ({"metadata": {"k": "right-to-left \u202e override"}}, "metadata"),
+    ({"metadata": {"k": "tab\there"}}, "metadata"),
 ])
 def test_bad_tags_and_metadata_are_422s_naming_the_field(app, client, user_headers, body, field):
     response = _post(client, user_headers, **body)
@@ -62,6 +66,14 @@ def test_bad_tags_and_metadata_are_422s_naming_the_field(app, client, user_heade
     assert field in response.json["errors"]
     with app.app_context():
         assert get_db()[USAGE].count_documents({}) == 0
+
+
+def test_a_metadata_value_with_invisible_characters_is_named_in_the_error(client, user_headers):
+    response = _post(client, user_headers, metadata={"ok": "fine", "k": "\u202e\u0000x\n=1"})
+    assert response.status_code == 422
+    assert response.json["errors"] == {"metadata": {"k": {"value": [
+        "Must not contain control, format or invisible characters."]}}}
+    assert "metadata.k" in response.json["message"]
 
 
 def test_estimate_tokens_takes_the_generation_body_and_validates_its_tags_the_same_way(client, user_headers):
