@@ -7,7 +7,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from backend.config import load_config
 from backend.extensions import cors, jwt, limiter, mongo
-from backend.runtime import Runtime, runtime
+from backend.runtime import Runtime
 
 log = logging.getLogger("backend")
 

@@ -58,3 +58,16 @@ def raced(one_request, count, threads=16):
             return list(pool.map(one_request, range(count)))
     finally:
         sys.setswitchinterval(switch_interval)
+
+
+def with_platform_admin(make_app):
+    """An app whose fake OpenAI reports one worst case per call, with a platform admin signed in:
+    (app, client, the admin's headers, the provider's calls, tokens per request)."""
+    from tests.helpers import bearer, create_user
+
+    per_request = worst_case_tokens()
+    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
+    app = build(make_app, transport)
+    client = app.test_client()
+    create_user(app, "root@example.com", role="admin")
+    return app, client, bearer(client, "root@example.com"), calls, per_request

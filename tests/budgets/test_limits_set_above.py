@@ -1,17 +1,11 @@
 """Limits set above you bind you: a platform admin's limits are a ceiling an organization admin
 may tighten but never loosen or remove, and nobody below the platform changes their own budget."""
-from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
-from tests.helpers import bearer, create_user
+from tests.budgets.support import generate, with_platform_admin
 from tests.orgs.support import make_org, make_team, member
 
 
 def test_an_org_admin_cannot_loosen_or_remove_what_a_platform_admin_set(make_app):
-    per_request = worst_case_tokens()
-    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
-    app = build(make_app, transport)
-    client = app.test_client()
-    create_user(app, "root@example.com", role="admin")
-    root = bearer(client, "root@example.com")
+    app, client, root, calls, per_request = with_platform_admin(make_app)
     acme = make_org(client, root, "Acme")
     qa = make_team(client, root, acme, "QA")
     boss, boss_headers = member(app, client, root, acme, "boss@acme.test", role="admin")

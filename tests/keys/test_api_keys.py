@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 from bson import ObjectId
 
 from backend.db import API_KEYS, BUDGET_COUNTERS, USAGE, get_db
-from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
+from tests.budgets.support import generate, with_platform_admin
 from tests.helpers import bearer, create_user
 from tests.orgs.support import make_org, make_team, member
 
@@ -193,12 +193,7 @@ def test_a_key_of_an_owner_whose_account_is_disabled_is_revoked_for_good(app, cl
 
 
 def test_a_key_follows_its_owner_into_another_team_and_its_budget(make_app):
-    per_request = worst_case_tokens()
-    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
-    app = build(make_app, transport)
-    client = app.test_client()
-    create_user(app, "root@example.com", role="admin")
-    root = bearer(client, "root@example.com")
+    app, client, root, calls, per_request = with_platform_admin(make_app)
     acme = make_org(client, root, "Acme")
     t1, t2 = make_team(client, root, acme, "T1"), make_team(client, root, acme, "T2")
     dev, dev_headers = member(app, client, root, acme, "dev@acme.test", team_id=t1)
@@ -223,12 +218,7 @@ def test_a_key_follows_its_owner_into_another_team_and_its_budget(make_app):
 
 
 def test_a_keys_budget_binds_its_calls_and_its_owners_budget_binds_the_key(make_app):
-    per_request = worst_case_tokens()
-    transport, calls = provider_reporting(per_request - MAX_OUTPUT)
-    app = build(make_app, transport)
-    client = app.test_client()
-    create_user(app, "root@example.com", role="admin")
-    root = bearer(client, "root@example.com")
+    app, client, root, calls, per_request = with_platform_admin(make_app)
     user = create_user(app, "dev@example.com")
     headers = bearer(client, "dev@example.com")
     key = _key(client, headers)

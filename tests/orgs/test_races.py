@@ -12,7 +12,6 @@ from backend.budgets import repository as budget_repository
 from backend.budgets.services import _exceeded
 from backend.db import BUDGET_COUNTERS, BUDGETS, MIGRATIONS, USAGE, USERS, get_db
 from backend.auth import repository as user_repository
-from backend.orgs import repository as org_repository
 from backend.orgs.repository import DEFAULT_ORG_ID
 from backend.usage import migrations
 from backend.runtime import runtime
