@@ -168,7 +168,7 @@ def _connect_packages(state):
     from backend.budgets import services as budgets
     from backend.keys import services as keys
     from backend.orgs import services as orgs
-    from backend.orgs.services import member_moved, team_deleted
+    from backend.orgs.services import member_moved, team_deleted, team_deleting
     from backend.usage import migrations
 
     migrations.register_step(migrations.ORGANIZATIONS, orgs.adopt_users_without_org)
@@ -176,4 +176,5 @@ def _connect_packages(state):
     state.key_authenticator = keys.authenticate
     team_deleted.connect(keys.on_team_deleted)
     team_deleted.connect(budgets.on_team_deleted)
+    team_deleting.connect(budgets.guard_team_deletion)
     member_moved.connect(keys.on_member_moved)

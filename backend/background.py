@@ -25,7 +25,8 @@ RECONCILE_CHECK_EVERY = timedelta(minutes=10)
 def run_once(app):
     """One pass: finish the start-up database tasks (migrations first) if the database was down
     at start-up or another worker was migrating, replay the spool when the database answers and
-    the migrations are done, reconcile the settled day when due,
+    the migrations are done, finish the ledger batches a crash left unsettled, reconcile the
+    settled day when due,
     then send due alerts (a reconciliation alert goes out in the same pass)."""
     state = runtime(app)
     if state.start_up_pending:
@@ -41,6 +42,8 @@ def run_once(app):
                 written, _ = state.writer.replay()
                 if written:
                     log.info("Replayed %d spooled usage record(s)", written)
+            if state.migrations_done:
+                state.writer.recover()
             _reconcile_when_due(app, db, now)
             if app.config["ALERT_WEBHOOK_URL"]:
                 dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], now)

@@ -145,8 +145,9 @@ def _spool_path(env, mongo_uri):
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        with open(f"{path}.lock", "a"):
-            pass
+        for name in (path, f"{path}.lock"):
+            with open(name, "a"):
+                pass
     except OSError as exc:
         raise ConfigError(f"SPOOL_PATH {path} cannot be written ({exc.strerror or exc}): the spool is the "
                           "ledger's write-ahead log; choose a writable file") from None

@@ -35,6 +35,17 @@ API_KEYS = "api_keys"
 # existed: fixed, so that every worker starting at once creates the same one document.
 DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
 
+# A rollup or budget counter document remembers the ledger writer's batches it took (the latest
+# KEPT_BATCHES), so a batch applied again after a crash changes only the documents it had not reached.
+BATCHES = "batches"
+KEPT_BATCHES = 500
+
+
+def once_per_batch(batch):
+    """(filter, update) parts that make an update apply once per batch to a document."""
+    return {BATCHES: {"$ne": batch}}, {"$push": {BATCHES: {"$each": [batch], "$slice": -KEPT_BATCHES}}}
+
+
 _clients = {}
 _clients_lock = threading.Lock()
 

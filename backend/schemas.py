@@ -27,11 +27,22 @@ def offset_field():
 # characters: a name holding one could look like another or like nothing, and a value holding
 # one could forge a line or reverse the text where it is shown (a CSV export, a log).
 _INVISIBLE = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt) whose category is a
+# letter or mark, and blank-looking letters: they show as nothing (Hangul fillers, variation
+# selectors, the combining grapheme joiner, Braille blank).
+_IGNORABLE = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2800, 0x2800),
+              (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+              (0xE0000, 0xE0FFF))
+
+
+def _invisible(character):
+    code = ord(character)
+    return unicodedata.category(character) in _INVISIBLE or any(low <= code <= high for low, high in _IGNORABLE)
 
 
 def visible(text):
     """Validator: no control, format or invisible character."""
-    if any(unicodedata.category(character) in _INVISIBLE for character in text):
+    if any(map(_invisible, text)):
         raise ValidationError("Must not contain control, format or invisible characters.")
 
 

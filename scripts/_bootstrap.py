@@ -12,12 +12,12 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.cli import EXIT_CONFIGURATION  # noqa: E402
+from backend.usage.commands import EXIT_CONFIGURATION  # noqa: E402
 from backend.config import ConfigError  # noqa: E402
 
 
 # A script facing an unreachable database says so within this long (or MONGO_TIMEOUT_MS, if shorter).
-SCRIPT_SERVER_SELECTION_MS = 5000
+SCRIPT_SERVER_SELECTION_MS = 3000
 
 
 def script_app(overrides=None):

@@ -127,7 +127,7 @@ def timeseries(query):
     """
     data = services.timeseries(
         get_db(), query["bucket"], query["group_by"], query.get("start_date"), query.get("end_date"),
-        now().date(), _filters(query), query["limit"], query["source"],
+        now().date(), _filters(query), query["limit"], query["source"], current_scope(),
     )
     return ok(data, "Usage time series retrieved successfully")
 

@@ -170,10 +170,13 @@ def _add(target, row):
         target[field] = target.get(field, 0) + row.get(field, 0)
 
 
-def timeseries(db, bucket, group_by, start, end, today, filters=None, series_limit=10, source="rollup"):
+def timeseries(db, bucket, group_by, start, end, today, filters=None, series_limit=10, source="rollup",
+               scope=Scope()):
     """Buckets of tokens by kind, cost and requests; empty buckets are zeros.
 
-    With a groupBy, the `series_limit` largest series are kept and the rest summed as "other".
+    With a groupBy, the `series_limit` largest series are kept and the rest summed as "other"; a
+    user the scope hides (a platform admin, for an organization admin) is never a series of their
+    own: their calls count in "other".
     """
     start, end = series_range(start, end, today)
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
@@ -182,17 +185,21 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     rows = _grouped(db, source, (F.DATE, field) if field else (F.DATE,), start, end, filters)
     periods = periods_between(start, end, bucket)
 
-    series = {}
+    series, hidden = {}, []
     for row in rows:
         key = str(row["_id"].get(field)) if field else "all"
+        if field == F.USER_ID and row["_id"].get(field) in scope.hidden_users:
+            key = OTHER
         entry = series.setdefault(key, {"key": key, "label": row.get("userEmail") or key, "totals": {}, "points": {}})
         _add(entry["totals"], row)
         _add(entry["points"].setdefault(_period(date.fromisoformat(row["_id"][F.DATE]), bucket), {}), row)
+    if OTHER in series:
+        hidden = [series.pop(OTHER)]
 
     ranked = sorted(series.values(), key=lambda s: (-s["totals"]["totalTokens"], s["key"]))
-    if group_by != "none" and len(ranked) > series_limit:
+    if hidden or (group_by != "none" and len(ranked) > series_limit):
         other = {"key": OTHER, "label": OTHER, "totals": {}, "points": {}}
-        for entry in ranked[series_limit:]:
+        for entry in ranked[series_limit:] + hidden:
             _add(other["totals"], entry["totals"])
             for period, point in entry["points"].items():
                 _add(other["points"].setdefault(period, {}), point)

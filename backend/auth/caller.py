@@ -83,6 +83,9 @@ class Caller:
     api_key_id: ObjectId | None = None
     api_key_name: str | None = None
     budgets: CallerBudgets = CallerBudgets()
+    # The account is a platform admin's, even when a key makes the caller a plain user: what an
+    # organization admin set (a team budget) never binds it.
+    owned_by_platform_admin: bool = False
 
     @property
     def scope(self):
@@ -115,4 +118,5 @@ class Caller:
             org_name=org["name"] if org else None, team_name=team["name"] if team else None,
             allowed_models=tuple(org["allowedModels"]) if org and org.get("allowedModels") is not None else None,
             api_key_id=key["_id"] if key else None, api_key_name=key["name"] if key else None, budgets=budgets,
+            owned_by_platform_admin=user.get("role") == ROLE_ADMIN,
         )

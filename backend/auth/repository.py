@@ -114,9 +114,14 @@ def ids_in_org(db, org_id):
     return [user["_id"] for user in db[USERS].find({"orgId": org_id}, {"_id": 1})]
 
 
-def member_counts(db, field, ids):
-    """{orgId or teamId: number of users} for the ids given."""
-    rows = db[USERS].aggregate([{"$match": {field: {"$in": list(ids)}}},
+def member_counts(db, field, ids, among=None, leaving_out=()):
+    """{orgId or teamId: number of users} for the ids given (only users `among`, when given; none
+    of `leaving_out`)."""
+    match = {field: {"$in": list(ids)}}
+    if among is not None or leaving_out:
+        match["_id"] = {**({"$in": sorted(among)} if among is not None else {}),
+                        **({"$nin": sorted(leaving_out)} if leaving_out else {})}
+    rows = db[USERS].aggregate([{"$match": match},
                                 {"$group": {"_id": f"${field}", "count": {"$sum": 1}}}])
     return {row["_id"]: row["count"] for row in rows}
 

@@ -5,7 +5,7 @@ A budget's _id is its owner: "default", a user's, team's, organization's or API 
 """
 from pymongo import ReturnDocument
 
-from backend.db import BUDGET_COUNTERS, BUDGETS, atomic
+from backend.db import BATCHES, BUDGET_COUNTERS, BUDGETS, atomic, once_per_batch
 
 DEFAULT = "default"
 USER_SCOPE = {"scope": {"$nin": ["team", "org", "key"]}}
@@ -54,7 +54,8 @@ EMPTY_COUNTER = {"tokens": 0, "costUnits": 0}
 
 
 def get_counter(db, key, missing=EMPTY_COUNTER):
-    return db[BUDGET_COUNTERS].find_one({"_id": key}) or missing
+    with atomic(db):
+        return db[BUDGET_COUNTERS].find_one({"_id": key}) or missing
 
 
 def _open(db, key, fields, opening):
@@ -66,7 +67,8 @@ def _open(db, key, fields, opening):
     opening_tokens, opening_units = opening()
     with atomic(db):
         db[BUDGET_COUNTERS].update_one(
-            {"_id": key}, {"$setOnInsert": {**fields, "tokens": opening_tokens, "costUnits": opening_units}},
+            {"_id": key}, {"$setOnInsert": {**fields, "tokens": opening_tokens, "costUnits": opening_units,
+                                            BATCHES: []}},
             upsert=True,
         )
 
@@ -84,23 +86,42 @@ def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, openin
     return result.modified_count == 1
 
 
-def add_opened(db, key, fields, tokens, cost_units, opening):
-    """Add to a counter, opening it first at what the ledger holds when it does not exist yet."""
+def add_opened(db, key, fields, tokens, cost_units, opening, batch):
+    """Add a written batch's usage to a counter once (a batch settled again after a crash changes
+    it no more), opening the counter first at what the ledger holds when it does not exist yet."""
+    counter = _add_once(db, key, tokens, cost_units, batch)
+    if counter is None:
+        _open(db, key, fields, opening)
+        counter = _add_once(db, key, tokens, cost_units, batch)
+    return counter
+
+
+def _add_once(db, key, tokens, cost_units, batch):
+    """The counter after adding to it once for this batch (or as it is, when it took the batch
+    already); None when it does not exist yet (or was only just created by someone else: the
+    caller opens it and tries again)."""
+    not_taken, taken = once_per_batch(batch)
     with atomic(db):
         counter = db[BUDGET_COUNTERS].find_one_and_update(
-            {"_id": key}, {"$inc": {"tokens": tokens, "costUnits": cost_units}}, return_document=ReturnDocument.AFTER)
-    if counter is not None:
-        return counter
-    _open(db, key, fields, opening)
-    return add(db, key, fields, tokens, cost_units)
+            {"_id": key, **not_taken}, {"$inc": {"tokens": tokens, "costUnits": cost_units}, **taken},
+            return_document=ReturnDocument.AFTER)
+        return counter if counter is not None else db[BUDGET_COUNTERS].find_one({"_id": key, BATCHES: batch})
+
+
+def add_once(db, key, fields, tokens, cost_units, batch):
+    """A written batch's addition to a counter (the global spend), once, creating it when missing."""
+    with atomic(db):
+        db[BUDGET_COUNTERS].update_one({"_id": key}, {"$setOnInsert": {**fields, "tokens": 0, "costUnits": 0,
+                                                                        BATCHES: []}}, upsert=True)
+    return _add_once(db, key, tokens, cost_units, batch)
 
 
 def add(db, key, fields, tokens, cost_units):
-    """Unconditional adjustment (settling a reservation, or the global spend counter)."""
+    """Unconditional adjustment: giving back a reservation."""
     with atomic(db):
         return db[BUDGET_COUNTERS].find_one_and_update(
             {"_id": key},
-            {"$inc": {"tokens": tokens, "costUnits": cost_units}, "$setOnInsert": fields},
+            {"$inc": {"tokens": tokens, "costUnits": cost_units}, "$setOnInsert": {**fields, BATCHES: []}},
             upsert=True,
             return_document=ReturnDocument.AFTER,
         )

@@ -30,6 +30,8 @@ from backend.usage.queries import period_totals
 log = logging.getLogger(__name__)
 LIMIT_FIELDS = ("tokensPerDay", "usdPerDay", "tokensPerMonth", "usdPerMonth")
 WHOSE = {"user": "your", "team": "your team's", "org": "your organization's", "key": "this API key's"}
+# Who set a budget: a platform admin's limits are a ceiling for organization admins.
+PLATFORM, ORGANIZATION = "platform", "organization"
 
 
 def window_limits_usd(limits, window):
@@ -50,10 +52,15 @@ def _limits(budget):
 def scoped_limits(caller):
     """{"user": limits, "team": limits, "org": limits, "key": limits}, {} where no limit applies:
     the caller's own budget (else the default), their team's, organization's and key's, as the
-    caller was loaded with them (no database read)."""
+    caller was loaded with them (no database read). A platform admin's calls are never bound by
+    a limit an organization admin set (the platform role outranks the organization's)."""
     budgets = caller.budgets
-    return {"user": _limits(budgets.own or budgets.default), "team": _limits(budgets.team),
-            "org": _limits(budgets.org), "key": _limits(budgets.key)}
+
+    def binding(budget):
+        return None if caller.owned_by_platform_admin and (budget or {}).get("setBy") == ORGANIZATION else budget
+
+    return {"user": _limits(binding(budgets.own or budgets.default)), "team": _limits(binding(budgets.team)),
+            "org": _limits(binding(budgets.org)), "key": _limits(binding(budgets.key))}
 
 
 def caller_owners(caller):
@@ -141,11 +148,12 @@ class Reservation:
             repository.add(self.db, key, fields, -self.tokens, -self.cost_units)
 
 
-def settle_written(db, written, now):
+def settle_written(db, written, now, batch):
     """The ledger writer's listener: settle written ledger records that carry a reservation
     ticket. Each one's usage replaces its reserved worst case on the day and month counters of
     its user, team, organization and key (a counter opens at what the ledger holds before this
-    batch), merged per counter, then the alerts the new totals cross are queued."""
+    batch), merged per counter, once per `batch` (settled again after a crash, a counter that took
+    it already is left as it is), then the alerts the new totals cross are queued."""
     deltas, spend = {}, {}
     for record, ticket in written:
         if ticket is None:
@@ -160,19 +168,19 @@ def settle_written(db, written, now):
             day = spend.setdefault(record["date"], {"cost": Decimal(0), "ticket": ticket, "at": record["timestamp"]})
             day["cost"] += Decimal(str(record["cost"]))
     for entry in deltas.values():
-        _settle(db, entry, now)
+        _settle(db, entry, now, batch)
     for day in spend.values():
-        spent = add_global_spend(db, day["cost"], day["at"])
+        spent = add_global_spend(db, day["cost"], day["at"], batch)
         queue_crossings(db, {"key": GLOBAL, "label": "The whole service"}, "day", spent["period"], "usd",
                         to_usd(spent["costUnits"]), float(day["ticket"]["globalDailyLimitUsd"]),
                         day["ticket"]["thresholds"], now)
 
 
-def _settle(db, entry, now):
+def _settle(db, entry, now, batch):
     """One counter's merged settlement, and the alerts its new total crosses."""
     record, ticket, counter = entry["record"], entry["ticket"], entry["counter"]
     stored = repository.add_opened(db, counter.key, counter.fields(), entry["tokens"], entry["units"],
-                                   _opening(db, counter))
+                                   _opening(db, counter), batch)
     token_limit, usd_limit = window_limits_usd(_ticket_limits(ticket).get(counter.scope, {}), counter.window)
     label = record["userEmail"] if counter.scope == "user" else ticket.get("labels", {}).get(counter.scope,
                                                                                             counter.owner)
@@ -241,10 +249,10 @@ def _give_back(reservation):
                       ", ".join(reservation.reserved))
 
 
-def add_global_spend(db, cost_usd, now):
-    """The whole service's spend today (for the optional global daily limit alert)."""
+def add_global_spend(db, cost_usd, now, batch):
+    """The whole service's spend today (for the optional global daily limit alert), once per batch."""
     counter = global_day(now)
-    return repository.add(db, counter.key, counter.fields(), 0, to_units(cost_usd))
+    return repository.add_once(db, counter.key, counter.fields(), 0, to_units(cost_usd), batch)
 
 
 def usage_report(db, caller, now):
@@ -289,13 +297,12 @@ def list_budgets(db, kind, scope):
                                                  if i not in scope.hidden_users])
     budgets = repository.list_budgets(db, kind, scope.org_id)
     if kind == "key":
-        owners = {key["_id"]: key["userId"] for key in keys_of(db, [budget["_id"] for budget in budgets])}
-        budgets = [budget for budget in budgets if owners.get(budget["_id"]) not in scope.hidden_users]
+        # Only the budgets of keys in use, none of a platform admin's.
+        owners = {key["_id"]: key["userId"] for key in keys_of(db, [budget["_id"] for budget in budgets])
+                  if key.get("revokedAt") is None}
+        budgets = [budget for budget in budgets
+                   if budget["_id"] in owners and owners[budget["_id"]] not in scope.hidden_users]
     return budgets
-
-
-# Who set a budget: a platform admin's limits are a ceiling for organization admins.
-PLATFORM, ORGANIZATION = "platform", "organization"
 
 
 def _may_change(scope, admin_id, whose):
@@ -333,3 +340,12 @@ def remove_budget(db, scope, admin_id, owner, whose=None):
         raise Forbidden("A platform admin set this budget: an organization admin may tighten it, not remove it",
                         data={"ceiling": existing["ceiling"]})
     return repository.delete_budget(db, owner)
+
+
+def guard_team_deletion(team_id, *, db, scope):
+    """orgs asks before an organization admin deletes a team: a team whose budget a platform admin
+    set keeps it (deleting the team would lift the ceiling)."""
+    budget = repository.get_budget(db, team_id, "team")
+    if not scope.platform and budget is not None and budget.get("ceiling"):
+        raise Forbidden("A platform admin set this team's budget: only a platform admin deletes the team",
+                        data={"ceiling": budget["ceiling"]})

@@ -1,3 +1,4 @@
+from flask_jwt_extended import current_user
 from flask_smorest import Blueprint
 
 from backend.auth.guards import admin_required, current_scope, platform_admin_required
@@ -75,7 +76,8 @@ def add_member(body, org_id):
     """Put an existing user in this organization with a role (admin or member) and team. A user
     is in one organization, so this moves them; an organization admin changes their own members."""
     team = body.get("team_id", services.KEEP_TEAM)
-    member = services.add_member(get_db(), current_scope(), _org(org_id), body["email"], body["role"], team, now=now())
+    member = services.add_member(get_db(), current_scope(), _org(org_id), body["email"], body["role"], team, now=now(),
+                                 actor=current_user.id)
     return ok(member, "Member saved")
 
 
@@ -96,7 +98,8 @@ def list_members(query, org_id):
 @blp.response(200, envelope())
 def remove_member(org_id, user_id):
     """Move the member back to the default organization (a user always belongs to one)."""
-    services.remove_member(get_db(), current_scope(), _org(org_id), parse_object_id(user_id, "userId"), now=now())
+    services.remove_member(get_db(), current_scope(), _org(org_id), parse_object_id(user_id, "userId"), now=now(),
+                            actor=current_user.id)
     return ok(None, "Member removed")
 
 

@@ -17,6 +17,9 @@ _signals = Namespace()
 # Sent with the team's id (and `db`) once a team is deleted, so the packages that keep something
 # of it (API keys, budgets) let go of it; create_app connects them.
 team_deleted = _signals.signal("team-deleted")
+# Sent with the team's id (and `db`, the deleting admin's `scope`) before a team is deleted: a
+# receiver that must keep the team raises (budgets: a ceiling a platform admin set).
+team_deleting = _signals.signal("team-deleting")
 # Sent with the user's id (and `db`, the `org_id` and `team_id` they are in now, `now`) once a
 # member was moved, so the packages that act for them follow (API keys); create_app connects them.
 member_moved = _signals.signal("member-moved")
@@ -43,9 +46,9 @@ def require_team(db, scope, team_id, org_id=None):
     return team
 
 
-def _with_counts(db, orgs):
+def _with_counts(db, orgs, scope=Scope()):
     ids = [org["_id"] for org in orgs]
-    members = users.member_counts(db, "orgId", ids)
+    members = users.member_counts(db, "orgId", ids, leaving_out=scope.hidden_users)
     return [{**org, "memberCount": members.get(org["_id"], 0)} for org in orgs]
 
 
@@ -82,11 +85,11 @@ def require_allowed_model(caller, model):
 
 
 def list_orgs(db, scope):
-    return _with_counts(db, repository.list_orgs(db, scope.org_id))
+    return _with_counts(db, repository.list_orgs(db, scope.org_id), scope)
 
 
 def get_org(db, scope, org_id):
-    return _with_counts(db, [require_org(db, scope, org_id)])[0]
+    return _with_counts(db, [require_org(db, scope, org_id)], scope)[0]
 
 
 def create_team(db, scope, org_id, name, now):
@@ -100,14 +103,20 @@ def create_team(db, scope, org_id, name, now):
 def list_teams(db, scope, org_id):
     require_org(db, scope, org_id)
     teams = repository.list_teams(db, org_id)
-    members = users.member_counts(db, "teamId", [team["_id"] for team in teams])
+    members = users.member_counts(db, "teamId", [team["_id"] for team in teams], leaving_out=scope.hidden_users)
     return [{**team, "memberCount": members.get(team["_id"], 0)} for team in teams]
 
 
 def delete_team(db, scope, org_id, team_id):
     """Remove the team and its members' place in it (their ledger records keep it); the API keys
-    and budget of the team go with it (team_deleted)."""
+    and budget of the team go with it (team_deleted). An organization admin cannot delete a team
+    a platform admin is in, nor one another package keeps (team_deleting)."""
     require_org(db, scope, org_id)
+    if repository.find_team(db, team_id, org_id) is None:
+        raise NotFound(f"Team {team_id} not found")
+    if scope.hidden_users and users.member_counts(db, "teamId", [team_id], among=scope.hidden_users):
+        raise Forbidden("A platform admin is in this team: only a platform admin deletes it")
+    team_deleting.send(team_id, db=db, scope=scope)
     if not repository.delete_team(db, org_id, team_id):
         raise NotFound(f"Team {team_id} not found")
     _left_team(db, team_id)
@@ -121,7 +130,13 @@ def _left_team(db, team_id):
 KEEP_TEAM = object()
 
 
-def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
+def _not_yourself(scope, actor, user_id):
+    if not scope.platform and user_id == actor:
+        raise Forbidden("An organization admin cannot change their own membership (their team and its budget "
+                        "bind them): a platform admin does")
+
+
+def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now, actor=None):
     """Put an existing user in the organization with a role and team (a user is in one
     organization, so this moves them out of their previous one). `team_id` KEEP_TEAM keeps the
     user's team when they stay in the same organization, and puts them in none when they move.
@@ -130,6 +145,7 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
     user = users.find_by_email(db, email)
     if user is None or not scope.sees_user(user["_id"], org_of(user)):
         raise NotFound(f"No user with email {email} " + ("exists" if scope.platform else "in your organization"))
+    _not_yourself(scope, actor, user["_id"])
     if team_id is KEEP_TEAM:
         team_id = user.get("teamId") if org_of(user) == org_id else None
     if team_id is not None:
@@ -146,11 +162,12 @@ def add_member(db, scope, org_id, email, role, team_id=KEEP_TEAM, *, now):
     return _with_team_names(db, [member])[0]
 
 
-def remove_member(db, scope, org_id, user_id, *, now):
+def remove_member(db, scope, org_id, user_id, *, now, actor=None):
     """Back to the default organization as a member: a user always belongs to one."""
     require_org(db, scope, org_id)
     if user_id in scope.hidden_users or users.find_member(db, org_id, user_id) is None:
         raise NotFound(f"User {user_id} is not a member of this organization")
+    _not_yourself(scope, actor, user_id)
     if org_id == DEFAULT_ORG_ID:
         raise Conflict("A user cannot leave the default organization: add them to another one instead")
     if users.set_membership(db, user_id, DEFAULT_ORG_ID, ORG_MEMBER, None, org_id) is None:

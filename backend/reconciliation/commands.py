@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 from backend import clock
 from backend.db import get_db
 from backend.reconciliation import services
+from backend.usage.commands import database_command
 
 EXIT_MISMATCH = 1
 EXIT_UNAVAILABLE = 3
@@ -20,6 +21,7 @@ EXIT_UNAVAILABLE = 3
 
 @click.command("reconcile")
 @with_appcontext
+@database_command
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The UTC day (default: yesterday).")
 def reconcile_command(day):
     """Compare the ledger with the providers' usage reports for one UTC day and store the result."""

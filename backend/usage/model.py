@@ -48,6 +48,11 @@ class F:
     CALL_ID = "callId"
     REQUEST_ID = "requestId"
     LATENCY_MS = "latencyMs"
+    # The writer's batch that wrote the record, whether every view (rollups, budget counters) has
+    # it yet, and until then the budget reservation it settles (see backend/usage/writer.py).
+    BATCH_ID = "batchId"
+    SETTLED = "settled"
+    SETTLEMENT = "settlement"
 
 
 OK = "ok"
@@ -66,6 +71,8 @@ OLD_RECORD_DEFAULTS = {
     F.TAGS: [],
     F.METADATA: {},
     F.CACHE_WRITE_TOKENS: 0,
+    # Records from before batches were rolled up and settled when written.
+    F.SETTLED: True,
 }
 
 

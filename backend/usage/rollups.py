@@ -35,9 +35,11 @@ import logging
 import math
 from collections import Counter, defaultdict, namedtuple
 
+from bson import ObjectId
 from pymongo import UpdateOne
 
 from backend.db import (
+    BATCHES,
     USAGE,
     USAGE_DAILY,
     USAGE_DAILY_TOTALS,
@@ -48,6 +50,7 @@ from backend.db import (
     USAGE_USER_OPERATION_MONTHLY,
     USAGE_USER_TAG_MONTHLY,
     atomic,
+    once_per_batch,
 )
 from backend.usage.model import F, with_defaults
 
@@ -136,33 +139,37 @@ def _number(field, value):
     return value if field.endswith("cost") else int(value)
 
 
-def apply(db, records):
-    """Add newly written records to every rollup: their increments merged per key, one bulk
-    write per rollup collection. Raises on a write failure.
+def apply(db, records, batch=None):
+    """Add newly written records to every rollup: their increments merged per key, in two bulk
+    writes per rollup collection (create the missing documents, then add to each the batch's
+    increments unless it already took them). Applying the same batch (`batch`, the writer's batch
+    id) again after a crash changes only what the first attempt had not reached. Raises on a
+    write failure.
 
     Two first writers of a key race to create it; MongoDB retries such an upsert itself,
     and the embedded store gets the same effect from atomic()."""
+    batch = batch or str(ObjectId())
+    not_taken, taken = once_per_batch(batch)
     increments, emails = _increments(records)
     with atomic(db):
         for rollup, by_key in increments.items():
-            updates = []
+            creates, adds = [], []
             for key, sums in by_key.items():
                 selector = dict(zip(rollup.key, key))
                 fields = _document_fields(rollup, key, emails.get(selector.get(F.USER_ID)))
-                update = {"$inc": {path: _number(path, value) for path, value in sums.items()}}
+                update = {"$inc": {path: _number(path, value) for path, value in sums.items()}, **taken}
                 if F.USER_EMAIL in fields:
                     update["$set"] = {F.USER_EMAIL: fields.pop(F.USER_EMAIL)}
                 extra = {name: value for name, value in fields.items() if name not in selector}
-                if extra:
-                    update["$setOnInsert"] = extra
-                updates.append((selector, update))
-            _upsert_all(db[rollup.collection], updates)
+                creates.append(UpdateOne(selector, {"$setOnInsert": {**extra, BATCHES: []}}, upsert=True))
+                adds.append(UpdateOne({**selector, **not_taken}, update))
+            _bulk(db[rollup.collection], creates)
+            _bulk(db[rollup.collection], adds)
 
 
-def _upsert_all(collection, updates):
-    if not updates:
-        return
-    collection.bulk_write([UpdateOne(selector, update, upsert=True) for selector, update in updates], ordered=False)
+def _bulk(collection, operations):
+    if operations:
+        collection.bulk_write(operations, ordered=False)
 
 
 def ledger_usage(db, field, owner_id, window, period):
@@ -170,7 +177,10 @@ def ledger_usage(db, field, owner_id, window, period):
     or orgId) in a UTC day (YYYY-MM-DD) or month (YYYY-MM): the user-month documents of its
     members (a user who changed team or organization has one per membership)."""
     tokens, cost = 0, 0.0
-    for document in db[USAGE_USER_MONTHLY].find({field: owner_id, F.MONTH: period[:7]}, {"days": 1}):
+    # Under the embedded store's lock: mongomock cannot read a document another thread is adding a day to.
+    with atomic(db):
+        documents = list(db[USAGE_USER_MONTHLY].find({field: owner_id, F.MONTH: period[:7]}, {"days": 1}))
+    for document in documents:
         days = document.get("days", {})
         for day in ([days.get(period, {})] if window == "day" else days.values()):
             tokens += int(day.get(F.TOTAL_TOKENS, 0))
@@ -233,17 +243,34 @@ def _month_filter(start, end):
 
 def rebuild(db, start=None, end=None, names=None):
     """Replace every rollup (or those named) for whole months covering [start, end] (all time when
-    open). Idempotent. Returns {rollup name: documents written}."""
+    open). Idempotent. Returns {rollup name: documents written}.
+
+    A rebuilt document counts every record of the ledger, those a crashed write left unsettled
+    too, so it is marked as having taken their batches: finishing those batches later settles
+    their budget counters and leaves the rollups as rebuilt."""
     months = _month_filter(start, end)
+    taken = _unsettled_batches(db, start, end)
     written = {}
     for rollup, documents in expected(db, start, end).items():
         if names is not None and rollup.name not in names:
             continue
+        for document in documents:
+            document[BATCHES] = sorted(taken[rollup].get(tuple(document.get(name) for name in rollup.key), ()))
         db[rollup.collection].delete_many(months)
         if documents:
             db[rollup.collection].insert_many(documents)
         written[rollup.name] = len(documents)
     return written
+
+
+def _unsettled_batches(db, start, end):
+    """{rollup: {key: batch ids}} of the records in those months a write left unsettled."""
+    taken = {rollup: defaultdict(set) for rollup in ROLLUPS}
+    for record in map(with_defaults, db[USAGE].find({**whole_months(start, end), F.SETTLED: False})):
+        for rollup in ROLLUPS:
+            for row in _rows(rollup, record):
+                taken[rollup][_key_of(rollup, row)].add(record[F.BATCH_ID])
+    return taken
 
 
 def _differs(field, stored, wanted):

@@ -3,12 +3,19 @@
 The spool is the ledger's write-ahead log. With LEDGER_WRITES=async (the default) a request
 appends its records to the spool (one fsync'd append) and answers; nothing reaches the database
 on its path. One thread per process then moves everything spooled to the database in batches
-(`replay`): one insert_many for the ledger and one merged update per rollup key. A record's _id
-comes from its callId, so a batch replayed after a crash or by another worker lands once. A
-record is in the admin views within about LEDGER_WRITE_INTERVAL_MS of its request while the
-database answers; a process killed at any moment loses nothing that was answered: its records
-are in the spool, replayed by the next writer of any process sharing the file (or
+(`replay`): one insert_many for the ledger and merged updates per rollup key and budget counter.
+A record's _id comes from its callId, so a batch replayed after a crash or by another worker
+lands once. A record is in the admin views within about LEDGER_WRITE_INTERVAL_MS of its request
+while the database answers; a process killed at any moment loses nothing that was answered: its
+records are in the spool, replayed by the next writer of any process sharing the file (or
 scripts/replay_spool.py).
+
+Crash consistency: the ledger write and the views (rollups, budget counters) are not one
+transaction, so each written batch has an id, its records stay `settled: false` until every view
+took them, and every view takes a batch once per document (a document remembers the latest
+batches it took: backend.db.once_per_batch). A batch a kill stopped midway is finished by
+writing it again (its spool replay), or by `recover()` in the background pass when no spool
+holds it: the views end up exactly as if it had not been interrupted.
 
 With LEDGER_WRITES=sync the records are written on the request's path (the spool then only
 takes what the database refused).
@@ -24,16 +31,20 @@ settles its counters that way, so the ledger never imports the packages that rea
 import atexit
 import logging
 import threading
+from datetime import timedelta
 
+from bson import ObjectId
 from pymongo.errors import PyMongoError
 
 from backend.clock import utc_now
 from backend.usage import repository, rollups
-from backend.usage.model import UsageRecord, with_defaults
+from backend.usage.model import F, UsageRecord, with_defaults
 from backend.usage.recorder import BUDGET_TICKET, storable
 
 log = logging.getLogger("backend.usage")
 FLUSH_AT_EXIT_SECONDS = 5
+# A batch unsettled for this long is no longer being written by anyone: recover() finishes it.
+RECOVER_AFTER = timedelta(minutes=2)
 
 
 class LedgerWriter:
@@ -49,8 +60,9 @@ class LedgerWriter:
         self._thread = None
 
     def on_written(self, listener):
-        """Call `listener(db, written, now)` after each batch the ledger accepted; `written` is
-        [(record, budget ticket or None)]. A listener that fails is logged; the ledger stands."""
+        """Call `listener(db, written, now, batch)` for each batch the ledger accepted; `written` is
+        [(record, budget ticket or None)]. It must apply a batch once (a batch is settled again
+        after a crash); when it raises, the batch stays unsettled and is completed later."""
         if listener not in self._listeners:
             self._listeners.append(listener)
 
@@ -71,36 +83,37 @@ class LedgerWriter:
         self._wake.set()
 
     def write(self, records):
-        """Ledger first, then, for exactly the records the ledger accepted, the rollups and the
-        listeners. Raises when the ledger write fails; a failed rollup update or listener is
-        logged (repair: rebuild_rollups.py). Returns the records inserted."""
+        """Write one batch: ledger first (each record `settled: false`, carrying its batch id and
+        budget reservation), then the listeners (budget counters), the rollups, and last the
+        records marked settled. Every step after the ledger applies a batch once per document,
+        so a batch a crash stopped midway is completed, exactly, by writing it again: records
+        already in the ledger but not settled have their batch finished here. Raises when a step
+        fails (the caller keeps the records spooled). Returns the records inserted now."""
         # Records spooled by an older version lack fields that came later.
         documents = [with_defaults(record) for record in records]
-        tickets = {document["callId"]: document.pop(BUDGET_TICKET) for document in documents
-                   if BUDGET_TICKET in document}
-        invalid = [document.get("callId") for document in documents if not storable(document)]
+        batch = str(ObjectId())
+        for document in documents:
+            ticket = document.pop(BUDGET_TICKET, None)
+            document.update({F.BATCH_ID: batch, F.SETTLED: False})
+            if ticket is not None:
+                document[F.SETTLEMENT] = ticket
+        invalid = [document.get(F.CALL_ID) for document in documents if not storable(document)]
         if invalid:
             # Refused before anything is inserted, so no record of the batch is left unsettled;
             # the spool then writes the others one by one and sets these aside.
             raise ValueError(f"unstorable ledger record(s): {invalid}")
         inserted = repository.insert_records(self.db, documents)
-        if len(inserted) < len(documents):
-            # A replay of records an earlier write put in the ledger: that write may have stopped before
-            # their rollups and counters (the two are not one transaction).
-            kept = {r["callId"] for r in inserted}
-            skipped = [d["callId"] for d in documents if d["callId"] not in kept]
-            log.warning("Skipped %d record(s) already in the ledger (callIds %s); if the write that stored them "
-                        "stopped midway, scripts/rebuild_rollups.py --check shows what their rollups miss",
-                        len(skipped), ", ".join(skipped))
-        self._announce([(record, tickets.get(record["callId"])) for record in inserted])
-        try:
-            rollups.apply(self.db, inserted)
-        except Exception:
-            days = sorted({r["date"] for r in inserted})
-            log.exception(
-                "Usage rollup update failed for %s; the ledger is intact. Repair with "
-                "scripts/rebuild_rollups.py --from %s --to %s", ", ".join(days), days[0], days[-1],
-            )
+        kept = {record[F.CALL_ID] for record in inserted}
+        skipped = [d[F.CALL_ID] for d in documents if d[F.CALL_ID] not in kept]
+        earlier = repository.unsettled(self.db, skipped)
+        if len(earlier) < len(skipped):
+            log.info("%d record(s) already in the ledger and settled (a replay of a write that finished): "
+                     "callIds %s", len(skipped) - len(earlier), ", ".join(skipped))
+        if earlier:
+            log.warning("Completing %d record(s) an earlier write left unsettled (callIds %s)", len(earlier),
+                        ", ".join(record[F.CALL_ID] for record in earlier))
+        for batch_id, group in _batches([*inserted, *earlier]).items():
+            self._settle(batch_id, group)
         if self.metrics is not None:
             self.metrics.usage_writes.inc(len(inserted))
             self.metrics.count_records([UsageRecord.from_document(record) for record in inserted])
@@ -108,16 +121,27 @@ class LedgerWriter:
             log_tracked(record)
         return inserted
 
-    def _announce(self, written):
-        if not written:
-            return
+    def _settle(self, batch, records):
+        """Bring a batch's records into every view: the listeners, the rollups, then settled."""
+        written = [(record, record.get(F.SETTLEMENT)) for record in records]
         now = self.clock()
         for listener in self._listeners:
-            try:
-                listener(self.db, written, now)
-            except Exception:
-                log.exception("A listener of written ledger records failed for callIds %s; the ledger is intact",
-                              ", ".join(record["callId"] for record, _ in written))
+            listener(self.db, written, now, batch)
+        rollups.apply(self.db, records, batch)
+        repository.mark_settled(self.db, [record[F.CALL_ID] for record in records])
+
+    def recover(self, older_than=RECOVER_AFTER):
+        """Finish the batches a write stopped midway (a crash, or the database lost) that began
+        more than `older_than` ago and that no spool holds any more (LEDGER_WRITES=sync, or a
+        spool that was lost); returns how many records were settled."""
+        settled = 0
+        # Batch ids carry the wall time their write began (not the app's clock, which tests may fix).
+        for batch_id, group in repository.unsettled_batches(self.db, utc_now() - older_than).items():
+            self._settle(batch_id, group)
+            settled += len(group)
+        if settled:
+            log.warning("Recovered %d ledger record(s) a write had left unsettled", settled)
+        return settled
 
     def replay(self):
         """Write everything spooled (each record exactly once); returns (written, still spooled).
@@ -190,6 +214,14 @@ class LedgerWriter:
         threading.Thread(target=final, daemon=True).start()
         if not done.wait(FLUSH_AT_EXIT_SECONDS):
             log.warning("Spooled usage records were not all written at exit; the next start replays them")
+
+
+def _batches(records):
+    """{batch id: its records}, in the order the batches come."""
+    batches = {}
+    for record in records:
+        batches.setdefault(record[F.BATCH_ID], []).append(record)
+    return batches
 
 
 def log_tracked(r):

@@ -59,3 +59,30 @@ def test_an_org_admin_never_changes_their_own_budget_nor_their_keys(app, client,
         assert put.status_code == 403 and "own budget" in put.json["message"], path
         assert client.put(path, json={"tokensPerDay": 10}, headers=admin_headers).status_code == 200
         assert client.delete(path, headers=boss_headers).status_code == 403
+
+
+def test_a_platform_ceiling_survives_the_org_admin_deleting_the_team_or_moving_out(make_app):
+    app, client, root, calls, per_request = with_platform_admin(make_app)
+    acme = make_org(client, root, "Acme")
+    capped = make_team(client, root, acme, "Capped")
+    boss, boss_headers = member(app, client, root, acme, "boss@acme.test", role="admin", team_id=capped)
+    assert client.put(f"/admin/openai/budgets/team/{capped}", json={"tokensPerDay": 10}, headers=root).status_code == 200
+    assert generate(client, boss_headers).status_code == 429
+    deleted = client.delete(f"/admin/orgs/{acme}/teams/{capped}", headers=boss_headers)
+    assert deleted.status_code == 403 and "only a platform admin deletes the team" in deleted.json["message"]
+    free = make_team(client, boss_headers, acme, "Free")
+    moved = client.post(f"/admin/orgs/{acme}/members", json={"email": "boss@acme.test", "role": "admin",
+                                                            "teamId": free}, headers=boss_headers)
+    assert moved.status_code == 403 and "their own membership" in moved.json["message"]
+    assert generate(client, boss_headers).status_code == 429 and calls == []
+
+
+def test_the_budgets_of_revoked_keys_are_not_listed(app, client, admin_headers):
+    acme = make_org(client, admin_headers, "Acme")
+    _, dev = member(app, client, admin_headers, acme, "dev@acme.test")
+    _, boss = member(app, client, admin_headers, acme, "boss@acme.test", role="admin")
+    key = client.post("/api/keys", json={"name": "ci"}, headers=dev).json["data"]
+    assert client.put(f"/admin/openai/budgets/key/{key['id']}", json={"tokensPerDay": 5}, headers=boss).status_code == 200
+    assert [b["apiKeyId"] for b in client.get("/admin/openai/budgets", headers=boss).json["data"]["keys"]] == [key["id"]]
+    client.delete(f"/api/keys/{key['id']}", headers=dev)
+    assert client.get("/admin/openai/budgets", headers=boss).json["data"]["keys"] == []

@@ -57,3 +57,34 @@ def test_an_org_admin_of_the_default_organization_cannot_reach_the_platform_admi
     assert client.post("/api/test-generation", json=BODY,
                        headers={"Authorization": f"Bearer {root_key['secret']}"}).status_code == 200
     assert client.get(f"/admin/openai/user/{root_id}/history", headers=platform).json["data"]["total"] == 2
+
+
+def test_an_org_admin_cannot_bind_or_move_a_platform_admin_through_their_team(app, client):
+    from tests.orgs.support import make_org, make_team
+
+    root = create_user(app, "root@example.com", role="admin")
+    platform = bearer(client, "root@example.com")
+    acme = make_org(client, platform, "Acme")
+    t2 = make_team(client, platform, acme, "T2")
+    join(client, platform, acme, "root@example.com", role="member", team_id=t2)
+    create_user(app, "boss@acme.test")
+    join(client, platform, acme, "boss@acme.test", role="admin")
+    create_user(app, "dev@acme.test")
+    join(client, platform, acme, "dev@acme.test", team_id=t2)
+    boss = bearer(client, "boss@acme.test")
+    key = client.post("/api/keys", json={"name": "root-ci"}, headers=platform).json["data"]["secret"]
+    # The org admin caps T2 at 1 token a day: it binds the member, never the platform admin.
+    assert client.put(f"/admin/openai/budgets/team/{t2}", json={"tokensPerDay": 1}, headers=boss).status_code == 200
+    assert client.post("/api/test-generation", json=BODY, headers=bearer(client, "dev@acme.test")).status_code == 429
+    for headers in (platform, {"Authorization": f"Bearer {key}"}):
+        assert client.post("/api/test-generation", json=BODY, headers=headers).status_code == 200
+    # Nor can the org admin take the platform admin out of the team by deleting it.
+    refused = client.delete(f"/admin/orgs/{acme}/teams/{t2}", headers=boss)
+    assert refused.status_code == 403 and "platform admin is in this team" in refused.json["message"]
+    assert client.get("/auth/me", headers=platform).json["data"]["teamId"] == t2
+    # Member counts and per-user series do not give the platform admin away.
+    assert client.get(f"/admin/orgs/{acme}", headers=boss).json["data"]["memberCount"] == 2
+    assert [t["memberCount"] for t in client.get(f"/admin/orgs/{acme}/teams", headers=boss).json["data"]] == [1]
+    series = client.get("/admin/openai/timeseries?groupBy=user", headers=boss).json["data"]["series"]
+    assert str(root["_id"]) not in [s["key"] for s in series] and "root@example.com" not in [s["label"] for s in series]
+    assert [s["key"] for s in series] == ["other"] and series[0]["totals"]["totalRequests"] == 2

@@ -59,6 +59,8 @@ def test_tags_and_metadata_reach_the_record_on_every_path(app, client, user_head
     ({"metadata": {"k": "invoice\u200b"}}, "metadata"),
     ({"metadata": {"k": "right-to-left \u202e override"}}, "metadata"),
     ({"metadata": {"k": "tab\there"}}, "metadata"),
+    *(({"metadata": {"k": f"a{blank}b"}}, "metadata") for blank in (
+        "\u3164", "\uffa0", "\u115f", "\u034f", "\ufe0f", "\U000e0100", "\u180b", "\u17b4", "\u2800")),
 ])
 def test_bad_tags_and_metadata_are_422s_naming_the_field(app, client, user_headers, body, field):
     response = _post(client, user_headers, **body)
