@@ -14,6 +14,7 @@ with min-max; the last rows give tracked/untracked if recording cost only its pa
 """
 import argparse
 import logging
+import os
 import statistics
 import sys
 import time
@@ -39,6 +40,11 @@ def _cpu(step, repeat=1):
 
 
 def main():
+    if os.environ.get("MONGO_URI"):
+        # The parts are timed in this process against the embedded store; with MONGO_URI set the
+        # figures would silently be those of another store than the one asked for.
+        sys.exit("bench_record_parts.py measures the embedded store only: unset MONGO_URI "
+                 "(scripts/bench_capture.py measures a MongoDB server)")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"rounds (default {ROUNDS})")
     parser.add_argument("--batch", type=int, default=BATCH, help=f"records per writer pass (default {BATCH})")
