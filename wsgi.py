@@ -16,4 +16,9 @@ gc.collect()
 gc.freeze()
 
 if __name__ == "__main__":
+    import signal
+
+    # A stop by SIGTERM (a supervisor, `kill`) exits cleanly, as Ctrl+C does: the exit hooks
+    # flush the spool and remove the embedded store's own.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app.run(host=app.config["HOST"], port=app.config["PORT"])

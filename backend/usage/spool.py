@@ -9,6 +9,7 @@ Appends and replays lock separate files, so a long replay never blocks a request
 """
 import atexit
 import fcntl
+import glob
 import logging
 import os
 import shutil
@@ -23,6 +24,20 @@ from pymongo.errors import ConnectionFailure
 log = logging.getLogger("backend.usage")
 # Timestamps come back as aware UTC datetimes, as the ledger holds them.
 JSON_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=timezone.utc)
+PRIVATE_PREFIX = "tokenledger-spool-"
+
+
+def _alive(pid):
+    """Whether a process with this id exists (a folder name that is no id: no)."""
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Spool:
@@ -35,8 +50,12 @@ class Spool:
     def of_this_process(cls):
         """A spool no other process uses, removed at a clean exit: the embedded store's records
         belong to this process's in-memory store, which another process must never replay into
-        its own, and which is gone when this one ends."""
-        folder = tempfile.mkdtemp(prefix=f"tokenledger-spool-{os.getpid()}-")
+        its own, and which is gone when this one ends (so are the spools of processes that ended
+        without a clean exit: removed here)."""
+        for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{PRIVATE_PREFIX}*-*")):
+            if not _alive(folder[len(tempfile.gettempdir()) + 1 + len(PRIVATE_PREFIX):].split("-")[0]):
+                shutil.rmtree(folder, ignore_errors=True)
+        folder = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         return cls(os.path.join(folder, "usage-spool.jsonl"))
 

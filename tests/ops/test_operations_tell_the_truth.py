@@ -83,3 +83,36 @@ def test_two_embedded_store_servers_of_one_checkout_never_share_a_spool():
     # A clean exit removes the process's own spool.
     assert not any(os.path.exists(os.path.dirname(path)) for path in paths)
     assert load_config({})[0]["SPOOL_PATH"] is None  # the embedded store's default: a spool of the process's own
+
+
+def test_a_new_embedded_spool_removes_those_of_processes_that_are_gone():
+    import tempfile
+
+    from backend.usage.spool import PRIVATE_PREFIX, Spool
+
+    gone = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}999999999-")  # no such process
+    alive = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
+    try:
+        spool = Spool.of_this_process()
+        assert not os.path.exists(gone) and os.path.isdir(alive)
+        assert os.path.basename(os.path.dirname(spool.path)).startswith(f"{PRIVATE_PREFIX}{os.getpid()}-")
+    finally:
+        for folder in (gone, alive):
+            if os.path.isdir(folder):
+                os.rmdir(folder)
+
+
+def test_the_dev_server_stopped_by_sigterm_exits_cleanly():
+    import signal
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "wsgi.py"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env={"PATH": "/usr/bin:/bin", "PORT": str(port)})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "Running on" not in server.stderr.readline():
+        pass
+    server.send_signal(signal.SIGTERM)
+    assert server.wait(20) == 0  # sys.exit(0): the exit hooks ran
