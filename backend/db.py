@@ -101,9 +101,6 @@ def store_is_embedded(app=None):
     return (app or current_app).extensions["mongo"].embedded
 
 
-_embedded_locks = {}
-
-
 def is_embedded(db):
     """True for the embedded mongomock store, False for MongoDB."""
     return isinstance(db.client, mongomock.MongoClient)
@@ -114,9 +111,9 @@ def atomic(db):
 
     MongoDB applies each single-document update atomically on the server, across every
     process. mongomock does not, so for the embedded store the same guarantee comes from
-    one lock per client, shared by every app in the process that uses that client.
+    the lock every operation on its client holds (backend.embedded), shared by every app in the
+    process that uses that client.
     """
     if not is_embedded(db):
         return contextlib.nullcontext()
-    with _clients_lock:
-        return _embedded_locks.setdefault(id(db.client), threading.Lock())
+    return embedded.lock_of(db.client)

@@ -7,19 +7,50 @@ binds an embedded client; calling it again changes nothing):
   mongomock's bulk builder does not take (`unexpected keyword argument 'sort'`);
 - the collMod command, which mongomock lacks, changes an index's expireAfterSeconds;
 - a unique index is checked by looking the written document's key up, where mongomock scans the
-  whole collection on every write (a ledger of n records would cost n^2 to fill).
+  whole collection on every write (a ledger of n records would cost n^2 to fill);
+- every collection operation, and the reading of a cursor, holds one re-entrant lock per client
+  (`lock_of`): mongomock's documents are plain dicts, and a read that walks one while another
+  thread adds a field to it fails ("dictionary changed size during iteration"). MongoDB needs no
+  such lock; `backend.db.atomic` hands out the same one for updates that must be atomic.
 """
 import threading
 
 from bson import ObjectId
 from mongomock import helpers
-from mongomock.collection import BulkOperationBuilder, Collection
+from mongomock.collection import BulkOperationBuilder, Collection, Cursor
 from mongomock.database import Database
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 _install_lock = threading.Lock()
 _unique_lock = threading.Lock()
 _installed = False
+_client_locks = {}
+LOCKED_OPERATIONS = ("find_one", "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "insert_one",
+                     "insert_many", "update_one", "update_many", "replace_one", "delete_one", "delete_many",
+                     "count_documents", "estimated_document_count", "distinct", "aggregate", "bulk_write",
+                     "create_index", "create_indexes", "drop_index", "drop_indexes", "index_information", "drop")
+
+
+def lock_of(client):
+    """The re-entrant lock every operation on this embedded client holds."""
+    with _install_lock:
+        return _client_locks.setdefault(id(client), threading.RLock())
+
+
+def _locked(operation):
+    def locked(self, *args, **kwargs):
+        with lock_of(self.database.client):
+            return operation(self, *args, **kwargs)
+
+    return locked
+
+
+def _locked_cursor(compute):
+    def locked(self, *args, **kwargs):
+        with lock_of(self.collection.database.client):
+            return compute(self, *args, **kwargs)
+
+    return locked
 
 
 def install():
@@ -31,6 +62,9 @@ def install():
         BulkOperationBuilder.add_replace = _without_sort(BulkOperationBuilder.add_replace)
         Database.command = _with_coll_mod(Database.command)
         Collection._ensure_uniques = _looked_up(Collection._ensure_uniques)
+        for name in LOCKED_OPERATIONS:
+            setattr(Collection, name, _locked(getattr(Collection, name)))
+        Cursor._compute_results = _locked_cursor(Cursor._compute_results)
         _installed = True
 
 
