@@ -34,6 +34,8 @@ API_KEYS = "api_keys"
 # The organization every user belongs to until moved, and every record made before organizations
 # existed: fixed, so that every worker starting at once creates the same one document.
 DEFAULT_ORG_ID = ObjectId("000000000000000000000001")
+# The _id of the default budget (the one a user without their own has), in the budgets collection.
+DEFAULT_BUDGET_ID = "default"
 
 # A rollup or budget counter document remembers the ledger writer's batches it took (the latest
 # KEPT_BATCHES), so a batch applied again after a crash changes only the documents it had not reached.

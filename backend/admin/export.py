@@ -3,7 +3,7 @@ import csv
 import io
 import json
 
-from backend.schemas import UTCDateTime
+from backend.schemas import format_utc
 from backend.usage.model import F
 
 COLUMNS = (
@@ -14,13 +14,12 @@ COLUMNS = (
     F.REQUEST_ID, F.LATENCY_MS,
 )
 IDS = (F.USER_ID, F.ORG_ID, F.TEAM_ID, F.API_KEY_ID)
-_TIMESTAMP = UTCDateTime()
 
 
 def _row(record):
     """A ledger record, read with_defaults, as an export row."""
     row = {column: record.get(column) for column in COLUMNS}
-    row[F.TIMESTAMP] = _TIMESTAMP._serialize(record[F.TIMESTAMP], None, None)
+    row[F.TIMESTAMP] = format_utc(record[F.TIMESTAMP])
     for column in IDS:
         row[column] = None if record[column] is None else str(record[column])
     return row

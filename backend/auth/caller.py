@@ -44,15 +44,6 @@ def org_of(user):
     return user.get("orgId") or DEFAULT_ORG_ID
 
 
-def scope_of(user):
-    """The admin scope of a stored user document, or None when it is no admin at all."""
-    if user.get("role") == ROLE_ADMIN:
-        return Scope()
-    if user.get("orgRole") == ORG_ADMIN:
-        return Scope(org_of(user))
-    return None
-
-
 @dataclass(frozen=True)
 class CallerBudgets:
     """The stored budgets that can bind the caller's calls (None where none is set); what their
@@ -90,7 +81,9 @@ class Caller:
     @property
     def scope(self):
         """The admin scope, or None for a caller who is no admin."""
-        return scope_of({"role": self.role, "orgRole": self.org_role, "orgId": self.org_id})
+        if self.role == ROLE_ADMIN:
+            return Scope()
+        return Scope(self.org_id) if self.org_role == ORG_ADMIN else None
 
     @property
     def platform_admin(self):

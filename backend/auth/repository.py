@@ -4,10 +4,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from backend.auth.caller import ORG_MEMBER, ROLE_ADMIN, Caller, CallerBudgets
-from backend.db import BUDGETS, DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS, USERS
-
-# The default budget's _id in the budgets collection (owned by budgets; read here with the caller).
-DEFAULT_BUDGET_ID = "default"
+from backend.db import BUDGETS, DEFAULT_BUDGET_ID, DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS, USERS
 
 
 class EmailTaken(Exception):

@@ -5,9 +5,9 @@ A budget's _id is its owner: "default", a user's, team's, organization's or API 
 """
 from pymongo import ReturnDocument
 
-from backend.db import BATCHES, BUDGET_COUNTERS, BUDGETS, atomic, once_per_batch
+from backend.db import BATCHES, BUDGET_COUNTERS, BUDGETS, DEFAULT_BUDGET_ID, atomic, once_per_batch
 
-DEFAULT = "default"
+DEFAULT = DEFAULT_BUDGET_ID
 USER_SCOPE = {"scope": {"$nin": ["team", "org", "key"]}}
 
 
