@@ -37,7 +37,7 @@ def run_once(app):
         db = get_db()
         now = clock.now()
         try:
-            if state.spool.pending():
+            if state.writer.pending():
                 db.command("ping")
                 written, _ = state.writer.replay()
                 if written:

@@ -5,6 +5,7 @@
 setting is wrong, so start-up fails clearly instead of with a traceback.
 """
 import importlib.util
+import errno
 import json
 import os
 import re
@@ -133,10 +134,10 @@ def _uri_database(mongo_uri):
 
 def _spool_path(env, mongo_uri):
     """SPOOL_PATH, checked writable now (a spool that cannot take a record is a write-ahead log that
-    is off). Unset: var/usage-spool.jsonl with MongoDB (every worker of the checkout shares it: a
-    replay is idempotent there); None with the embedded store, whose app then spools to a file of
-    its own process (backend/usage/spool.py), since another process's records belong in another
-    process's in-memory store."""
+    is off). Unset: var/usage-spool.jsonl with MongoDB (every worker of the checkout writes its own
+    segments there, and recovers those of workers that are gone); None with the embedded store,
+    whose app then spools to a folder of its own process (backend/usage/spool.py), since another
+    process's records belong in another process's in-memory store."""
     path = _text(env, "SPOOL_PATH")
     if path is None:
         if mongo_uri is None:
@@ -145,9 +146,10 @@ def _spool_path(env, mongo_uri):
     folder = os.path.dirname(os.path.abspath(path))
     try:
         os.makedirs(folder, exist_ok=True)
-        for name in (path, f"{path}.lock"):
-            with open(name, "a"):
-                pass
+        if os.path.isdir(path):
+            raise IsADirectoryError(errno.EISDIR, "it is a folder")
+        with open(f"{path}.lock", "a"):  # the spool's segments are written beside it (backend/usage/spool.py)
+            pass
     except OSError as exc:
         raise ConfigError(f"SPOOL_PATH {path} cannot be written ({exc.strerror or exc}): the spool is the "
                           "ledger's write-ahead log; choose a writable file") from None

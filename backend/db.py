@@ -24,6 +24,8 @@ USAGE_ORG_MONTHLY = "openai_token_usage_org_monthly"
 USAGE_TAG_MONTHLY = "openai_token_usage_tag_monthly"
 USAGE_ORG_TAG_MONTHLY = "openai_token_usage_org_tag_monthly"
 USAGE_USER_TAG_MONTHLY = "openai_token_usage_user_tag_monthly"
+# The ledger writer's batches not yet in every view (backend/usage/writer.py).
+USAGE_BATCHES = "openai_token_usage_batches"
 TESTCASES = "testcases"
 MIGRATIONS = "migrations"
 RECONCILIATIONS = "reconciliations"

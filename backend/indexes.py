@@ -43,8 +43,8 @@ INDEXES = (
     # New records also carry _id = ObjectId(callId), which every store keeps unique at no cost;
     # this index guards the records written before that.
     IndexSpec(USAGE, (("callId", ASCENDING),), unique=True),
-    # The batches a crash left unsettled, for the background pass to finish (few, and found at once).
-    IndexSpec(USAGE, (("settled", ASCENDING), ("batchId", ASCENDING))),
+    # The records of a batch a crash left open, for the background pass to finish.
+    IndexSpec(USAGE, (("batchId", ASCENDING),)),
     IndexSpec(USERS, (("email", ASCENDING),), unique=True),
     # Organizations: names unique (case-insensitively), team names unique in their organization;
     # an organization's members by email, its records newest first (scoped usage logs).

@@ -31,11 +31,17 @@ class Metrics:
 
     def count_records(self, records):
         """Count written ledger records (backend.usage.model.UsageRecord)."""
+        sums = {}
         for record in records:
             labels = (record.provider, record.model_name, record.operation)
-            for kind, attribute in TOKEN_KINDS:
-                self.tokens.labels(*labels, kind).inc(getattr(record, attribute))
-            self.cost.labels(*labels).inc(record.cost)
+            totals = sums.setdefault(labels, [0] * (len(TOKEN_KINDS) + 1))
+            for index, (_, attribute) in enumerate(TOKEN_KINDS):
+                totals[index] += getattr(record, attribute)
+            totals[-1] += record.cost
+        for labels, totals in sums.items():  # one update per label set of the batch
+            for index, (kind, _) in enumerate(TOKEN_KINDS):
+                self.tokens.labels(*labels, kind).inc(totals[index])
+            self.cost.labels(*labels).inc(totals[-1])
 
     def count_call(self, provider, outcome, latency_ms=None):
         self.llm_calls.labels(provider, outcome).inc()

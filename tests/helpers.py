@@ -293,3 +293,14 @@ def insert_records(app, records):
 
 def utc(*args):
     return datetime(*args, tzinfo=timezone.utc)
+
+
+def left_by_a_gone_process(spool_path, *entries, process="4242-deadbeef", raw=b""):
+    """The spool files a process that ended leaves: its lock (which nobody holds any more) and one
+    segment of `entries`, each ("r", record), ("i", intent) or ("x", [callIds]), then `raw` bytes
+    (a line torn by the kill)."""
+    from backend.usage.spool import RESOLVED, encode
+
+    Path(f"{spool_path}.{process}.lock").touch()
+    lines = [encode({"k": kind, "ids": body} if kind == RESOLVED else {"k": kind, "d": body}) for kind, body in entries]
+    Path(f"{spool_path}.{process}.000001.wal").write_bytes(b"".join(lines) + raw)

@@ -99,7 +99,7 @@ def test_unknown_route_wrong_method_and_crash_use_the_envelope(app, client):
 def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
     usage = [spec for spec in INDEXES if spec.collection == "openai_token_usage"]
     compound = [tuple(field for field, _ in spec.keys) for spec in usage if len(spec.keys) == 2]
-    assert compound == [*SEED_INDEXES, ("settled", "batchId"), ("orgId", "timestamp"), ("tags", "timestamp")]
+    assert compound == [*SEED_INDEXES, ("orgId", "timestamp"), ("tags", "timestamp")]
     assert [(s.collection, s.keys) for s in INDEXES if s.collection == "testcases"] == [
         ("testcases", (("createdBy", 1), ("createdAt", -1)))]
     assert [(s.collection, [field for field, _ in s.keys]) for s in INDEXES if s.unique] == [

@@ -130,10 +130,12 @@ class Reservation:
     labels: dict = field(default_factory=dict)  # {scope: name} for alerts about the team and organization
     settled: bool = False
 
-    def ticket(self):
+    def ticket(self, ending=True):
         """What the ledger writer needs to settle the call: the worst case reserved per counter, the
-        limits read when reserving, and the alert policy. Handing it over ends the reservation."""
-        self.settled = True
+        limits read when reserving, and the alert policy. Handing it over ends the reservation
+        (`ending=False`: a copy for the call's intent, the reservation goes on)."""
+        if ending:
+            self.settled = True
         global_limit = self.policy.global_daily_limit_usd
         return {"reserved": {key: [self.tokens, self.cost_units] for key in self.reserved},
                 "limits": self.limits, "labels": self.labels, "thresholds": list(self.policy.alert_thresholds),

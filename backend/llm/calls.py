@@ -45,6 +45,14 @@ def new_call_id():
     return str(ObjectId())
 
 
+def reserved_call(provider, call_id, model, input_tokens, output_tokens, price, at):
+    """The call as its reservation counted it (input counted, the output cap, `price` at the worst
+    case): what the ledger records for a call whose process died before it closed (estimated)."""
+    usage = TokenUsage(input_tokens=input_tokens, output_tokens=output_tokens, reported=False, complete=False)
+    return LLMCall(call_id=call_id, provider=provider.name, model=model, response_model=model, usage=usage,
+                   price=price, at=at, latency_ms=0.0, demo=provider.is_demo, estimated=True, text="")
+
+
 def settled_usage(provider, messages, model, text, reported, finished, max_output_tokens=None):
     """(usage, estimated): the reported usage of a finished call, else an estimate (its output
     from the text, at most `max_output_tokens`)."""

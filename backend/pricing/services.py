@@ -199,6 +199,14 @@ def price_sheet(provider, model_names, at, overrides):
     return sheet or UNKNOWN
 
 
+def reserved_price(provider, sheet, input_tokens, output_tokens):
+    """The Price of a call at its budget reservation's worst case (`sheet.worst_cost`): what a call
+    the process was killed during is recorded at."""
+    free = provider.price_provider is None and sheet.source == provider.free_reason
+    return Price(float(round(sheet.worst_cost(input_tokens, output_tokens), COST_DECIMALS)), sheet.priced and not free,
+                 sheet.rates_at(input_tokens))
+
+
 def price_call(provider, model_names, usage, at, overrides):
     """Cost of one call; model_names are tried in order (server-reported name, then requested)."""
     sheet = price_sheet(provider, model_names, at, overrides)

@@ -30,10 +30,10 @@ from pymongo.errors import PyMongoError
 from backend.budgets import services as budgets
 from backend.errors import APIError, ProviderError, ProviderTimeout, ServiceUnavailable, as_api_error
 from backend.llm.base import UnreadableReply
-from backend.llm.calls import finish_call, new_call_id
+from backend.llm.calls import finish_call, new_call_id, reserved_call
 from backend.llm.retries import maybe_billed, with_retries
 from backend.orgs.services import require_allowed_model
-from backend.pricing.services import price_sheet
+from backend.pricing.services import price_sheet, reserved_price
 from backend.testgen import services
 from backend.usage.recorder import Attribution
 
@@ -72,7 +72,7 @@ class Context:
     caller: object  # backend.auth.caller.Caller
     settings: Settings
     now: datetime
-    # (provider name, reservation, attribution) -> a TrackedCall the response closes
+    # (reservation, attribution, intent: the call as reserved) -> a TrackedCall the response closes
     open_call: Callable
     # a stream takes its TrackedCall from the response (it closes it itself)
     hand_over: Callable
@@ -100,11 +100,19 @@ def plan(body, provider, model, caller, reference_pool):
     return services.plan_generation(provider, {**body, "model": model}, reference_pool)
 
 
-def _reserve(ctx, generation_plan):
-    """Reserve the plan's worst case on the caller's counters (429 or 422 when it may not run)."""
+def _reserve(ctx, generation_plan, call_id):
+    """Reserve the plan's worst case on the caller's counters (429 or 422 when it may not run);
+    returns (reservation, the call as the reservation counts it)."""
     provider, model, config = generation_plan.provider, generation_plan.model, ctx.settings
     input_tokens = provider.count_input_tokens(generation_plan.messages, model)
     sheet = price_sheet(provider, [model], ctx.now, config.price_overrides)
+    intent = reserved_call(provider, call_id, model, input_tokens, config.max_output_tokens,
+                           reserved_price(provider, sheet, input_tokens, config.max_output_tokens), ctx.now)
+    return _reservation(ctx, input_tokens, sheet, model), intent
+
+
+def _reservation(ctx, input_tokens, sheet, model):
+    config = ctx.settings
     cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
     try:
         return budgets.reserve(ctx.db, ctx.caller, input_tokens + config.max_output_tokens, cost, ctx.now,
@@ -136,15 +144,14 @@ def _status(exc):
 def run(body, generation_plan, ctx, finish):
     """`finish(plan, test_cases, calls)` returns (data, message); the result is an Answer, or a Stream
     with `body["stream"]`."""
-    reservation = _reserve(ctx, generation_plan)
+    reservation, intent = _reserve(ctx, generation_plan, new_call_id())
     caller = ctx.caller
     who = Attribution(caller.id, caller.email, caller.org_id, caller.team_id, caller.api_key_id,
                       tuple(body.get("tags") or ()), dict(body.get("metadata") or {}))
-    tracked = ctx.open_call(generation_plan.provider.name, reservation, who)
+    tracked = ctx.open_call(reservation, who, intent)
     if body["stream"]:
         return _stream(generation_plan, finish, tracked, ctx)
-    provider, config = generation_plan.provider, ctx.settings
-    call_id = new_call_id()
+    provider, config, call_id = generation_plan.provider, ctx.settings, tracked.call_id
     started = time.perf_counter()
     try:
         completion = with_retries(lambda: provider.complete(generation_plan.messages, generation_plan.model,
@@ -167,7 +174,7 @@ def _unanswered(exc, tracked, generation_plan, ctx, started):
     """The provider failed before it answered: a call it may have run (a timeout, a broken or
     unreadable reply) is recorded as an estimate; one it refused releases the reservation."""
     if maybe_billed(exc):
-        estimate = _call(generation_plan, ctx, new_call_id(), text="", reported=None, finished=False,
+        estimate = _call(generation_plan, ctx, tracked.call_id, text="", reported=None, finished=False,
                          response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
         tracked.failed(_status(exc), _failure_outcome(exc), estimate)
     else:
@@ -197,7 +204,7 @@ class _StreamCall:
 
     def __init__(self, generation_plan, stream, tracked, ctx):
         self.plan, self.stream, self.tracked, self.ctx = generation_plan, stream, tracked, ctx
-        self.call_id = new_call_id()
+        self.call_id = tracked.call_id
         self._call = None
         self._draining = False
         self._lock = threading.Lock()

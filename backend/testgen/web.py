@@ -38,9 +38,9 @@ def _context():
     state = runtime()
     operation, request = tracked_operation(), request_id()
 
-    def open_call(provider, reservation, who):
+    def open_call(reservation, who, intent):
         tracked = TrackedCall(state.writer, state.metrics, who=who, operation=operation, request_id=request,
-                              provider=provider, reservation=reservation)
+                              reservation=reservation, intent=intent)
         close_with_response(tracked)
         return tracked
 

@@ -48,11 +48,8 @@ class F:
     CALL_ID = "callId"
     REQUEST_ID = "requestId"
     LATENCY_MS = "latencyMs"
-    # The writer's batch that wrote the record, whether every view (rollups, budget counters) has
-    # it yet, and until then the budget reservation it settles (see backend/usage/writer.py).
+    # The writer's batch that wrote the record (see backend/usage/writer.py).
     BATCH_ID = "batchId"
-    SETTLED = "settled"
-    SETTLEMENT = "settlement"
 
 
 OK = "ok"
@@ -71,8 +68,6 @@ OLD_RECORD_DEFAULTS = {
     F.TAGS: [],
     F.METADATA: {},
     F.CACHE_WRITE_TOKENS: 0,
-    # Records from before batches were rolled up and settled when written.
-    F.SETTLED: True,
 }
 
 

@@ -9,7 +9,8 @@ from backend.llm.calls import LLMCall
 
 # Travels with a record through the spool, never into the ledger.
 BUDGET_TICKET = "_budget"
-OUTCOMES = ("ok", "unreadable", "failed_after_call", "client_gone", "timeout", "provider_error")
+INTERRUPTED = "interrupted"
+OUTCOMES = ("ok", "unreadable", "failed_after_call", "client_gone", "timeout", "provider_error", INTERRUPTED)
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class LedgerRecord:
     who: Attribution
     operation: str
     outcome: str
-    http_status: int
+    http_status: int | None  # None: the request never answered (interrupted)
     request_id: str
     budget_ticket: dict | None = None  # settled on the budget counters when the record is written
 

@@ -2,7 +2,7 @@
 from bson import ObjectId
 from pymongo.errors import BulkWriteError
 
-from backend.db import USAGE
+from backend.db import USAGE, USAGE_BATCHES
 from backend.usage.model import F
 
 DUPLICATE_KEY = 11000
@@ -24,24 +24,39 @@ def insert_records(db, records):
         return [record for index, record in enumerate(records) if index not in duplicates]
 
 
-def unsettled(db, call_ids):
-    """Those of the records with these callIds that a write stopped before settling."""
-    return list(db[USAGE].find({F.CALL_ID: {"$in": list(call_ids)}, F.SETTLED: False})) if call_ids else []
+def open_batch(db, batch, call_ids, tickets):
+    """Note a batch about to be written: its records' callIds and budget tickets ({callId: ticket}).
+    It stays open until every view took it (close_batch)."""
+    db[USAGE_BATCHES].insert_one({"_id": batch, "callIds": list(call_ids), "tickets": tickets})
 
 
-def unsettled_batches(db, began_by):
-    """{batch id: its records} of the records a write stopped before settling, for batches begun
-    by `began_by` (a batch id is an ObjectId: its time, to the second, is when the batch began)."""
-    batches = {}
-    for record in db[USAGE].find({F.SETTLED: False}).sort(F.BATCH_ID, 1):
-        if ObjectId(record[F.BATCH_ID]).generation_time <= began_by:
-            batches.setdefault(record[F.BATCH_ID], []).append(record)
-    return batches
+def close_batch(db, batch):
+    db[USAGE_BATCHES].delete_one({"_id": batch})
 
 
-def mark_settled(db, call_ids):
-    db[USAGE].update_many({F.CALL_ID: {"$in": list(call_ids)}},
-                          {"$set": {F.SETTLED: True}, "$unset": {F.SETTLEMENT: ""}})
+def _open(db, batch_docs):
+    """[(batch id, its records in the ledger, its tickets)] for these open batch documents."""
+    return [(doc["_id"], list(db[USAGE].find({F.BATCH_ID: doc["_id"]})), doc.get("tickets") or {})
+            for doc in batch_docs]
+
+
+def open_batches_of(db, call_ids):
+    """The open batches that wrote any of the ledger records with these callIds."""
+    if not call_ids:
+        return []
+    batches = db[USAGE].distinct(F.BATCH_ID, {F.CALL_ID: {"$in": list(call_ids)}})
+    return _open(db, db[USAGE_BATCHES].find({"_id": {"$in": batches}}).sort("_id", 1)) if batches else []
+
+
+def stale_batches(db, began_by):
+    """The open batches begun by `began_by` (a batch id is an ObjectId's hex: its time, to the
+    second, is when the batch began)."""
+    return _open(db, [doc for doc in db[USAGE_BATCHES].find().sort("_id", 1)
+                      if ObjectId(doc["_id"]).generation_time <= began_by])
+
+
+def open_batch_ids(db):
+    return [doc["_id"] for doc in db[USAGE_BATCHES].find({}, {"_id": 1})]
 
 
 def active_dates(db, query):

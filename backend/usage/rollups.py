@@ -52,6 +52,7 @@ from backend.db import (
     atomic,
     once_per_batch,
 )
+from backend.usage import repository
 from backend.usage.model import F, with_defaults
 
 log = logging.getLogger("backend.usage")
@@ -249,7 +250,7 @@ def rebuild(db, start=None, end=None, names=None):
     too, so it is marked as having taken their batches: finishing those batches later settles
     their budget counters and leaves the rollups as rebuilt."""
     months = _month_filter(start, end)
-    taken = _unsettled_batches(db, start, end)
+    taken = _open_batches(db, start, end)
     written = {}
     for rollup, documents in expected(db, start, end).items():
         if names is not None and rollup.name not in names:
@@ -263,10 +264,13 @@ def rebuild(db, start=None, end=None, names=None):
     return written
 
 
-def _unsettled_batches(db, start, end):
-    """{rollup: {key: batch ids}} of the records in those months a write left unsettled."""
+def _open_batches(db, start, end):
+    """{rollup: {key: batch ids}} of the records in those months whose batch a write left open."""
     taken = {rollup: defaultdict(set) for rollup in ROLLUPS}
-    for record in map(with_defaults, db[USAGE].find({**whole_months(start, end), F.SETTLED: False})):
+    open_batches = repository.open_batch_ids(db)
+    if not open_batches:
+        return taken
+    for record in map(with_defaults, db[USAGE].find({**whole_months(start, end), F.BATCH_ID: {"$in": open_batches}})):
         for rollup in ROLLUPS:
             for row in _rows(rollup, record):
                 taken[rollup][_key_of(rollup, row)].add(record[F.BATCH_ID])

@@ -1,13 +1,30 @@
-"""A local append-only spool for usage records the database did not take.
+"""The ledger's write-ahead log: what each process promised the ledger, on local disk.
 
-One JSON document per line (MongoDB extended JSON, so ids and dates survive), flushed
-and fsync'd before the write is considered safe. A replay first moves the spool's lines
-into `<spool>.replaying` (fsync'd, then the spool is removed), writes them (a callId
-already in the ledger is skipped, so a replay never counts twice) and deletes that file
-only once the write succeeded; a replay that fails or dies leaves it for the next one.
-Appends and replays lock separate files, so a long replay never blocks a request.
+Every process appends to segments of its own, `<SPOOL_PATH>.<process>.<n>.wal`, one JSON line
+per entry (orjson; ObjectIds and dates as MongoDB extended JSON, so a line reads back typed):
+- an intent, before a provider call: the ledger record the call would leave if the process died
+  while it ran (estimated at its budget reservation, outcome `interrupted`);
+- a record, when the call closes: the ledger record, fsync'd before the request answers (one
+  fsync for the records of concurrent requests: group commit);
+- a resolution: the callIds the ledger writer wrote, or intents whose call the provider refused.
+Intents and resolutions are written without an fsync: they survive the process being killed,
+not the machine losing power.
+
+A process holds an exclusive lock (flock) on `<SPOOL_PATH>.<process>.lock` while it lives; the
+kernel releases it when the process dies, however it dies. `recover()` (every process's background
+pass, scripts/replay_spool.py) takes the lock of each process that is gone and writes what its
+segments hold and the ledger may lack: records not marked written, and intents with neither a
+record nor a resolution (calls in flight when it died). Writing is idempotent (a record's _id is
+its callId), so a recovery that dies is simply done again. A live process never reads its own
+segments back except after a failed write (`unwritten()`); its writer takes records from memory.
+
+A segment past ROTATE_BYTES is sealed and a new one begun; a sealed segment is deleted once
+everything in it is resolved. Lines that cannot be read (a torn last line of a killed process)
+are kept aside in `<SPOOL_PATH>.torn`, records the database refuses in `<SPOOL_PATH>.rejected`.
+`<SPOOL_PATH>` itself (and `.replaying`) is the spool of versions before segments: recovered too.
 """
 import atexit
+import errno
 import fcntl
 import glob
 import logging
@@ -15,16 +32,21 @@ import os
 import shutil
 import tempfile
 import threading
-from contextlib import contextmanager
-from datetime import timezone
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
-from bson import json_util
+import orjson
+from bson import ObjectId, json_util
 from pymongo.errors import ConnectionFailure
 
 log = logging.getLogger("backend.usage")
 # Timestamps come back as aware UTC datetimes, as the ledger holds them.
 JSON_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=timezone.utc)
 PRIVATE_PREFIX = "tokenledger-spool-"
+ROTATE_BYTES = 4 * 1024 * 1024
+# Entry kinds (the "k" of a line; a line without one is a record of the spool before segments).
+INTENT, RECORD, RESOLVED = "i", "r", "x"
 
 
 def _alive(pid):
@@ -40,11 +62,135 @@ def _alive(pid):
     return True
 
 
+def _extended(value):
+    if isinstance(value, ObjectId):
+        return {"$oid": str(value)}
+    if isinstance(value, datetime):
+        return {"$date": value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+    raise TypeError
+
+
+# The start of a line bson's encoder wrote (read back by bson's decoder, exactly).
+BSON_LINE = b'{"j": 1, '
+
+
+def encode(entry):
+    """One line. orjson for speed; what it cannot encode (an int past 64 bits, a lone surrogate)
+    goes through bson's encoder, so the line is still written, read back exactly, and set aside
+    later, never lost."""
+    try:
+        return orjson.dumps(entry, default=_extended, option=orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        return (json_util.dumps({"j": 1, **entry}, json_options=JSON_OPTIONS) + "\n").encode("utf-8", "surrogateescape")
+
+
+class _Legacy(Exception):
+    """A value orjson's reading cannot type: the line goes through bson's decoder."""
+
+
+def _typed(value):
+    if isinstance(value, dict):
+        if len(value) == 1:
+            (key, inner), = value.items()
+            if key == "$oid":
+                return ObjectId(inner)
+            if key == "$date" and isinstance(inner, str):
+                return datetime.fromisoformat(inner.replace("Z", "+00:00"))
+            if key.startswith("$"):
+                raise _Legacy
+        return {key: _typed(inner) for key, inner in value.items()}
+    if isinstance(value, list):
+        return [_typed(inner) for inner in value]
+    return value
+
+
+def decode(line, exact=False):
+    """The entry of one line, or None when it is not a JSON object in UTF-8. `exact`: through
+    bson's decoder (orjson reads an int past 64 bits as a float), as the lines bson wrote are."""
+    try:
+        if exact or line.startswith(BSON_LINE):
+            value = json_util.loads(line.decode("utf-8"), json_options=JSON_OPTIONS)
+        else:
+            try:
+                value = _typed(orjson.loads(line))
+            except _Legacy:
+                value = json_util.loads(line.decode("utf-8"), json_options=JSON_OPTIONS)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+@dataclass
+class Contents:
+    """What a set of segments holds: its record lines, its intents (by callId), the callIds
+    resolved, and unreadable lines."""
+
+    records: list = field(default_factory=list)
+    intents: dict = field(default_factory=dict)
+    resolved: set = field(default_factory=set)
+    torn: list = field(default_factory=list)
+
+    def read(self, lines, exact=False):
+        for line in lines:
+            entry = decode(line, exact)
+            kind = entry.get("k", RECORD) if entry is not None else None
+            if kind == RECORD and isinstance(entry.get("d", entry), dict):
+                record = entry.get("d", entry) if "k" in entry else entry
+                self.records.append(record)
+            elif kind == INTENT and isinstance(entry.get("d"), dict):
+                self.intents.setdefault(entry["d"].get("callId"), entry["d"])
+            elif kind == RESOLVED and isinstance(entry.get("ids"), list):
+                self.resolved.update(entry["ids"])
+            else:
+                self.torn.append(line if line.endswith(b"\n") else line + b"\n")
+        return self
+
+    def unwritten(self):
+        """Records not marked written, then the interrupted calls: intents with no record and no
+        resolution."""
+        records = {}
+        for record in self.records:
+            if record.get("callId") not in self.resolved:
+                records.setdefault(record.get("callId"), record)
+        recorded = {record.get("callId") for record in self.records}
+        interrupted = [intent for call_id, intent in self.intents.items()
+                       if call_id not in recorded and call_id not in self.resolved]
+        return list(records.values()), interrupted
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as handle:
+            return [line for line in handle if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def _append(path, lines, sync=True):
+    with open(path, "ab") as handle:
+        handle.writelines(lines)
+        handle.flush()
+        if sync:
+            os.fsync(handle.fileno())
+
+
+def _write_all(fd, data):
+    while data:
+        data = data[os.write(fd, data):]
+
+
 class Spool:
     def __init__(self, path):
         self.path = path
-        self._thread_lock = threading.Lock()
-        self._replay_lock = threading.Lock()
+        self._lock = threading.Lock()  # appends, rotation, the open set
+        self._sync_lock = threading.Lock()
+        self._recover_lock = threading.Lock()
+        self._pid = self._process = None
+        self._fd = None
+        self._appended = self._synced = 0  # appends made / appends known on disk (group commit)
+        # For each segment of this process: the callIds it holds that are not resolved yet.
+        self._open = {}
+        self._segment_of_intent = {}
 
     @classmethod
     def of_this_process(cls):
@@ -59,97 +205,217 @@ class Spool:
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
         return cls(os.path.join(folder, "usage-spool.jsonl"))
 
-    @property
-    def replaying_path(self):
-        return f"{self.path}.replaying"
+    # -- this process's segments ------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self, suffix, thread_lock):
+    def _segment_path(self, number):
+        return f"{self.path}.{self._process}.{number:06d}.wal"
+
+    def _open_segment(self):
+        """On the first append of this process (a forked worker gets its own): lock, then segment 1."""
+        if self._pid == os.getpid():
+            return
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        with thread_lock, open(f"{self.path}.{suffix}", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        self._pid, self._process = os.getpid(), f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lock_fd = os.open(f"{self.path}.{self._process}.lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+        self._open, self._segment_of_intent, self._number = {}, {}, 0
+        self._new_segment()
 
-    @staticmethod
-    def _append_lines(path, lines):
-        with open(path, "a", encoding="utf-8", errors="surrogateescape") as handle:
-            handle.writelines(lines)
-            handle.flush()
-            os.fsync(handle.fileno())
+    def _new_segment(self):
+        self._number += 1
+        self._segment = self._segment_path(self._number)
+        self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = 0
+        self._open[self._segment] = set()
 
-    @staticmethod
-    def _read_lines(path):
-        try:
-            # Bytes that are not UTF-8 survive the read (as surrogates) and are set aside by _parse.
-            with open(path, encoding="utf-8", errors="surrogateescape") as handle:
-                return [line for line in handle if line.strip()]
-        except FileNotFoundError:
-            return []
+    def _add(self, data):
+        """Append under the lock; returns this append's number (for the group commit)."""
+        self._open_segment()
+        if self._size > ROTATE_BYTES:
+            with self._sync_lock:  # no fsync of the sealed segment may be under way when it closes
+                os.fsync(self._fd)
+                self._synced = self._appended
+                sealed, sealed_fd = self._segment, self._fd
+                self._new_segment()
+                os.close(sealed_fd)
+            self._forget_if_resolved(sealed)
+        _write_all(self._fd, data)
+        self._size += len(data)
+        self._appended += 1
+        return self._appended
+
+    def _sync(self, number):
+        """Make append `number` durable: one fsync covers every append made before it started."""
+        with self._sync_lock:
+            if self._synced >= number:
+                return
+            target, fd = self._appended, self._fd
+            os.fdatasync(fd)
+            self._synced = max(self._synced, target)
+
+    def intend(self, intent):
+        """Note a provider call about to be made: `intent` is the ledger record it leaves if this
+        process dies before the call closes (not fsync'd: a kill keeps it, a power loss may not)."""
+        data = encode({"k": INTENT, "d": intent})
+        with self._lock:
+            self._add(data)
+            self._open[self._segment].add(intent["callId"])
+            self._segment_of_intent[intent["callId"]] = self._segment
 
     def append(self, records):
-        with self._locked("lock", self._thread_lock):
-            lines = [json_util.dumps(record, json_options=JSON_OPTIONS) + "\n" for record in records]
-            self._append_lines(self.path, lines)
+        """Spool records, durably: when this returns they are on disk (fsync'd)."""
+        data = b"".join(encode({"k": RECORD, "d": record}) for record in records)
+        with self._lock:
+            number = self._add(data)
+            for record in records:
+                self._resolve_intent(record.get("callId"))
+                self._open[self._segment].add(record.get("callId"))
+        self._sync(number)
 
-    def count(self):
-        return len(self._read_lines(self.path)) + len(self._read_lines(self.replaying_path))
+    def resolve(self, call_ids):
+        """Mark records written to the ledger (or intents of calls the provider refused)."""
+        if not call_ids:
+            return
+        data = encode({"k": RESOLVED, "ids": list(call_ids)})
+        with self._lock:
+            self._add(data)
+            for call_id in call_ids:
+                self._resolve_intent(call_id)
+                for segment, ids in list(self._open.items()):
+                    if call_id in ids:
+                        ids.discard(call_id)
+                        self._forget_if_resolved(segment)
+
+    def _resolve_intent(self, call_id):
+        segment = self._segment_of_intent.pop(call_id, None)
+        if segment is not None:
+            self._open.get(segment, set()).discard(call_id)
+            self._forget_if_resolved(segment)
+
+    def _forget_if_resolved(self, segment):
+        if segment != self._segment and not self._open.get(segment):
+            self._open.pop(segment, None)
+            try:
+                os.remove(segment)
+            except FileNotFoundError:
+                pass
+
+    def release(self):
+        """Let go of this process's segments, as the kernel does when the process dies: from now on
+        any process's recovery takes them (tests use it to stand for a kill)."""
+        if self._pid == os.getpid():
+            os.close(self._lock_fd)
+            self._pid = None
+
+    def unwritten(self):
+        """The records this process spooled that are not marked written (read back from its
+        segments: after a write failed, or while the migrations kept the writer waiting)."""
+        if self._pid != os.getpid():
+            return []
+        with self._lock:
+            segments = sorted(self._open)
+        return Contents().read(line for segment in segments for line in _read(segment)).unwritten()[0]
+
+    # -- what other processes left ----------------------------------------------------------------
+
+    def _gone(self):
+        """(lock fd, process name) of each process whose lock nobody holds: it has ended."""
+        for lock_path in sorted(glob.glob(f"{glob.escape(self.path)}.*.lock")):
+            process = lock_path[len(self.path) + 1:-len(".lock")]
+            if process == self._process and self._pid == os.getpid():
+                continue
+            try:
+                fd = os.open(lock_path, os.O_WRONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+                continue
+            yield fd, lock_path, process
+
+    def _legacy_paths(self):
+        return [path for path in (f"{self.path}.replaying", self.path) if os.path.exists(path)]
 
     def pending(self):
-        """Anything to replay? Checked by size, so the background loop does not read the files."""
-        return any(os.path.exists(path) and os.path.getsize(path) > 0 for path in (self.path, self.replaying_path))
+        """Does anything wait for recovery (a process that is gone, or the spool before segments)?
+        Checked without reading any segment."""
+        if self._legacy_paths() and any(os.path.getsize(path) for path in self._legacy_paths()):
+            return True
+        for fd, _, _ in self._gone():
+            os.close(fd)  # closing releases the lock
+            return True
+        return False
 
-    def _parse(self, lines):
-        """The records of the lines. A process killed while appending leaves a torn last line, for
-        a record it never answered; such lines (and any that are not a JSON object in UTF-8) are
-        kept aside in <spool>.torn, not replayed."""
-        records, torn = [], []
-        for line in lines:
-            try:
-                line.encode("utf-8")
-                record = json_util.loads(line, json_options=JSON_OPTIONS)
-            except ValueError:
-                record = None
-            if isinstance(record, dict):
-                records.append(record)
-            else:
-                torn.append(line if line.endswith("\n") else line + "\n")
-        if torn:
-            log.warning("Spool: %d unreadable line(s) kept aside in %s.torn", len(torn), self.path)
-            self._append_lines(f"{self.path}.torn", torn)
-        return records
+    def contents(self):
+        """What every segment (this process's and others') and the spool before segments hold."""
+        return Contents().read(self._all_lines())
 
-    def replay(self, write):
-        """Pass every spooled record to `write(records) -> inserted records`; returns (replayed, left)."""
-        with self._locked("replay-lock", self._replay_lock):
-            with self._locked("lock", self._thread_lock):
-                fresh = self._read_lines(self.path)
-                if fresh:
-                    self._append_lines(self.replaying_path, fresh)
-                    os.remove(self.path)
-            lines = self._read_lines(self.replaying_path)
-            if not lines:
-                return 0, 0
-            records = self._parse(lines)
-            try:
-                inserted = write(records) if records else []
-            except ConnectionFailure:
-                log.warning("Spool replay postponed, database unreachable; %d record(s) stay spooled", len(lines))
-                return 0, len(lines)
-            except Exception:
+    def count(self):
+        """Records (and interrupted calls) waiting to be written, in every segment and the old spool."""
+        records, interrupted = self.contents().unwritten()
+        return len(records) + len(interrupted)
+
+    def _all_lines(self):
+        paths = sorted(glob.glob(f"{glob.escape(self.path)}.*.wal")) + self._legacy_paths()
+        return [line for path in paths for line in _read(path)]
+
+    def recover(self, write):
+        """Write what ended processes (and the spool before segments) left: `write(records) ->
+        records inserted` gets their unwritten records, then their interrupted calls. Returns
+        (written, left): left counts what stays for the next recovery (the database was down)."""
+        written = left = 0
+        with self._recover_lock:
+            for fd, lock_path, process in self._gone():
                 try:
-                    inserted = self._one_by_one(records, write)
-                except ConnectionFailure:
-                    log.warning("Spool replay postponed, database unreachable")
-                    return 0, len(lines)
-            os.remove(self.replaying_path)
-            return len(inserted), 0
+                    segments = sorted(glob.glob(f"{glob.escape(self.path)}.{glob.escape(process)}.*.wal"))
+                    done, remaining = self._recover_files(segments, write, f"process {process}")
+                    written, left = written + done, left + remaining
+                    if not remaining:
+                        os.remove(lock_path)
+                finally:
+                    os.close(fd)
+            legacy = self._legacy_paths()
+            if legacy:
+                with open(f"{self.path}.lock", "a") as old_lock:  # what the spool before segments appended under
+                    fcntl.flock(old_lock, fcntl.LOCK_EX)
+                    done, remaining = self._recover_files(self._legacy_paths(), write, "the spool before segments",
+                                                          exact=True)
+                written, left = written + done, left + remaining
+        return written, left
 
-    def _one_by_one(self, records, write):
-        """After a batch the database refused for what it holds: write each record alone, and set
-        aside (in <spool>.rejected) those it refuses, so one bad record cannot block the others."""
+    def _recover_files(self, paths, write, whose, exact=False):
+        contents = Contents().read((line for path in paths for line in _read(path)), exact)
+        self._set_aside_torn(contents.torn)
+        records, interrupted = contents.unwritten()
+        if interrupted:
+            log.warning("Recovering %d call(s) %s had in flight when it ended: recorded as estimated at their "
+                        "budget reservation (outcome interrupted)", len(interrupted), whose)
+        try:
+            inserted = self.write_each(records + interrupted, write)
+        except ConnectionFailure:
+            log.warning("Spool recovery postponed, database unreachable; %d record(s) of %s wait",
+                        len(records) + len(interrupted), whose)
+            return 0, len(records) + len(interrupted)
+        for path in paths:
+            os.remove(path)
+        return len(inserted), 0
+
+    def write_each(self, records, write):
+        """`write(records)`; after a batch the database refused for what it holds, each record
+        alone, setting aside (in <spool>.rejected) those it refuses, so one bad record cannot block
+        the others. A lost connection raises (nothing is set aside)."""
+        if not records:
+            return []
+        try:
+            return write(records)
+        except ConnectionFailure:
+            raise
+        except Exception:
+            pass
         inserted, rejected = [], []
         for record in records:
             try:
@@ -159,7 +425,12 @@ class Spool:
             except Exception:
                 log.exception("Spool: the database refused record %s; kept aside in %s.rejected",
                               record.get("callId"), self.path)
-                rejected.append(json_util.dumps(record, json_options=JSON_OPTIONS) + "\n")
+                rejected.append(encode(record))
         if rejected:
-            self._append_lines(f"{self.path}.rejected", rejected)
+            _append(f"{self.path}.rejected", rejected)
         return inserted
+
+    def _set_aside_torn(self, torn):
+        if torn:
+            log.warning("Spool: %d unreadable line(s) kept aside in %s.torn", len(torn), self.path)
+            _append(f"{self.path}.torn", torn)

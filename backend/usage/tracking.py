@@ -9,12 +9,16 @@ is a field of the record instead of a filter:
   provider broke after it had started);
 - `httpStatus`: the status the request answered with.
 
-A `TrackedCall` is opened before the provider call with who pays for it and the budget
-reservation of its worst case. The code making the call tells it what happened: `answered`
+A `TrackedCall` is opened before the provider call with who pays for it, the budget
+reservation of its worst case, and the call as that reservation counted it: opening spools
+that as the call's intent (backend/usage/spool.py), the record the ledger gets (outcome
+`interrupted`, estimated) if the process dies before the call closes. The code making the call
+tells it what happened: `answered`
 (with a function that reads the call, for a stream from what the provider reported when the
 call closes), `failed` (the provider may have billed a call that did not answer: recorded as
-an estimate), `refused` (nothing was billed: the reservation is released), and `outcome` (how
-the request ended when that is not a plain success).
+an estimate), `refused` (nothing was billed: the reservation is released and the intent
+cancelled), and `outcome` (how the request ended when that is not a plain success). A call
+closed with none of these said is recorded as its intent: the provider may have billed it.
 
 It is closed exactly once, by whichever comes first: for a JSON answer, the after-request hook
 with the response's status (the seed's design), or teardown when the response failed before
@@ -30,7 +34,7 @@ from functools import wraps
 
 from flask import g, request
 
-from backend.usage.recorder import LedgerRecord
+from backend.usage.recorder import INTERRUPTED, LedgerRecord
 
 log = logging.getLogger("backend.usage")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -39,10 +43,15 @@ UNANSWERED = 500
 
 
 class TrackedCall:
-    def __init__(self, writer, metrics, *, who, operation, request_id, provider, reservation):
+    def __init__(self, writer, metrics, *, who, operation, request_id, reservation, intent):
+        """`intent`: the LLMCall as the reservation counts it (backend.llm.calls.reserved_call); the
+        answered call must carry its call_id."""
         self.writer, self.metrics = writer, metrics
         self.who, self.operation, self.request_id = who, operation, request_id
-        self.provider, self.reservation = provider, reservation
+        self.provider, self.reservation, self.call_id = intent.provider, reservation, intent.call_id
+        self._intent = LedgerRecord(intent, who, operation, INTERRUPTED, None, request_id,
+                                    reservation.ticket(ending=False)).document()
+        writer.intend(self._intent)
         self._read = None
         self._outcome = None
         self._error_status = None
@@ -89,13 +98,18 @@ class TrackedCall:
             self._count(f"error_{self._error_status or status}")
             if self._refused:
                 self.reservation.release()  # nothing was billed
+                self.writer.cancel(self.call_id)
             else:
-                # Nobody said what became of the call: the provider may have billed it, so its
-                # reservation stays on the counters (until their window ends) rather than be given back.
-                log.error("A %s call of request %s closed without an answer or a refusal; its budget reservation "
-                          "is kept", self.provider, self.request_id)
+                # Nobody said what became of the call: the provider may have billed it, so it is
+                # recorded as its intent (estimated at its reservation), which the counters keep.
+                log.error("A %s call of request %s closed without an answer or a refusal; recorded as estimated "
+                          "at its budget reservation", self.provider, self.request_id)
+                self.reservation.ticket()
+                self.writer.submit([self._intent])
             return
         call = self._read()
+        if call.call_id != self.call_id:
+            raise ValueError(f"call {call.call_id} recorded for the tracked call {self.call_id}")
         outcome = self._outcome or ("ok" if status < 400 else "failed_after_call")
         self._count(f"error_{self._error_status}" if self._error_status else outcome, call.latency_ms)
         document = LedgerRecord(call, self.who, self.operation, outcome, status, self.request_id,

@@ -1,29 +1,32 @@
-"""The ledger writer: the one code path from recorded calls to the ledger, and the spool's one replay.
+"""The ledger writer: the one code path from recorded calls to the ledger.
 
-The spool is the ledger's write-ahead log. With LEDGER_WRITES=async (the default) a request
-appends its records to the spool (one fsync'd append) and answers; nothing reaches the database
-on its path. One thread per process then moves everything spooled to the database in batches
-(`replay`): one insert_many for the ledger and merged updates per rollup key and budget counter.
-A record's _id comes from its callId, so a batch replayed after a crash or by another worker
-lands once. A record is in the admin views within about LEDGER_WRITE_INTERVAL_MS of its request
-while the database answers; a process killed at any moment loses nothing that was answered: its
-records are in the spool, replayed by the next writer of any process sharing the file (or
-scripts/replay_spool.py).
+The spool (backend/usage/spool.py) is the ledger's write-ahead log. With LEDGER_WRITES=async
+(the default) a request appends its records to the spool (one fsync'd append, shared by
+concurrent requests) and answers; nothing reaches the database on its path. One thread per
+process then writes what its requests recorded, from memory, in batches: one insert_many for
+the ledger and merged updates per rollup key and budget counter. A record's _id comes from its
+callId, so a record written twice (a retry, a recovery) lands once. A record is in the admin
+views within about LEDGER_WRITE_INTERVAL_MS of its request while the database answers.
+
+The spool is read back only to recover: after a failed write (this process's own records, once
+the database answers again), and for processes that are gone (`replay`, from every process's
+background pass and scripts/replay_spool.py): their records not yet written, and the calls they
+had in flight (recorded as interrupted estimates).
 
 Crash consistency: the ledger write and the views (rollups, budget counters) are not one
-transaction, so each written batch has an id, its records stay `settled: false` until every view
-took them, and every view takes a batch once per document (a document remembers the latest
-batches it took: backend.db.once_per_batch). A batch a kill stopped midway is finished by
-writing it again (its spool replay), or by `recover()` in the background pass when no spool
-holds it: the views end up exactly as if it had not been interrupted.
+transaction, so each batch is noted (openai_token_usage_batches, with the records' budget
+tickets) before its records are inserted (each carrying the batch id) and closed once every view
+took it; every view takes a batch once per document (a document remembers the latest batches it
+took: backend.db.once_per_batch). A batch a kill stopped midway is finished when its records are
+written again (from the spool), or by `recover()` in the background pass: the views end up
+exactly as if it had not been interrupted.
 
 With LEDGER_WRITES=sync the records are written on the request's path (the spool then only
 takes what the database refused).
 
 Until the process has seen every data migration done (`ready()` is false: another worker may
-be rebuilding the rollups), records stay in the spool either way: written then, they could be
-counted twice or missed by the rebuild. The background pass replays them once the migrations
-are done.
+be rebuilding the rollups), records wait in memory and the spool either way: written then, they
+could be counted twice or missed by the rebuild.
 
 Other packages learn of written records by registering a listener (`on_written`): budgets
 settles its counters that way, so the ledger never imports the packages that read it.
@@ -45,6 +48,8 @@ log = logging.getLogger("backend.usage")
 FLUSH_AT_EXIT_SECONDS = 5
 # A batch unsettled for this long is no longer being written by anyone: recover() finishes it.
 RECOVER_AFTER = timedelta(minutes=2)
+# Groups named in a batch's log line (the rest are counted).
+LOGGED_GROUPS = 20
 
 
 class LedgerWriter:
@@ -58,104 +63,157 @@ class LedgerWriter:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
+        self._queue = []  # records spooled and not yet written, in memory
+        self._reread = False  # a write failed: read this process's unwritten records back from the spool
 
     def on_written(self, listener):
         """Call `listener(db, written, now, batch)` for each batch the ledger accepted; `written` is
         [(record, budget ticket or None)]. It must apply a batch once (a batch is settled again
-        after a crash); when it raises, the batch stays unsettled and is completed later."""
+        after a crash); when it raises, the batch stays open and is completed later."""
         if listener not in self._listeners:
             self._listeners.append(listener)
+
+    def intend(self, intent):
+        """A provider call is about to be made: spool the record it leaves if this process dies
+        first. Never raises: a spool that cannot take it is logged, and the call goes ahead."""
+        try:
+            self.spool.intend(intent)
+        except OSError:
+            log.exception("The spool could not take the intent of call %s", intent.get("callId"))
+
+    def cancel(self, call_id):
+        """The provider refused the call: nothing will be recorded for it."""
+        try:
+            self.spool.resolve([call_id])
+        except OSError:
+            log.exception("The spool could not take the cancellation of call %s", call_id)
 
     def submit(self, records):
         """Take a request's records: spool them for the writer thread, or write them now (sync).
         Never raises, so the user's response stands."""
         if not self.asynchronous and self.ready():
-            self._write_or_spool(records)
+            self._write_now(records)
             return
         try:
             self.spool.append(records)
         except OSError:
             log.exception("The spool could not take %d record(s); writing them on the request's path",
                           len(records))
-            self._write_or_spool(records, spool=False)
+            self._write_now(records, spool=False)
             return
+        self._enqueue(records)
+
+    def _enqueue(self, records):
+        with self._lock:
+            self._queue.extend(records)
         self._start()
         self._wake.set()
 
     def write(self, records):
-        """Write one batch: ledger first (each record `settled: false`, carrying its batch id and
-        budget reservation), then the listeners (budget counters), the rollups, and last the
-        records marked settled. Every step after the ledger applies a batch once per document,
-        so a batch a crash stopped midway is completed, exactly, by writing it again: records
-        already in the ledger but not settled have their batch finished here. Raises when a step
-        fails (the caller keeps the records spooled). Returns the records inserted now."""
+        """Write one batch: the batch noted (with the records' budget tickets), the ledger (each
+        record carrying the batch id), then the listeners (budget counters), the rollups, and last
+        the batch closed. Every step after the ledger applies a batch once per document, so a batch
+        a crash stopped midway is completed, exactly, by writing its records again: records
+        already in the ledger whose batch is still open have their batch finished here. Raises
+        when a step fails. Returns the records inserted now."""
         # Records spooled by an older version lack fields that came later.
         documents = [with_defaults(record) for record in records]
-        batch = str(ObjectId())
+        batch, tickets = str(ObjectId()), {}
         for document in documents:
             ticket = document.pop(BUDGET_TICKET, None)
-            document.update({F.BATCH_ID: batch, F.SETTLED: False})
+            document[F.BATCH_ID] = batch
             if ticket is not None:
-                document[F.SETTLEMENT] = ticket
+                tickets[document[F.CALL_ID]] = ticket
         invalid = [document.get(F.CALL_ID) for document in documents if not storable(document)]
         if invalid:
-            # Refused before anything is inserted, so no record of the batch is left unsettled;
-            # the spool then writes the others one by one and sets these aside.
+            # Refused before anything is written; the spool then writes the others one by one and
+            # sets these aside.
             raise ValueError(f"unstorable ledger record(s): {invalid}")
+        repository.open_batch(self.db, batch, [document[F.CALL_ID] for document in documents], tickets)
         inserted = repository.insert_records(self.db, documents)
         kept = {record[F.CALL_ID] for record in inserted}
         skipped = [d[F.CALL_ID] for d in documents if d[F.CALL_ID] not in kept]
-        earlier = repository.unsettled(self.db, skipped)
-        if len(earlier) < len(skipped):
-            log.info("%d record(s) already in the ledger and settled (a replay of a write that finished): "
-                     "callIds %s", len(skipped) - len(earlier), ", ".join(skipped))
-        if earlier:
-            log.warning("Completing %d record(s) an earlier write left unsettled (callIds %s)", len(earlier),
-                        ", ".join(record[F.CALL_ID] for record in earlier))
-        for batch_id, group in _batches([*inserted, *earlier]).items():
-            self._settle(batch_id, group)
-        if self.metrics is not None:
-            self.metrics.usage_writes.inc(len(inserted))
-            self.metrics.count_records([UsageRecord.from_document(record) for record in inserted])
-        for record in inserted:
-            log_tracked(record)
+        earlier = repository.open_batches_of(self.db, skipped)
+        if skipped:
+            log.info("%d record(s) already in the ledger (written before: a retry or a recovery); callIds %s",
+                     len(skipped), ", ".join(skipped))
+        for batch_id, group, group_tickets in earlier:
+            log.warning("Completing batch %s an earlier write left open (%d record(s))", batch_id, len(group))
+            self._settle(batch_id, group, group_tickets)
+        self._settle(batch, inserted, tickets)
+        if inserted:
+            if self.metrics is not None:
+                self.metrics.usage_writes.inc(len(inserted))
+                self.metrics.count_records([UsageRecord.from_document(record) for record in inserted])
+            log_batch(batch, inserted)
         return inserted
 
-    def _settle(self, batch, records):
-        """Bring a batch's records into every view: the listeners, the rollups, then settled."""
-        written = [(record, record.get(F.SETTLEMENT)) for record in records]
-        now = self.clock()
-        for listener in self._listeners:
-            listener(self.db, written, now, batch)
-        rollups.apply(self.db, records, batch)
-        repository.mark_settled(self.db, [record[F.CALL_ID] for record in records])
+    def _settle(self, batch, records, tickets):
+        """Bring a batch's records into every view (the listeners, then the rollups), then close it."""
+        if records:
+            written = [(record, tickets.get(record[F.CALL_ID])) for record in records]
+            now = self.clock()
+            for listener in self._listeners:
+                listener(self.db, written, now, batch)
+            rollups.apply(self.db, records, batch)
+        repository.close_batch(self.db, batch)
 
     def recover(self, older_than=RECOVER_AFTER):
         """Finish the batches a write stopped midway (a crash, or the database lost) that began
-        more than `older_than` ago and that no spool holds any more (LEDGER_WRITES=sync, or a
-        spool that was lost); returns how many records were settled."""
+        more than `older_than` ago; returns how many records were settled."""
         settled = 0
         # Batch ids carry the wall time their write began (not the app's clock, which tests may fix).
-        for batch_id, group in repository.unsettled_batches(self.db, utc_now() - older_than).items():
-            self._settle(batch_id, group)
+        for batch_id, group, tickets in repository.stale_batches(self.db, utc_now() - older_than):
+            self._settle(batch_id, group, tickets)
             settled += len(group)
         if settled:
             log.warning("Recovered %d ledger record(s) a write had left unsettled", settled)
         return settled
 
+    def pending(self):
+        """Anything to write: this process's records, or what processes that are gone left?"""
+        with self._lock:
+            mine = bool(self._queue) or self._reread
+        return mine or self.spool.pending()
+
     def replay(self):
-        """Write everything spooled (each record exactly once); returns (written, still spooled).
-        The writer thread, the background pass and scripts/replay_spool.py all replay through here."""
+        """Write what this process recorded and has not written yet, and what processes that are
+        gone left in the spool (each record exactly once); returns (written, still waiting). The
+        writer thread, the background pass and scripts/replay_spool.py all come through here."""
         if not self.ready():
             return 0, self.spool.count()
-        written, left = self.spool.replay(self.write)
-        if written:
-            if self.metrics is not None:
-                self.metrics.usage_replayed.inc(written)
-            log.debug("Wrote %d spooled usage record(s)", written)
-        return written, left
+        written, left = self._drain()
+        recovered, remaining = self.spool.recover(self.write)
+        if self.metrics is not None and recovered:
+            self.metrics.usage_replayed.inc(recovered)
+        return written + recovered, left + remaining
 
-    def _write_or_spool(self, records, spool=True):
+    def _drain(self):
+        """Write this process's queued records (or, after a failure, its unwritten ones read back)."""
+        with self._lock:
+            reread, self._reread = self._reread, False
+            batch, self._queue = ([], []) if reread else (self._queue, [])
+        if reread:
+            batch = self.spool.unwritten()
+        if not batch:
+            return 0, 0
+        try:
+            inserted = self.spool.write_each(batch, self.write)
+        except Exception as exc:
+            with self._lock:
+                self._reread = True
+            level = logging.WARNING if isinstance(exc, PyMongoError) else logging.ERROR
+            log.log(level, "Writing %d usage record(s) failed (%s); they stay spooled and are written when the "
+                    "database answers", len(batch), exc, exc_info=level == logging.ERROR)
+            if self.metrics is not None and not reread:  # a retry of records whose failure was counted is not
+                self.metrics.usage_write_failures.inc()
+            return 0, len(batch)
+        self.spool.resolve([record.get(F.CALL_ID) for record in batch])
+        if reread and self.metrics is not None:
+            self.metrics.usage_replayed.inc(len(inserted))
+        return len(inserted), 0
+
+    def _write_now(self, records, spool=True):
         try:
             self.write(records)
         except Exception:
@@ -167,6 +225,11 @@ class LedgerWriter:
                 self._spool(records)
             else:
                 log.error("%d usage record(s) lost: neither the database nor the spool took them", len(records))
+            return
+        try:
+            self.spool.resolve([record.get(F.CALL_ID) for record in records])
+        except OSError:
+            log.exception("The spool could not note %d written record(s) (they are in the ledger)", len(records))
 
     def _spool(self, records):
         try:
@@ -177,8 +240,12 @@ class LedgerWriter:
             return
         if self.metrics is not None:
             self.metrics.usage_spooled.inc(len(records))
-        log.warning("Spooled %d usage record(s) to %s; they are replayed when the database answers",
+        log.warning("Spooled %d usage record(s) to %s; they are written when the database answers",
                     len(records), self.spool.path)
+        with self._lock:
+            self._reread = True
+        self._start()
+        self._wake.set()
 
     def _start(self):
         if self._thread is not None:
@@ -196,9 +263,11 @@ class LedgerWriter:
             self._wake.clear()
             threading.Event().wait(self.interval)
             try:
-                self.replay()
-            except PyMongoError:
-                log.warning("Ledger writer pass postponed, database unavailable; the records stay spooled")
+                if self.ready():
+                    _, left = self._drain()
+                    if left:  # the database is down: try again after a pause, not at the next request
+                        threading.Event().wait(max(self.interval, 1.0))
+                        self._wake.set()
             except Exception:
                 log.exception("Ledger writer pass failed; the records stay spooled")
 
@@ -207,7 +276,8 @@ class LedgerWriter:
 
         def final():
             try:
-                self.replay()
+                if self.ready():
+                    self._drain()
             finally:
                 done.set()
 
@@ -216,20 +286,20 @@ class LedgerWriter:
             log.warning("Spooled usage records were not all written at exit; the next start replays them")
 
 
-def _batches(records):
-    """{batch id: its records}, in the order the batches come."""
-    batches = {}
-    for record in records:
-        batches.setdefault(record[F.BATCH_ID], []).append(record)
-    return batches
-
-
-def log_tracked(r):
-    """The seed's log line for a record written to the ledger."""
-    log.info(
-        "OpenAI usage tracked: user=%s provider=%s model=%s operation=%s outcome=%s promptTokens=%d "
-        "completionTokens=%d totalTokens=%d cost=%.10f estimated=%s callId=%s",
-        r["userEmail"], r["provider"], r["modelName"], r["operation"], r["outcome"],
-        r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"], r["estimated"],
-        r["callId"],
-    )
+def log_batch(batch, records):
+    """The seed's log line ("OpenAI usage tracked"), once per written batch: its totals, then per
+    user, provider, model and operation; each record's callId at DEBUG."""
+    groups = {}
+    for r in records:
+        group = groups.setdefault((r["userEmail"], r["provider"], r["modelName"], r["operation"]), [0, 0, 0, 0, 0.0])
+        for index, value in enumerate((1, r["promptTokens"], r["completionTokens"], r["totalTokens"], r["cost"])):
+            group[index] += value
+    parts = [f"user={user} provider={provider} model={model} operation={operation} records={n} promptTokens={p} "
+             f"completionTokens={c} totalTokens={t} cost={cost:.10f}"
+             for (user, provider, model, operation), (n, p, c, t, cost) in list(groups.items())[:LOGGED_GROUPS]]
+    if len(groups) > LOGGED_GROUPS:
+        parts.append(f"and {len(groups) - LOGGED_GROUPS} more")
+    log.info("OpenAI usage tracked: %d record(s), batch %s: %s", len(records), batch, "; ".join(parts))
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("Batch %s callIds: %s (estimated: %s)", batch, ", ".join(r["callId"] for r in records),
+                  ", ".join(r["callId"] for r in records if r["estimated"]) or "none")

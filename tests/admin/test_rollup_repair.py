@@ -6,7 +6,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 from backend.runtime import runtime
-from backend.db import USAGE, USAGE_DAILY, get_db
+from backend.db import USAGE, USAGE_BATCHES, USAGE_DAILY, get_db
 from backend.usage.rollups import ROLLUPS
 from backend.usage.services import deactivate
 from tests.helpers import bearer, create_user, insert_records, usage_record, utc
@@ -26,13 +26,13 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     monkeypatch.setattr(mongomock.collection.Collection, "bulk_write", rollups_down)
     missed = [usage_record(user, utc(2024, 1, 11, 9), 300, 20, 0.0002), usage_record(user, utc(2024, 2, 3), 7, 3, 0.0)]
     missed[0]["tags"] = ["ci", "feature:login"]
-    # The write fails after the ledger took the records: they stay unsettled (the caller spools them).
+    # The write fails after the ledger took the records: their batch stays open (the caller spools them).
     with pytest.raises(AutoReconnect):
         insert_records(app, missed)
     monkeypatch.setattr(mongomock.collection.Collection, "bulk_write", real_bulk_write)
     with app.app_context():
         assert get_db()[USAGE].count_documents({}) == 3
-        assert get_db()[USAGE].count_documents({"settled": False}) == 2
+        assert get_db()[USAGE_BATCHES].count_documents({}) == 1  # the batch stays open
 
     runner = app.test_cli_runner()
     check = runner.invoke(args=["rebuild-rollups", "--check"])

@@ -23,7 +23,7 @@ def test_a_successful_authenticated_tracked_call_with_usage_is_recorded(app, cli
     assert response.status_code == 200
     [record] = ledger(app)
     assert (record["outcome"], record["httpStatus"], record["estimated"]) == ("ok", 200, False)
-    assert "OpenAI usage tracked: user=user@example.com provider=demo model=demo" in caplog.text
+    assert "user=user@example.com provider=demo model=demo" in caplog.text
 
 
 def test_a_view_that_is_not_a_generation_endpoint_records_nothing(make_app):

@@ -22,7 +22,7 @@ def test_with_defaults_fills_each_missing_field():
     filled = with_defaults(old)
     assert {field: filled[field] for field in OLD_RECORD_DEFAULTS} == {
         "outcome": "ok", "estimated": False, "usageReported": True, "httpStatus": None, "orgId": DEFAULT_ORG_ID,
-        "teamId": None, "apiKeyId": None, "tags": [], "metadata": {}, "cacheWriteTokens": 0, "settled": True,
+        "teamId": None, "apiKeyId": None, "tags": [], "metadata": {}, "cacheWriteTokens": 0,
     }
     assert {field: filled[field] for field in old} == old and set(filled) - set(old) == set(OLD_RECORD_DEFAULTS)
     assert F.OUTCOME not in old  # a new dict; the document is left as it was

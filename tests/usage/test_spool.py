@@ -1,4 +1,5 @@
 """No lost records: usage the database refuses is spooled, then replayed exactly once."""
+import glob
 import json
 import logging
 
@@ -12,7 +13,7 @@ from backend.db import USAGE, get_db
 from backend.usage import rollups
 from backend.usage.spool import Spool
 from backend.runtime import runtime
-from tests.helpers import create_user, read_events, usage_record, utc
+from tests.helpers import create_user, left_by_a_gone_process, read_events, usage_record, utc
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def test_a_database_outage_loses_no_record_and_replays_each_once(app, client, us
     call_ids.append(read_events(streamed)[-1][1]["data"]["usage"]["callIds"][0])
 
     spool = runtime(app).spool
-    spooled = [json_util.loads(line, json_options=json_util.JSONOptions(tz_aware=True)) for line in open(spool.path, encoding="utf-8")]
+    spooled = spool.contents().records
     assert len(spooled) == 5 and ledger(app) == []
     assert isinstance(spooled[0]["userId"], ObjectId) and spooled[0]["timestamp"].tzinfo is not None
     assert len(set(r["callId"] for r in spooled)) == 5
@@ -84,52 +85,68 @@ def test_a_database_outage_loses_no_record_and_replays_each_once(app, client, us
     assert values["tokenledger_usage_writes_total"] == 5
 
 
-def test_a_replay_that_died_after_writing_does_not_count_twice(app, caplog):
+def test_what_a_gone_process_spooled_is_written_once_even_when_part_was_written_before(app, caplog):
     caplog.set_level(logging.INFO, logger="backend.usage")
     user = create_user(app, "dev@example.com")
-    records = [usage_record(user, utc(2026, 11, 20, hour), prompt=100 * hour) for hour in (1, 2, 3)]
+    records = [usage_record(user, utc(2026, 11, 20, hour), prompt=100 * hour) for hour in (1, 2, 3, 4)]
     writer = runtime(app).writer
-    writer.spool.append(records)
     with app.app_context():
         db = get_db()
-        # The first two reached the ledger before the replay died.
+        # The first two reached the ledger before the process died; the fourth was marked written.
         writer.write([dict(r) for r in records[:2]])
+        writer.write([dict(records[3])])
+        left_by_a_gone_process(writer.spool.path, *[("r", r) for r in records], ("x", [records[3]["callId"]]))
+        assert writer.spool.pending() and writer.spool.count() == 3
         assert writer.replay() == (1, 0)
-        assert writer.replay() == (0, 0)
-        # The skipped ones are named: their first write had finished, so nothing was left to do.
-        assert (f"2 record(s) already in the ledger and settled (a replay of a write that finished): callIds "
+        assert writer.replay() == (0, 0) and not writer.spool.pending()
+        assert (f"2 record(s) already in the ledger (written before: a retry or a recovery); callIds "
                 f"{records[0]['callId']}, {records[1]['callId']}") in caplog.text
-        assert sorted(r["promptTokens"] for r in db[USAGE].find()) == [100, 200, 300]
+        assert sorted(r["promptTokens"] for r in db[USAGE].find()) == [100, 200, 300, 400]
         assert rollups.check(db) == []
-        assert sum(d["requests"] for d in db["openai_token_usage_daily"].find()) == 3
+        assert sum(d["requests"] for d in db["openai_token_usage_daily"].find()) == 4
+    assert glob.glob(writer.spool.path + ".4242-*") == []
 
 
-def test_records_spooled_while_a_replay_runs_wait_for_the_next_one(app, tmp_path):
+def test_a_live_process_spool_is_never_recovered_by_another(app, tmp_path):
     user = create_user(app, "dev@example.com")
-    spool = Spool(str(tmp_path / "spool.jsonl"))
-    first, late = usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))
-    spool.append([first])
-
-    def write(records):
-        spool.append([late])  # a request spools while the replay is writing
-        return records
-
-    assert spool.replay(write) == (1, 0)
-    assert [json_util.loads(line)["callId"] for line in open(spool.path)] == [late["callId"]]
+    live = Spool(str(tmp_path / "spool.jsonl"))
+    live.append([usage_record(user, utc(2026, 11, 20))])
+    writer = runtime(app).writer
+    assert not writer.spool.pending() and writer.replay() == (0, 0)
+    assert ledger(app) == [] and live.count() == 1
 
 
-def test_the_spool_is_one_json_document_per_line(tmp_path):
+def test_the_spool_is_one_json_document_per_line_typed_on_the_way_back(tmp_path):
     spool = Spool(str(tmp_path / "deep" / "spool.jsonl"))
-    spool.append([{"callId": "a", "n": 1}, {"callId": "b", "n": 2}])
-    spool.append([{"callId": "c", "n": 3}])
-    lines = open(spool.path, encoding="utf-8").read().splitlines()
-    assert [json.loads(line)["callId"] for line in lines] == ["a", "b", "c"]
-    assert spool.count() == 3 and spool.pending()
+    when, user = utc(2026, 11, 20, 9), ObjectId()
+    spool.intend({"callId": "a", "n": 1, "userId": user, "timestamp": when})
+    spool.append([{"callId": "a", "n": 2, "userId": user, "timestamp": when}, {"callId": "b", "n": 3}])
+    spool.resolve(["b"])
+    [segment] = glob.glob(str(tmp_path / "deep" / "spool.jsonl.*.wal"))
+    lines = [json.loads(line) for line in open(segment, encoding="utf-8").read().splitlines()]
+    assert [(line["k"], line.get("d", {}).get("callId"), line.get("ids")) for line in lines] == [
+        ("i", "a", None), ("r", "a", None), ("r", "b", None), ("x", None, ["b"])]
+    assert lines[1]["d"]["userId"] == {"$oid": str(user)} and lines[1]["d"]["timestamp"] == {"$date": "2026-11-20T09:00:00.000Z"}
+    records, interrupted = spool.contents().unwritten()
+    assert records == [{"callId": "a", "n": 2, "userId": user, "timestamp": when}] and interrupted == []
+    assert records[0]["timestamp"].tzinfo is not None
+
+
+def test_the_spool_of_the_version_before_segments_is_written_too(app):
+    user = create_user(app, "dev@example.com")
+    records = [usage_record(user, utc(2026, 11, 20, hour)) for hour in (1, 2)]
+    spool = runtime(app).spool
+    with open(spool.path, "w", encoding="utf-8") as handle:  # extended JSON, one record per line
+        handle.writelines(json_util.dumps(record) + "\n" for record in records)
+    assert spool.pending() and runtime(app).writer.replay() == (2, 0)
+    assert sorted(r["callId"] for r in ledger(app)) == sorted(r["callId"] for r in records)
+    assert not spool.pending()
 
 
 def test_replay_spool_command_reports_and_fails_while_records_remain(app, database_down):
     user = create_user(app, "dev@example.com")
-    runtime(app).spool.append([usage_record(user, utc(2026, 11, 20)), usage_record(user, utc(2026, 11, 21))])
+    left_by_a_gone_process(runtime(app).spool.path, ("r", usage_record(user, utc(2026, 11, 20))),
+                           ("r", usage_record(user, utc(2026, 11, 21))))
     runner = app.test_cli_runner()
 
     down = runner.invoke(args=["replay-spool"])

@@ -39,7 +39,7 @@ def spooled(app):
     """The spooled records, once every thread that could still close a call has ended."""
     wait_for_drains(app)
     state = runtime(app)
-    return state.spool._parse(state.spool._read_lines(state.spool.path))
+    return state.spool.contents().records
 
 
 def settle(app):

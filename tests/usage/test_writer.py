@@ -6,10 +6,11 @@ import sys
 import textwrap
 import time
 
-from backend.db import USAGE, USAGE_USER_MONTHLY, get_db
+from backend.db import USAGE, USAGE_BATCHES, USAGE_USER_MONTHLY, get_db
 from backend.runtime import runtime
+from backend.usage import rollups
 from backend.usage.spool import Spool
-from tests.helpers import ROOT, TEST_SECRET, bearer, create_user
+from tests.helpers import ROOT, TEST_SECRET, bearer, create_user, left_by_a_gone_process
 
 
 def test_records_wait_in_the_spool_until_the_writer_moves_them_in_one_batch(make_app, tmp_path):
@@ -95,33 +96,35 @@ def test_a_process_killed_under_load_loses_no_answered_call(make_app, tmp_path):
     assert Spool(spool_path).count() == 0
 
 
-def test_a_line_torn_by_a_kill_is_set_aside_and_the_rest_replayed(make_app, tmp_path):
-    app = make_app()
+def _answered(app, count):
+    """The ledger records of `count` answered calls, taken out of the ledger (as if never written)."""
     create_user(app, "dev@example.com")
     client = app.test_client()
-    client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=bearer(client, "dev@example.com"))
-    good = list(get_db(app)[USAGE].find())
-    get_db(app)[USAGE].delete_many({})
-    spool = runtime(app).spool
-    spool.append(good)
-    with open(spool.path, "a", encoding="utf-8") as handle:
-        handle.write('{"userId": {"$oid": "6740')
+    headers = bearer(client, "dev@example.com")
+    for _ in range(count):
+        assert client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers).status_code == 200
+    db = get_db(app)
+    records = list(db[USAGE].find())
+    for collection in db.list_collection_names():
+        if collection.startswith(USAGE):
+            db[collection].delete_many({})
+    return records
+
+
+def test_a_line_torn_by_a_kill_is_set_aside_and_the_rest_replayed(make_app, tmp_path):
+    app = make_app()
+    good = _answered(app, 1)
+    left_by_a_gone_process(runtime(app).spool.path, ("r", good[0]), raw=b'{"k": "r", "d": {"userId": {"$oid": "6740')
     assert runtime(app).writer.replay() == (1, 0)
-    assert (tmp_path / "spool.jsonl.torn").read_text().startswith('{"userId"')
+    assert (tmp_path / "spool.jsonl.torn").read_text().startswith('{"k": "r", "d": {"userId"')
 
 
 def test_a_record_the_database_refuses_is_set_aside_and_the_others_written(make_app, tmp_path):
     app = make_app()
-    create_user(app, "dev@example.com")
-    client = app.test_client()
-    headers = bearer(client, "dev@example.com")
-    for _ in range(2):
-        client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
-    good = list(get_db(app)[USAGE].find())
-    get_db(app)[USAGE].delete_many({})
+    good = _answered(app, 2)
     poisoned = {**good[0], "callId": "poisoned", "promptTokens": 10**20}
     del poisoned["_id"]
-    runtime(app).spool.append([poisoned, *good])
+    left_by_a_gone_process(runtime(app).spool.path, *[("r", record) for record in (poisoned, *good)])
 
     written, left = runtime(app).writer.replay()
 
@@ -130,26 +133,17 @@ def test_a_record_the_database_refuses_is_set_aside_and_the_others_written(make_
     assert '"callId": "poisoned"' in (tmp_path / "spool.jsonl.rejected").read_text()
 
 
-def test_lines_that_are_not_records_never_block_the_spool_or_leave_records_unsettled(make_app, tmp_path):
+def test_lines_that_are_not_records_never_block_the_spool_or_leave_a_batch_open(make_app, tmp_path):
     app = make_app()
-    create_user(app, "dev@example.com")
-    client = app.test_client()
-    headers = bearer(client, "dev@example.com")
-    for _ in range(3):
-        client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
+    good = _answered(app, 3)
     db = get_db(app)
-    good = list(db[USAGE].find())
-    db[USAGE].delete_many({})
-    db[USAGE_USER_MONTHLY].delete_many({})
-    spool = runtime(app).spool
-    spool.append([good[0]])
-    with open(spool.path, "ab") as handle:
-        handle.write(b'{"userEmail": "\xff"}\n1\n{}\n')
-    spool.append([{**good[1], "totalTokens": 10**25}, good[2]])
+    left_by_a_gone_process(runtime(app).spool.path, ("r", good[0]), ("r", {**good[1], "totalTokens": 10**25}),
+                           ("r", good[2]), raw=b'{"userEmail": "\xff"}\n1\n{"k": "i"}\n')
 
     assert runtime(app).writer.replay() == (2, 0)
     assert sorted(r["callId"] for r in db[USAGE].find()) == sorted([good[0]["callId"], good[2]["callId"]])
     month = db[USAGE_USER_MONTHLY].find_one()
     assert sum(day["requests"] for day in month["days"].values()) == 2
-    assert len((tmp_path / "spool.jsonl.torn").read_bytes().splitlines()) == 2
-    assert len((tmp_path / "spool.jsonl.rejected").read_text().splitlines()) == 2
+    assert rollups.check(db) == [] and db[USAGE_BATCHES].count_documents({}) == 0
+    assert len((tmp_path / "spool.jsonl.torn").read_bytes().splitlines()) == 3
+    assert len((tmp_path / "spool.jsonl.rejected").read_text().splitlines()) == 1
