@@ -4,9 +4,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from backend.runtime import runtime
 
 LATENCY_BUCKETS = (0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
-TOKEN_KINDS = (("input", "prompt_tokens"), ("cached_input", "cached_input_tokens"),
-               ("cache_write", "cache_write_tokens"), ("output", "completion_tokens"),
-               ("reasoning", "reasoning_tokens"))
+TOKEN_KINDS = ("input", "cached_input", "cache_write", "output", "reasoning")
 
 
 class Metrics:
@@ -28,25 +26,25 @@ class Metrics:
                                       registry=r)
         self.budget_rejections = Counter("tokenledger_budget_rejections", "Requests refused by a budget",
                                          ["window"], registry=r)
+        self._calls, self._latency = {}, {}
 
-    def count_records(self, records):
-        """Count written ledger records (backend.usage.model.UsageRecord)."""
-        sums = {}
-        for record in records:
-            labels = (record.provider, record.model_name, record.operation)
-            totals = sums.setdefault(labels, [0] * (len(TOKEN_KINDS) + 1))
-            for index, (_, attribute) in enumerate(TOKEN_KINDS):
-                totals[index] += getattr(record, attribute)
-            totals[-1] += record.cost
-        for labels, totals in sums.items():  # one update per label set of the batch
-            for index, (kind, _) in enumerate(TOKEN_KINDS):
-                self.tokens.labels(*labels, kind).inc(totals[index])
-            self.cost.labels(*labels).inc(totals[-1])
+    def count_usage(self, provider, model, operation, tokens, cost):
+        """Count written usage: `tokens` {kind of TOKEN_KINDS: count} and `cost` (USD) of the records
+        of one provider, model and operation (the ledger writer sums a batch first)."""
+        for kind in TOKEN_KINDS:
+            self.tokens.labels(provider, model, operation, kind).inc(tokens[kind])
+        self.cost.labels(provider, model, operation).inc(cost)
 
     def count_call(self, provider, outcome, latency_ms=None):
-        self.llm_calls.labels(provider, outcome).inc()
+        calls = self._calls.get((provider, outcome))
+        if calls is None:  # a label lookup per call costs more than the increment: children are kept
+            calls = self._calls[(provider, outcome)] = self.llm_calls.labels(provider, outcome)
+        calls.inc()
         if latency_ms is not None:
-            self.llm_latency.labels(provider).observe(latency_ms / 1000)
+            latency = self._latency.get(provider)
+            if latency is None:
+                latency = self._latency[provider] = self.llm_latency.labels(provider)
+            latency.observe(latency_ms / 1000)
 
 
 def metrics():

@@ -156,16 +156,22 @@ def settle_written(db, written, now, batch):
     its user, team, organization and key (a counter opens at what the ledger holds before this
     batch), merged per counter, once per `batch` (settled again after a crash, a counter that took
     it already is left as it is), then the alerts the new totals cross are queued."""
-    deltas, spend = {}, {}
+    deltas, spend, counters_at = {}, {}, {}
     for record, ticket in written:
         if ticket is None:
             continue
-        for counter in counters(record_owners(record), record["timestamp"]):
-            reserved_tokens, reserved_units = ticket["reserved"].get(counter.key, (0, 0))
-            entry = deltas.setdefault(counter.key, {"tokens": 0, "units": 0, "counter": counter, "record": record,
-                                                    "ticket": ticket})
-            entry["tokens"] += record["totalTokens"] - reserved_tokens
-            entry["units"] += to_units(record["cost"]) - reserved_units
+        at = (record["userId"], record.get("teamId"), record.get("orgId"), record.get("apiKeyId"), record["date"])
+        keyed = counters_at.get(at)
+        if keyed is None:  # the records of a batch share a few owners and days
+            keyed = counters_at[at] = [(c.key, c) for c in counters(record_owners(record), record["timestamp"])]
+        tokens, units, reserved = record["totalTokens"], to_units(record["cost"]), ticket["reserved"]
+        for key, counter in keyed:
+            reserved_tokens, reserved_units = reserved.get(key, (0, 0))
+            entry = deltas.get(key)
+            if entry is None:
+                entry = deltas[key] = {"tokens": 0, "units": 0, "counter": counter, "record": record, "ticket": ticket}
+            entry["tokens"] += tokens - reserved_tokens
+            entry["units"] += units - reserved_units
         if ticket["globalDailyLimitUsd"] is not None and record["cost"]:
             day = spend.setdefault(record["date"], {"cost": Decimal(0), "ticket": ticket, "at": record["timestamp"]})
             day["cost"] += Decimal(str(record["cost"]))

@@ -118,21 +118,37 @@ def _rows(rollup, record):
     return [{**record, name: value} for value in record.get(source) or ()]
 
 
-def _increments(records):
-    """{rollup: {key: {path: summed increment}}} and the latest email of each user."""
-    increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
-    emails = {}
+def _grouped(records):
+    """The active records summed per everything a rollup key reads (DAILY_KEY and the tags):
+    [(a record of the group, [its sums in SUMS order], its requests)], and each user's latest email."""
+    groups, emails = {}, {}
     for record in map(with_defaults, records):
         if not record[F.IS_ACTIVE]:
             continue
         emails[record[F.USER_ID]] = record[F.USER_EMAIL]
+        key = (*(record.get(name) for name in DAILY_KEY), tuple(record[F.TAGS]))
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = [record, [0] * len(SUMS), 0]
+        sums = group[1]
+        for index, field in enumerate(SUMS):
+            sums[index] += record[field]
+        group[2] += 1
+    return groups.values(), emails
+
+
+def _increments(records):
+    """{rollup: {key: {path: summed increment}}} and the latest email of each user."""
+    increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
+    groups, emails = _grouped(records)
+    for record, group_sums, requests in groups:
         for rollup in ROLLUPS:
+            prefix = f"days.{record[F.DATE]}." if rollup.per_day else ""
             for row in _rows(rollup, record):
                 sums = increments[rollup][_key_of(rollup, row)]
-                prefix = f"days.{record[F.DATE]}." if rollup.per_day else ""
-                for field in SUMS:
-                    sums[prefix + field] += record[field]
-                sums[prefix + REQUESTS] += 1
+                for field, value in zip(SUMS, group_sums):
+                    sums[prefix + field] += value
+                sums[prefix + REQUESTS] += requests
     return increments, emails
 
 
@@ -141,8 +157,8 @@ def _number(field, value):
 
 
 def apply(db, records, batch=None):
-    """Add newly written records to every rollup: their increments merged per key, in two bulk
-    writes per rollup collection (create the missing documents, then add to each the batch's
+    """Add newly written records to every rollup: their increments merged per key, in one ordered
+    bulk write per rollup collection (create the missing documents, then add to each the batch's
     increments unless it already took them). Applying the same batch (`batch`, the writer's batch
     id) again after a crash changes only what the first attempt had not reached. Raises on a
     write failure.
@@ -164,13 +180,8 @@ def apply(db, records, batch=None):
                 extra = {name: value for name, value in fields.items() if name not in selector}
                 creates.append(UpdateOne(selector, {"$setOnInsert": {**extra, BATCHES: []}}, upsert=True))
                 adds.append(UpdateOne({**selector, **not_taken}, update))
-            _bulk(db[rollup.collection], creates)
-            _bulk(db[rollup.collection], adds)
-
-
-def _bulk(collection, operations):
-    if operations:
-        collection.bulk_write(operations, ordered=False)
+            if creates:
+                db[rollup.collection].bulk_write(creates + adds, ordered=True)
 
 
 def ledger_usage(db, field, owner_id, window, period):

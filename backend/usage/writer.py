@@ -41,7 +41,7 @@ from pymongo.errors import PyMongoError
 
 from backend.clock import utc_now
 from backend.usage import repository, rollups
-from backend.usage.model import F, UsageRecord, with_defaults
+from backend.usage.model import F, with_defaults
 from backend.usage.recorder import BUDGET_TICKET, storable
 
 log = logging.getLogger("backend.usage")
@@ -144,7 +144,7 @@ class LedgerWriter:
         if inserted:
             if self.metrics is not None:
                 self.metrics.usage_writes.inc(len(inserted))
-                self.metrics.count_records([UsageRecord.from_document(record) for record in inserted])
+                _count_usage(self.metrics, inserted)
             log_batch(batch, inserted)
         return inserted
 
@@ -284,6 +284,26 @@ class LedgerWriter:
         threading.Thread(target=final, daemon=True).start()
         if not done.wait(FLUSH_AT_EXIT_SECONDS):
             log.warning("Spooled usage records were not all written at exit; the next start replays them")
+
+
+# The metrics' token kinds (backend.metrics.TOKEN_KINDS) in the ledger's fields.
+TOKEN_FIELDS = {"input": F.PROMPT_TOKENS, "cached_input": F.CACHED_INPUT_TOKENS, "cache_write": F.CACHE_WRITE_TOKENS,
+                "output": F.COMPLETION_TOKENS, "reasoning": F.REASONING_TOKENS}
+
+
+def _count_usage(metrics, records):
+    """The metrics of written records: summed per provider, model and operation, then one update each."""
+    sums = {}
+    for record in records:
+        labels = (record[F.PROVIDER], record[F.MODEL_NAME], record[F.OPERATION])
+        totals = sums.get(labels)
+        if totals is None:
+            totals = sums[labels] = {**dict.fromkeys(TOKEN_FIELDS, 0), F.COST: 0.0}
+        for kind, name in TOKEN_FIELDS.items():
+            totals[kind] += record[name]
+        totals[F.COST] += record[F.COST]
+    for (provider, model, operation), totals in sums.items():
+        metrics.count_usage(provider, model, operation, totals, totals.pop(F.COST))
 
 
 def log_batch(batch, records):
