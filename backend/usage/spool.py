@@ -18,7 +18,7 @@ record nor a resolution (calls in flight when it died). Writing is idempotent (a
 its callId), so a recovery that dies is simply done again. A live process never reads its own
 segments back except after a failed write (`unwritten()`); its writer takes records from memory.
 
-A segment past ROTATE_BYTES is sealed and a new one begun; a sealed segment is deleted once
+A full segment is sealed and a new one begun; a sealed segment is deleted once
 everything in it is resolved. Lines that cannot be read (a torn last line of a killed process)
 are kept aside in `<SPOOL_PATH>.torn`, records the database refuses in `<SPOOL_PATH>.rejected`.
 `<SPOOL_PATH>` itself (and `.replaying`) is the spool of versions before segments: recovered too.
@@ -44,7 +44,12 @@ log = logging.getLogger("backend.usage")
 # Timestamps come back as aware UTC datetimes, as the ledger holds them.
 JSON_OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=timezone.utc)
 PRIVATE_PREFIX = "tokenledger-spool-"
-ROTATE_BYTES = 4 * 1024 * 1024
+# A segment's size, zero-filled when it begins (its lines then overwrite zeros): a process's first
+# is small (most processes of tests and scripts record little), each next one 4 times larger, up
+# to SEGMENT_BYTES (about 1,500 calls).
+FIRST_SEGMENT_BYTES = 128 * 1024
+SEGMENT_BYTES = 4 * 1024 * 1024
+ZERO_CHUNK = 1024 * 1024
 # Entry kinds (the "k" of a line; a line without one is a record of the spool before segments).
 INTENT, RECORD, RESOLVED = "i", "r", "x"
 
@@ -159,11 +164,14 @@ class Contents:
 
 
 def _read(path):
+    """The lines of a segment: up to its first NUL byte (a segment is zero-filled ahead of its lines)."""
     try:
         with open(path, "rb") as handle:
-            return [line for line in handle if line.strip()]
+            data = handle.read()
     except FileNotFoundError:
         return []
+    end = data.find(b"\0")
+    return [line for line in (data if end < 0 else data[:end]).splitlines(keepends=True) if line.strip()]
 
 
 def _append(path, lines, sync=True):
@@ -174,9 +182,10 @@ def _append(path, lines, sync=True):
             os.fsync(handle.fileno())
 
 
-def _write_all(fd, data):
+def _write_all(fd, data, offset):
     while data:
-        data = data[os.write(fd, data):]
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
 
 class Spool:
@@ -221,25 +230,32 @@ class Spool:
         self._open, self._segment_of_intent, self._number = {}, {}, 0
         self._new_segment()
 
-    def _new_segment(self):
+    def _new_segment(self, size=None):
+        """A segment zero-filled to its size and synced once, so that an fsync of a line written
+        into it later flushes data alone (no size or block allocation to journal)."""
+        size = size or FIRST_SEGMENT_BYTES
         self._number += 1
         self._segment = self._segment_path(self._number)
-        self._fd = os.open(self._segment, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._size = 0
+        self._fd = os.open(self._segment, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        zeros = bytes(ZERO_CHUNK)
+        for offset in range(0, size, ZERO_CHUNK):
+            _write_all(self._fd, zeros[:size - offset], offset)
+        os.fsync(self._fd)
+        self._size, self._capacity = 0, size
         self._open[self._segment] = set()
 
     def _add(self, data):
-        """Append under the lock; returns this append's number (for the group commit)."""
+        """Write a line (or lines) under the lock; returns this append's number (for the group commit)."""
         self._open_segment()
-        if self._size > ROTATE_BYTES:
+        if self._size + len(data) > self._capacity:
             with self._sync_lock:  # no fsync of the sealed segment may be under way when it closes
                 os.fsync(self._fd)
                 self._synced = self._appended
                 sealed, sealed_fd = self._segment, self._fd
-                self._new_segment()
+                self._new_segment(max(min(4 * self._capacity, SEGMENT_BYTES), len(data)))
                 os.close(sealed_fd)
             self._forget_if_resolved(sealed)
-        _write_all(self._fd, data)
+        _write_all(self._fd, data, self._size)
         self._size += len(data)
         self._appended += 1
         return self._appended

@@ -123,7 +123,9 @@ def test_the_spool_is_one_json_document_per_line_typed_on_the_way_back(tmp_path)
     spool.append([{"callId": "a", "n": 2, "userId": user, "timestamp": when}, {"callId": "b", "n": 3}])
     spool.resolve(["b"])
     [segment] = glob.glob(str(tmp_path / "deep" / "spool.jsonl.*.wal"))
-    lines = [json.loads(line) for line in open(segment, encoding="utf-8").read().splitlines()]
+    written = open(segment, "rb").read()
+    assert len(written) == 128 * 1024  # zero-filled ahead of its lines
+    lines = [json.loads(line) for line in written.split(b"\0")[0].splitlines()]
     assert [(line["k"], line.get("d", {}).get("callId"), line.get("ids")) for line in lines] == [
         ("i", "a", None), ("r", "a", None), ("r", "b", None), ("x", None, ["b"])]
     assert lines[1]["d"]["userId"] == {"$oid": str(user)} and lines[1]["d"]["timestamp"] == {"$date": "2026-11-20T09:00:00.000Z"}
@@ -184,3 +186,20 @@ def test_a_request_that_needs_the_database_while_it_is_down_gets_a_503(client, u
                            headers=user_headers)
     assert response.status_code == 503 and response.headers["Retry-After"] == "5"
     assert response.json == {"success": False, "message": "The database is unavailable; please try again shortly"}
+
+
+def test_full_segments_are_sealed_and_removed_once_everything_in_them_is_written(tmp_path, monkeypatch):
+    from backend.usage import spool as spool_module
+
+    monkeypatch.setattr(spool_module, "FIRST_SEGMENT_BYTES", 4096)
+    spool = Spool(str(tmp_path / "spool.jsonl"))
+    records = [{"callId": f"c{n}", "padding": "x" * 900} for n in range(12)]
+    for record in records:
+        spool.intend(record)
+        spool.append([record])
+    segments = sorted(glob.glob(str(tmp_path / "spool.jsonl.*.wal")))
+    assert len(segments) >= 3 and spool.count() == 12
+    spool.resolve([record["callId"] for record in records[:-1]])
+    # Every sealed segment is resolved and gone; the one being written stays.
+    assert glob.glob(str(tmp_path / "spool.jsonl.*.wal")) == segments[-1:]
+    assert [record["callId"] for record in spool.contents().unwritten()[0]] == ["c11"]
