@@ -34,8 +34,13 @@ only) for the duration of each measured block.
 Table 3: throughput of tracked requests (demo provider, one client) over 10,000 requests,
 per 1,000-request slice, and last slice / first slice.
 
-Targets (issue 13) are printed next to the figures with PASS or MISS; a miss does not change the
-exit status (this is a measurement).
+CPU is the app process's alone: with MONGO_URI the database server's (for instance
+../shared/tools/mongo_wire.py, which is mongomock behind the wire protocol and not MongoDB) is not
+counted; with the embedded store the store runs inside the app process and is counted.
+
+Targets: one row per target with PASS or MISS (issue 24: CPU tracked / untracked <= 1.15x on the
+embedded store, <= 1.10x with MONGO_URI; issue 13: wall p99 and throughput); a miss does not
+change the exit status (this is a measurement).
 """
 import argparse
 import atexit
@@ -87,6 +92,9 @@ MONGOMOCK_METHODS = ("find", "find_one", "insert_one", "insert_many", "update_on
                      "count_documents", "estimated_document_count", "distinct", "delete_one", "delete_many",
                      "bulk_write")
 
+# Issue 24: tracked / untracked app-process CPU, by where the database lives.
+TARGET_CPU = {"embedded": 1.15, "mongodb": 1.10}
+# Issue 13: tracked / untracked wall p99 and the throughput decay.
 TARGET_RATIO = 1.10
 TARGET_DECAY = 0.8
 
@@ -962,16 +970,17 @@ def main():
             print()
             decay = throughput_table(args.throughput, args.slice, args.warmup, forwarded)
             print()
-        print("## Targets (issue 13; stated for the embedded store)")
+        cpu_goal = TARGET_CPU["mongodb" if mongo_uri else "embedded"]
+        print(f"## Targets ({'MongoDB out of process' if mongo_uri else 'embedded store'})")
         print()
         print("| target | figure | goal | verdict |")
         print("|---|---:|---:|---|")
         for where, measured in (("test client", ratios), ("gunicorn", server_ratios)):
             for provider in PROVIDERS if measured else ():
-                for key, name in (("cpu_ms", "CPU"), ("p99_ms", "wall p99")):
+                for key, name, goal in (("cpu_ms", "app-process CPU", cpu_goal), ("p99_ms", "wall p99", TARGET_RATIO)):
                     figure = statistics.median(measured[provider][key])
                     print(f"| {name} tracked / untracked, {PROVIDER_LABELS[provider]}, {where} | {figure:.2f}x "
-                          f"| <= {TARGET_RATIO:.2f}x | {_verdict(figure <= TARGET_RATIO)} |")
+                          f"| <= {goal:.2f}x | {_verdict(figure <= goal)} |")
         print(f"| database commands for recording on the response path, per request (worst case) "
               f"| {worst_recording:.2f} | 0 | {_verdict(worst_recording == 0)} |")
         if decay is not None:

@@ -1,16 +1,18 @@
-"""What recording one call costs, part by part, on the embedded store: the floor under issue 13's ratio.
+"""What recording one call costs, part by part, on the embedded store.
 
 Usage: python scripts/bench_record_parts.py [--rounds K] [--batch B]
 
 Starts the tracked app of scripts/bench_capture.py (OpenAI's SDK against a zero-latency stub, the
 embedded store, settings cleared), makes one real request to get a record exactly as the
 recorder spools it, then times, in this one thread with time.process_time (CPU, every thread of
-the process), each step the ledger writer takes for batches of B such records (fresh callIds):
-the request's fsync'd spool append, the writer's spool rotation and parsing, validation, the
-ledger insert, budget settlement, the rollup updates and the log lines, then a whole writer
+the process), each step recording takes: encoding a record for the spool (orjson, bson's
+extended JSON and msgpack side by side: the measurement the spool's encoding was chosen by), the
+intent written before the provider call, the record's fsync'd append, and the ledger writer's
+steps for batches of B such records (fresh callIds): validation, the batch note, the ledger
+insert, budget settlement, the rollup updates and the batch's log line, then a whole writer
 pass. The untracked request (the same app without the capture hooks, in a second app of this
 process) is timed in the same rounds, alternating with the tracked one. Medians over K rounds
-with min-max; the last rows give tracked/untracked if recording cost only its parts.
+with min-max; the last row gives tracked/untracked if recording cost only its parts.
 """
 import argparse
 import logging
@@ -60,52 +62,60 @@ def main():
     logging.getLogger("backend.usage").setLevel(logging.INFO)
     spool, writer = runtime(tracked.app).spool, runtime(tracked.app).writer
     tracked.post()
-    (record,) = spool._parse(spool._read_lines(spool.path))
+    (record,) = spool.contents().records
     writer.replay()
+
+    import msgpack
 
     from backend.budgets.services import settle_written
     from backend.clock import utc_now
-    from backend.usage import recorder, rollups, writer as ledger_writer
+    from backend.usage import recorder, rollups, spool as spool_module, writer as ledger_writer
     from backend.usage import repository as ledger
-    from backend.usage.spool import JSON_OPTIONS
+
+    def packed(value):
+        return msgpack.ExtType(1, value.binary) if isinstance(value, ObjectId) else value.isoformat()
 
     batch = args.batch
-    parts = {name: [] for name in (
-        "request, untracked (whole request)", "request, tracked (whole request, writer pass excluded)",
-        "spool append (json + locked, fsync'd write), per request",
-        "writer: spool rotation (read, .replaying fsync'd, remove), per record",
-        "writer: parse the spooled json, per record", "writer: validate (BSON encode), per record",
-        "writer: ledger insert_many, per record", "writer: budget settlement, per record",
-        "writer: rollup updates, per record", "writer: log line, per record",
-        "writer: whole pass (all of the above), per record")}
+    names = ("request, untracked (whole request)", "request, tracked (whole request, writer pass excluded)",
+             "encode a record: orjson (the spool's)", "encode a record: bson extended JSON (the spool before)",
+             "encode a record: msgpack", "decode a record: orjson + types (the spool's)",
+             "decode a record: bson extended JSON", "intent before the provider call (encode + write), per request",
+             "record append (encode + write + fsync), per request", "writer: validate (BSON encode), per record",
+             "writer: batch note and its removal, per record", "writer: ledger insert_many, per record",
+             "writer: budget settlement, per record", "writer: rollup updates, per record",
+             "writer: the batch's log line, per record", "writer: whole pass (all of the above), per record")
+    parts = {name: [] for name in names}
+    line = spool_module.encode(record)
     for _ in range(args.rounds):
-        for bench, name in ((untracked, "request, untracked (whole request)"),
-                            (tracked, "request, tracked (whole request, writer pass excluded)")):
+        for bench, name in ((untracked, names[0]), (tracked, names[1])):
             parts[name].append(_cpu(bench.post, REQUESTS_PER_ROUND))
         writer.replay()
+        parts[names[2]].append(_cpu(lambda: spool_module.encode(record), 200))
+        parts[names[3]].append(_cpu(lambda: json_util.dumps(record, json_options=spool_module.JSON_OPTIONS), 200))
+        parts[names[4]].append(_cpu(lambda: msgpack.packb(record, default=packed, datetime=False), 200))
+        parts[names[5]].append(_cpu(lambda: spool_module.decode(line), 200))
+        parts[names[6]].append(_cpu(lambda: json_util.loads(line, json_options=spool_module.JSON_OPTIONS), 200))
+        parts[names[7]].append(_cpu(lambda: writer.intend(_fresh(record)), batch))
+        parts[names[8]].append(_cpu(lambda: spool.append([_fresh(record)]), batch))
         with tracked.app.app_context():
             db = tracked.db
             records = [_fresh(record) for _ in range(batch)]
-            parts["spool append (json + locked, fsync'd write), per request"].append(
-                _cpu(lambda: spool.append([_fresh(record)]), batch))
-            lines = spool._read_lines(spool.path)
-            parts["writer: spool rotation (read, .replaying fsync'd, remove), per record"].append(
-                _cpu(lambda: spool.replay(lambda rows: rows)) / batch)
-            parts["writer: parse the spooled json, per record"].append(
-                _cpu(lambda: [json_util.loads(line, json_options=JSON_OPTIONS) for line in lines]) / batch)
             documents = [{key: value for key, value in r.items() if key != recorder.BUDGET_TICKET} for r in records]
-            parts["writer: validate (BSON encode), per record"].append(
-                _cpu(lambda: [recorder.storable(d) for d in documents]) / batch)
-            parts["writer: ledger insert_many, per record"].append(
-                _cpu(lambda: ledger.insert_records(db, documents)) / batch)
-            parts["writer: budget settlement, per record"].append(
+            parts[names[9]].append(_cpu(lambda: [recorder.storable(d) for d in documents]) / batch)
+            note = str(ObjectId())
+            parts[names[10]].append(_cpu(lambda: (ledger.open_batch(db, note, [d["callId"] for d in documents],
+                                                                    {r["callId"]: r[recorder.BUDGET_TICKET] for r in records}),
+                                                  ledger.close_batch(db, note))) / batch)
+            parts[names[11]].append(_cpu(lambda: ledger.insert_records(db, documents)) / batch)
+            parts[names[12]].append(
                 _cpu(lambda: settle_written(db, [(d, r[recorder.BUDGET_TICKET]) for d, r in zip(documents, records)],
-                                          utc_now())) / batch)
-            parts["writer: rollup updates, per record"].append(_cpu(lambda: rollups.apply(db, documents)) / batch)
-            parts["writer: log line, per record"].append(
-                _cpu(lambda: [ledger_writer.log_tracked(r) for r in records]) / batch)
-            spool.append([_fresh(record) for _ in range(batch)])
-            parts["writer: whole pass (all of the above), per record"].append(_cpu(writer.replay) / batch)
+                                          utc_now(), note)) / batch)
+            parts[names[13]].append(_cpu(lambda: rollups.apply(db, documents)) / batch)
+            parts[names[14]].append(_cpu(lambda: ledger_writer.log_batch(note, documents)) / batch)
+            fresh = [_fresh(record) for _ in range(batch)]
+            spool.append(fresh)
+            writer._enqueue(fresh)
+            parts[names[15]].append(_cpu(writer.replay) / batch)
 
     medians = {name: statistics.median(values) for name, values in parts.items()}
     print(f"store=embedded (mongomock) rounds={args.rounds} batch={batch} requests per round={REQUESTS_PER_ROUND}; "
@@ -114,14 +124,9 @@ def main():
     print("|---|---:|")
     for name, values in parts.items():
         print(f"| {name} | {medians[name]:.3f} ({min(values):.3f}-{max(values):.3f}) |")
-    untracked_ms = medians["request, untracked (whole request)"]
-    append = medians["spool append (json + locked, fsync'd write), per request"]
-    whole = medians["writer: whole pass (all of the above), per record"]
-    floor = append + medians["writer: ledger insert_many, per record"] + medians["writer: rollup updates, per record"]
-    print(f"| tracked / untracked if recording cost only the append and the writer pass | "
-          f"{(untracked_ms + append + whole) / untracked_ms:.2f}x |")
-    print(f"| tracked / untracked if it cost only the append, the ledger insert and the rollups | "
-          f"{(untracked_ms + floor) / untracked_ms:.2f}x |")
+    untracked_ms = medians[names[0]]
+    print(f"| tracked / untracked if recording cost only the record's append and the writer pass | "
+          f"{(untracked_ms + medians[names[8]] + medians[names[15]]) / untracked_ms:.2f}x |")
 
 
 if __name__ == "__main__":
