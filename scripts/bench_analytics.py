@@ -35,6 +35,8 @@ from datetime import datetime, time as clock_time, timedelta, timezone
 from _bootstrap import script_app
 from bson import ObjectId
 
+from backend.auth import repository as users_repository
+from backend.auth.caller import ORG_ADMIN as ADMIN_ROLE, ORG_MEMBER as MEMBER_ROLE
 from backend.auth.services import ensure_admin, register_user
 from backend.clock import utc_now
 from backend.db import USAGE, USERS, get_db
@@ -110,7 +112,7 @@ def bench_users(memberships):
         org_id, teams = memberships[i % len(memberships)]
         slot = (i // len(memberships)) % (len(teams) + 1)
         users.append({"_id": ObjectId(f"{i + 1:024x}"), "email": f"user{i + 1}@bench.test", "role": "user",
-                      "isActive": True, "orgId": org_id, "orgRole": orgs.ORG_MEMBER,
+                      "isActive": True, "orgId": org_id, "orgRole": MEMBER_ROLE,
                       "teamId": teams[slot] if slot < len(teams) else None})
     return users
 
@@ -150,7 +152,7 @@ def prepare(count, args, today):
         rebuild_seconds = time.perf_counter() - started
         ensure_admin(db, PLATFORM_ADMIN, PASSWORD, now=utc_now())
         org_admin = register_user(db, ORG_ADMIN, PASSWORD, "Bench org admin", now=utc_now())
-        orgs.set_membership(db, org_admin["_id"], memberships[0][0], orgs.ORG_ADMIN, None, org_admin["orgId"])
+        users_repository.set_membership(db, org_admin["_id"], memberships[0][0], ADMIN_ROLE, None, org_admin["orgId"])
         counts = {"ledger": db[USAGE].estimated_document_count()}
         counts.update({rollup.name: db[rollup.collection].estimated_document_count() for rollup in rollups.ROLLUPS})
     # users[1] is the heaviest user of the second organization (users are dealt round-robin).

@@ -13,6 +13,7 @@ from backend.errors import NotFound, UnprocessableEntity
 from backend.orgs import services as orgs
 from backend.pricing.services import COST_DECIMALS
 from backend.usage.model import F, OK
+from backend.usage.rollups import EVERY_CALL, TAG
 
 TOTAL_FIELDS = (*pipelines.SUMMED_FIELDS, "totalCost", "totalRequests")
 EMPTY_TOTALS = {**{field: 0 for field in pipelines.SUMMED_FIELDS}, "totalCost": 0.0, "totalRequests": 0}
@@ -116,11 +117,18 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
     operation, provider, outcome, orgId, teamId, tag."""
     fields = (F.PROVIDER, F.MODEL_NAME) if by == "model" else (pipelines.GROUP_FIELDS[by],)
     rows = _largest_first(_grouped(db, source, fields, start, end, filters), fields)
+    grand_total = sum(row["totalTokens"] for row in rows)
     if by == "tag":
         # A share of every call's tokens, tagged or not; a call with several tags counts under each.
-        grand_total = sum(row["totalTokens"] for row in _grouped(db, source, (), start, end, filters))
-    else:
-        grand_total = sum(row["totalTokens"] for row in rows)
+        # The tag rollups count every call once more under EVERY_CALL (the ledger has no such row).
+        every_call = [row for row in rows if row["_id"].get(TAG, EVERY_CALL) is EVERY_CALL]
+        rows = [row for row in rows if row not in every_call]
+        if (filters or {}).get(TAG) is not None:
+            grand_total = sum(row["totalTokens"] for row in rows)
+        elif every_call:
+            grand_total = sum(row["totalTokens"] for row in every_call)
+        else:
+            grand_total = sum(row["totalTokens"] for row in _grouped(db, source, (), start, end, filters))
     names = orgs.labels(db, by, [row["_id"].get(fields[-1]) for row in rows]) if by in ("org", "team") else {}
     result = []
     for row in rows:

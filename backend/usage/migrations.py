@@ -24,6 +24,7 @@ OUTCOMES = "2026-11-ledger-outcomes"
 ORGANIZATIONS = "2026-11-organizations"
 API_KEYS = "2026-11-api-keys"
 ROLLUP_SHAPES = "2026-11-rollup-shapes"
+TAG_TOTALS = "2026-12-tag-totals"
 # A worker that dies while migrating leaves its lease; another takes it over after this long. The
 # worker applying a migration renews its lease every HEARTBEAT_SECONDS, however long it takes.
 LEASE_SECONDS = 600
@@ -118,8 +119,17 @@ def _rollup_shapes(db, now):
     return 0
 
 
+def _tag_totals(db, now):
+    """The tag rollups gained a row per key counting every call once (tag null: the total a tag's
+    share is of), so by=tag reads one rollup: they are rebuilt from the ledger."""
+    names = [rollup.name for rollup in ROLLUPS if rollup.fan_out is not None]
+    written = rebuild(db, names=names)
+    log.info("Tag rollups rebuilt: %s", ", ".join(f"{count} {name}" for name, count in written.items()))
+    return 0
+
+
 MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations), (API_KEYS, _api_keys),
-                       (ROLLUP_SHAPES, _rollup_shapes))
+                       (ROLLUP_SHAPES, _rollup_shapes), (TAG_TOTALS, _tag_totals))
 
 
 class MigrationPending(RuntimeError):

@@ -49,6 +49,7 @@ class LedgerRecord:
 
     def document(self):
         call, usage, at, who = self.call, self.call.usage, self.call.at, self.who
+        day = at.date().isoformat()  # YYYY-MM-DD (strftime writes year 1 as "1")
         return {
             "_id": ObjectId(call.call_id),
             "userId": who.user_id,
@@ -77,8 +78,8 @@ class LedgerRecord:
             "outcome": self.outcome,
             "httpStatus": self.http_status,
             "timestamp": at,
-            "date": at.strftime("%Y-%m-%d"),
-            "month": at.strftime("%Y-%m"),
+            "date": day,
+            "month": day[:7],
             "year": at.year,
             "isActive": True,
             "callId": call.call_id,

@@ -73,6 +73,9 @@ COST_TOLERANCE = 1e-9
 Rollup = namedtuple("Rollup", "name collection key per_day scans fan_out", defaults=(None,))
 TAG = "tag"
 TAG_FAN_OUT = (F.TAGS, TAG)
+# The tag of the row of a tag rollup that counts every call once, tagged or not (no tag is null:
+# a tag is 1-64 characters).
+EVERY_CALL = None
 MODEL_KEY = (F.PROVIDER, F.MODEL_NAME, F.OPERATION, F.OUTCOME)
 ROLLUPS = (
     Rollup("daily_totals", USAGE_DAILY_TOTALS, (F.DATE, *MODEL_KEY), False, ()),
@@ -111,11 +114,12 @@ def _document_fields(rollup, key, email):
 
 
 def _rows(rollup, record):
-    """The record as the rollup counts it: once, or once per element of its fan-out list."""
+    """The record as the rollup counts it: once, or once per element of its fan-out list plus once
+    under EVERY_CALL (the total a tag's share is of, read with the tags in one find)."""
     if rollup.fan_out is None:
         return [record]
     source, name = rollup.fan_out
-    return [{**record, name: value} for value in record.get(source) or ()]
+    return [{**record, name: value} for value in (*(record.get(source) or ()), EVERY_CALL)]
 
 
 def _grouped(records):
@@ -229,9 +233,13 @@ def _ledger_rows(db, start, end, fan_out):
 def expected(db, start=None, end=None):
     """{rollup: [documents]} as the ledger says they should be, for whole months covering the range."""
     documents = {rollup: {} for rollup in ROLLUPS}
-    for fan_out in dict.fromkeys(rollup.fan_out for rollup in ROLLUPS):
-        _expected_rows(_ledger_rows(db, start, end, fan_out), [r for r in ROLLUPS if r.fan_out == fan_out],
-                       documents)
+    whole = list(_ledger_rows(db, start, end, None))
+    _expected_rows(whole, [r for r in ROLLUPS if r.fan_out is None], documents)
+    for fan_out in dict.fromkeys(rollup.fan_out for rollup in ROLLUPS if rollup.fan_out is not None):
+        fanned = [r for r in ROLLUPS if r.fan_out == fan_out]
+        _expected_rows(_ledger_rows(db, start, end, fan_out), fanned, documents)
+        every_call = [{**row, "_id": {**row["_id"], fan_out[1]: EVERY_CALL}} for row in whole]
+        _expected_rows(every_call, fanned, documents)
     return {rollup: list(by_key.values()) for rollup, by_key in documents.items()}
 
 

@@ -316,6 +316,20 @@ class Spool:
             except FileNotFoundError:
                 pass
 
+    def retire(self):
+        """At a clean exit: when everything this process spooled is resolved, remove its segments
+        and lock (else they stay for another process's recovery)."""
+        if self._pid != os.getpid():
+            return
+        with self._lock:
+            if any(self._open.values()):
+                return
+            for segment in list(self._open):
+                os.remove(segment)
+            os.remove(f"{self.path}.{self._process}.lock")
+            os.close(self._lock_fd)
+            self._pid, self._open = None, {}
+
     def release(self):
         """Let go of this process's segments, as the kernel does when the process dies: from now on
         any process's recovery takes them (tests use it to stand for a kill)."""
@@ -418,6 +432,9 @@ class Spool:
             return 0, len(records) + len(interrupted)
         for path in paths:
             os.remove(path)
+        if records or interrupted:
+            log.info("Recovered %s: %d record(s) and %d interrupted call(s) written (%d new to the ledger)",
+                     whose, len(records), len(interrupted), len(inserted))
         return len(inserted), 0
 
     def write_each(self, records, write):

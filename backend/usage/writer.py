@@ -65,6 +65,7 @@ class LedgerWriter:
         self._thread = None
         self._queue = []  # records spooled and not yet written, in memory
         self._reread = False  # a write failed: read this process's unwritten records back from the spool
+        self._exit_hook = False
 
     def on_written(self, listener):
         """Call `listener(db, written, now, batch)` for each batch the ledger accepted; `written` is
@@ -76,6 +77,7 @@ class LedgerWriter:
     def intend(self, intent):
         """A provider call is about to be made: spool the record it leaves if this process dies
         first. Never raises: a spool that cannot take it is logged, and the call goes ahead."""
+        self._at_exit()
         try:
             self.spool.intend(intent)
         except OSError:
@@ -161,13 +163,17 @@ class LedgerWriter:
     def recover(self, older_than=RECOVER_AFTER):
         """Finish the batches a write stopped midway (a crash, or the database lost) that began
         more than `older_than` ago; returns how many records were settled."""
-        settled = 0
+        settled = empty = 0
         # Batch ids carry the wall time their write began (not the app's clock, which tests may fix).
         for batch_id, group, tickets in repository.stale_batches(self.db, utc_now() - older_than):
             self._settle(batch_id, group, tickets)
             settled += len(group)
+            empty += not group
         if settled:
             log.warning("Recovered %d ledger record(s) a write had left unsettled", settled)
+        if empty:
+            log.info("Closed %d batch note(s) of writes that stopped before their insert (their records were "
+                     "written in later batches)", empty)
         return settled
 
     def pending(self):
@@ -205,7 +211,7 @@ class LedgerWriter:
             level = logging.WARNING if isinstance(exc, PyMongoError) else logging.ERROR
             log.log(level, "Writing %d usage record(s) failed (%s); they stay spooled and are written when the "
                     "database answers", len(batch), exc, exc_info=level == logging.ERROR)
-            if self.metrics is not None and not reread:  # a retry of records whose failure was counted is not
+            if self.metrics is not None and not reread:  # counted once, not at every retry
                 self.metrics.usage_write_failures.inc()
             return 0, len(batch)
         self.spool.resolve([record.get(F.CALL_ID) for record in batch])
@@ -254,7 +260,15 @@ class LedgerWriter:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="tokenledger-ledger-writer", daemon=True)
                 self._thread.start()
-                atexit.register(self._flush_at_exit)
+        self._at_exit()
+
+    def _at_exit(self):
+        """Register the exit hook once (when this process first spools anything)."""
+        if not self._exit_hook:
+            with self._lock:
+                if not self._exit_hook:
+                    self._exit_hook = True
+                    atexit.register(self._flush_at_exit)
 
     def _run(self):
         while True:
@@ -278,6 +292,7 @@ class LedgerWriter:
             try:
                 if self.ready():
                     self._drain()
+                self.spool.retire()
             finally:
                 done.set()
 

@@ -41,14 +41,15 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
         assert f"drift {rollup}" in check.output
     # Five fields differ for the first missed call (prompt, completion, total tokens, cost,
     # requests), four for the second (it cost 0), in each of the five rollups without tags;
-    # the first call's two tags make 2 x 5 in each of the three tag rollups: 45 + 30.
-    assert "75 difference(s) in the beginning .. the end (whole months)" in check.output
+    # the first call's two tags make 2 x 5 in each of the three tag rollups, and each call counts once
+    # more under tag null in each of them (5 + 4 each): 45 + 30 + 27.
+    assert "102 difference(s) in the beginning .. the end (whole months)" in check.output
 
     rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
     assert rebuilt.exit_code == 0
     assert rebuilt.output.strip() == ("rebuilt 2024-01-01 .. 2024-02-29 (whole months): "
-                                      "3 daily_totals, 2 tag_monthly, 2 org_monthly, 2 org_tag_monthly, "
-                                      "2 user_monthly, 2 user_operation_monthly, 2 user_tag_monthly and "
+                                      "3 daily_totals, 4 tag_monthly, 2 org_monthly, 4 org_tag_monthly, "
+                                      "2 user_monthly, 2 user_operation_monthly, 4 user_tag_monthly and "
                                       "3 daily documents")
     assert runner.invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
     again = runner.invoke(args=["rebuild-rollups"])

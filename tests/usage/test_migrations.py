@@ -9,6 +9,7 @@ from backend.usage.migrations import (
     ORGANIZATIONS,
     OUTCOMES,
     ROLLUP_SHAPES,
+    TAG_TOTALS,
     MigrationPending,
     migrate,
 )
@@ -29,11 +30,11 @@ def test_records_from_before_outcomes_are_marked_ok_once(app):
                                      unique=True)
         db[MIGRATIONS].delete_many({})
 
-        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS, ROLLUP_SHAPES]
+        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS, ROLLUP_SHAPES, TAG_TOTALS]
         assert db[USAGE].find_one()["outcome"] == "ok" and db[USAGE_DAILY].find_one()["outcome"] == "ok"
         assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
         assert migrate(db, NOW) == []
-        assert db[MIGRATIONS].count_documents({}) == 4
+        assert db[MIGRATIONS].count_documents({}) == 5
 
 
 def test_two_workers_starting_at_once_both_migrate_without_error(app):
@@ -137,8 +138,12 @@ def test_rollups_of_the_previous_shape_are_rebuilt_and_the_old_tag_rollup_droppe
         # Two days, no organization in the key: 2026-11-02 sums both calls of that day.
         totals = {doc["date"]: (doc["totalTokens"], doc["requests"]) for doc in db[USAGE_DAILY_TOTALS].find()}
         assert totals == {"2026-11-02": (165, 2), "2026-10-30": (3, 1)}
-        assert sorted((doc["tag"], doc["month"], doc["days"][day]["requests"]) for doc in db[USAGE_TAG_MONTHLY].find()
-                      for day in doc["days"]) == [("ci", "2026-10", 1), ("ci", "2026-11", 1), ("nightly", "2026-11", 1)]
+        tags = [(doc["tag"], doc["month"], doc["days"][day]["requests"]) for doc in db[USAGE_TAG_MONTHLY].find()
+                for day in doc["days"]]
+        assert sorted(row for row in tags if row[0] is not None) == [
+            ("ci", "2026-10", 1), ("ci", "2026-11", 1), ("nightly", "2026-11", 1)]
+        # Every call once more under tag null: the total a tag's share is of.
+        assert sorted(row[1:] for row in tags if row[0] is None) == [("2026-10", 1), ("2026-11", 2)]
         in_org = db[USAGE_ORG_MONTHLY].find({"orgId": org})
         assert sorted((doc["teamId"] == team, doc["days"]["2026-11-02"]["cost"]) for doc in in_org) == [
             (False, 0.5), (True, 0.25)]

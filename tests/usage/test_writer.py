@@ -147,3 +147,32 @@ def test_lines_that_are_not_records_never_block_the_spool_or_leave_a_batch_open(
     assert rollups.check(db) == [] and db[USAGE_BATCHES].count_documents({}) == 0
     assert len((tmp_path / "spool.jsonl.torn").read_bytes().splitlines()) == 3
     assert len((tmp_path / "spool.jsonl.rejected").read_text().splitlines()) == 1
+
+
+CLEAN_EXIT = textwrap.dedent("""
+    import sys
+    from backend import create_app
+    from backend.auth.services import register_user
+    from backend.clock import utc_now
+    from backend.db import get_db
+
+    app = create_app({"TESTING": True, "JWT_SECRET_KEY": sys.argv[2], "LLM_PROVIDER": "demo", "LLM_PROVIDERS": ["demo"],
+                      "RATELIMIT_ENABLED": False, "BACKGROUND_TASKS": False, "LEDGER_WRITES": sys.argv[3],
+                      "SPOOL_PATH": sys.argv[1]})
+    with app.app_context():
+        register_user(get_db(), "dev@example.com", "correct-horse-battery", now=utc_now())
+    client = app.test_client()
+    token = client.post("/auth/login", json={"email": "dev@example.com",
+                                             "password": "correct-horse-battery"}).json["data"]["accessToken"]
+    for _ in range(3):
+        assert client.post("/api/test-generation", json={"prompt": "x", "count": 1},
+                           headers={"Authorization": "Bearer " + token}).status_code == 200
+""")
+
+
+def test_a_clean_exit_leaves_no_spool_behind_once_everything_is_written(tmp_path):
+    for writes in ("sync", "async"):
+        spool_path = str(tmp_path / writes / "spool.jsonl")
+        subprocess.run([sys.executable, "-c", CLEAN_EXIT, spool_path, TEST_SECRET, writes], cwd=ROOT, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        assert [path.name for path in (tmp_path / writes).iterdir() if path.name != "spool.jsonl.lock"] == [], writes
