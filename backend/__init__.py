@@ -173,6 +173,7 @@ def _connect_packages(state):
 
     migrations.register_step(migrations.ORGANIZATIONS, orgs.adopt_users_without_org)
     state.writer.on_written(budgets.settle_written)
+    state.writer.on_abandoned(budgets.give_back_abandoned)
     state.key_authenticator = keys.authenticate
     team_deleted.connect(keys.on_team_deleted)
     team_deleted.connect(budgets.on_team_deleted)

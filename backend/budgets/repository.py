@@ -5,7 +5,7 @@ A budget's _id is its owner: "default", a user's, team's, organization's or API 
 """
 from pymongo import ReturnDocument
 
-from backend.db import BATCHES, BUDGET_COUNTERS, BUDGETS, DEFAULT_BUDGET_ID, atomic, once_per_batch
+from backend.db import BATCHES, BUDGET_COUNTERS, BUDGETS, DEFAULT_BUDGET_ID, KEPT_BATCHES, atomic, once_per_batch
 
 DEFAULT = DEFAULT_BUDGET_ID
 USER_SCOPE = {"scope": {"$nin": ["team", "org", "key"]}}
@@ -73,8 +73,18 @@ def _open(db, key, fields, opening):
         )
 
 
-def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, opening):
-    """Add to a counter only if it stays within the limits; one atomic conditional update."""
+# A counter remembers the latest reservations it took and gave back (ids), so that the
+# reservation of a process that died before its call could record anything is given back once.
+RESERVATIONS = "reservations"
+
+
+def _remember(entry):
+    return {"$push": {RESERVATIONS: {"$each": [entry], "$slice": -KEPT_BATCHES}}}
+
+
+def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, opening, reservation_id):
+    """Add to a counter only if it stays within the limits; one atomic conditional update, which
+    remembers `reservation_id`."""
     condition = {"_id": key}
     if token_limit is not None:
         condition["tokens"] = {"$lte": token_limit - tokens}
@@ -82,8 +92,19 @@ def try_add(db, key, fields, tokens, cost_units, token_limit, cost_limit, openin
         condition["costUnits"] = {"$lte": cost_limit - cost_units}
     _open(db, key, fields, opening)
     with atomic(db):
-        result = db[BUDGET_COUNTERS].update_one(condition, {"$inc": {"tokens": tokens, "costUnits": cost_units}})
+        result = db[BUDGET_COUNTERS].update_one(condition, {"$inc": {"tokens": tokens, "costUnits": cost_units},
+                                                            **_remember(reservation_id)})
     return result.modified_count == 1
+
+
+def give_back(db, key, tokens, cost_units, reservation_id):
+    """Give back a reservation the counter took (`try_add`) and has not given back yet: once,
+    whoever asks (the request, or the recovery of its dead process)."""
+    released = f"{reservation_id}:released"
+    with atomic(db):
+        db[BUDGET_COUNTERS].update_one(
+            {"_id": key, "$and": [{RESERVATIONS: reservation_id}, {RESERVATIONS: {"$ne": released}}]},
+            {"$inc": {"tokens": -tokens, "costUnits": -cost_units}, **_remember(released)})
 
 
 def add_opened(db, key, fields, tokens, cost_units, opening, batch):
@@ -115,13 +136,3 @@ def add_once(db, key, fields, tokens, cost_units, batch):
                                                                         BATCHES: []}}, upsert=True)
     return _add_once(db, key, tokens, cost_units, batch)
 
-
-def add(db, key, fields, tokens, cost_units):
-    """Unconditional adjustment: giving back a reservation."""
-    with atomic(db):
-        return db[BUDGET_COUNTERS].find_one_and_update(
-            {"_id": key},
-            {"$inc": {"tokens": tokens, "costUnits": cost_units}, "$setOnInsert": {**fields, BATCHES: []}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )

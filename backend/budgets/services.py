@@ -123,6 +123,7 @@ class Reservation:
 
     db: object
     policy: Policy
+    id: str = ""  # the call's id: the counters remember it, so it is given back once
     tokens: int = 0
     cost_units: int = 0
     reserved: dict = field(default_factory=dict)  # counter key -> fields, where the worst case was added
@@ -146,8 +147,8 @@ class Reservation:
         if self.settled:
             return
         self.settled = True
-        for key, fields in self.reserved.items():
-            repository.add(self.db, key, fields, -self.tokens, -self.cost_units)
+        for key in self.reserved:
+            repository.give_back(self.db, key, self.tokens, self.cost_units, self.id)
 
 
 def settle_written(db, written, now, batch):
@@ -217,10 +218,30 @@ def _exceeded(db, key, scope, window, token_limit, cost_limit, tokens, cost_unit
     )
 
 
-def reserve(db, caller, tokens, cost_usd, now, policy=Policy(), priced=True, model=None):
+def planned(caller, tokens, cost_usd, now):
+    """{counter key: [tokens, cost units]}: what `reserve` would add, on every counter with a limit
+    (the spool notes it first, so the reservation of a process that dies before its call records
+    anything can be given back: give_back_abandoned)."""
+    limits = scoped_limits(caller)
+    return {counter.key: [tokens, to_units(cost_usd)] for counter in counters(caller_owners(caller), now)
+            if _window_limits(limits[counter.scope], counter.window) != (None, None)}
+
+
+def give_back_abandoned(db, reservations):
+    """The ledger writer's listener for reservations whose process died before its call was made:
+    [{"callId", "reserved": {key: [tokens, units]}}], each given back once where it was taken."""
+    for reservation in reservations:
+        for key, (tokens, units) in reservation["reserved"].items():
+            repository.give_back(db, key, tokens, units, reservation["callId"])
+    log.warning("Gave back the budget reservations of %d call(s) never made (their process died first): %s",
+                len(reservations), ", ".join(r["callId"] for r in reservations))
+
+
+def reserve(db, caller, tokens, cost_usd, now, policy=Policy(), priced=True, model=None, reservation_id=""):
     """Reserve a worst case on every counter of the caller, their team, organization and key that
     has a limit, all or nothing, or raise BudgetExceeded. `now` is when the call is made. A USD
-    limit cannot bind a model without a price, so such a request is refused (422)."""
+    limit cannot bind a model without a price, so such a request is refused (422). The counters
+    remember `reservation_id` (the call's id), so it is given back at most once."""
     limits = scoped_limits(caller)
     if not priced and any(window_limits_usd(limits[scope], window)[1] is not None
                           for scope in SCOPES for window in WINDOWS):
@@ -229,14 +250,15 @@ def reserve(db, caller, tokens, cost_usd, now, policy=Policy(), priced=True, mod
             "organization: add its price to PRICING_FILE or choose a priced model",
             errors={"model": ["No price is known for this model; a USD budget applies."]},
         )
-    reservation = Reservation(db, policy, tokens, to_units(cost_usd), limits=limits, labels=_labels(caller))
+    reservation = Reservation(db, policy, reservation_id, tokens, to_units(cost_usd), limits=limits,
+                              labels=_labels(caller))
     for counter in counters(caller_owners(caller), now):
         token_limit, cost_limit = _window_limits(limits[counter.scope], counter.window)
         if token_limit is None and cost_limit is None:
             continue
         try:
             taken = repository.try_add(db, counter.key, counter.fields(), tokens, reservation.cost_units, token_limit,
-                                       cost_limit, _opening(db, counter))
+                                       cost_limit, _opening(db, counter), reservation_id)
         except PyMongoError:
             _give_back(reservation)
             raise

@@ -79,6 +79,10 @@ class Context:
     # start(function, name): run a drain of an abandoned stream in a thread the app waits for
     start: Callable
     metrics: object = None
+    # (call id, {counter key: [tokens, units]}): spool a budget reservation before it is made
+    reserving: Callable = lambda call_id, reserved: None
+    # (call id): the reservation (or call) was refused; nothing of it is left to recover
+    cancel: Callable = lambda call_id: None
 
 
 @dataclass(frozen=True)
@@ -108,20 +112,25 @@ def _reserve(ctx, generation_plan, call_id):
     sheet = price_sheet(provider, [model], ctx.now, config.price_overrides)
     intent = reserved_call(provider, call_id, model, input_tokens, config.max_output_tokens,
                            reserved_price(provider, sheet, input_tokens, config.max_output_tokens), ctx.now)
-    return _reservation(ctx, input_tokens, sheet, model), intent
+    return _reservation(ctx, input_tokens, sheet, model, call_id), intent
 
 
-def _reservation(ctx, input_tokens, sheet, model):
+def _reservation(ctx, input_tokens, sheet, model, call_id):
     config = ctx.settings
-    cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
+    cost, tokens = sheet.worst_cost(input_tokens, config.max_output_tokens), input_tokens + config.max_output_tokens
+    planned = budgets.planned(ctx.caller, tokens, cost, ctx.now)
+    if planned:  # noted first: a process that dies before the call gives it back on recovery
+        ctx.reserving(call_id, planned)
     try:
-        return budgets.reserve(ctx.db, ctx.caller, input_tokens + config.max_output_tokens, cost, ctx.now,
-                               config.policy, priced=sheet.priced, model=model)
+        return budgets.reserve(ctx.db, ctx.caller, tokens, cost, ctx.now, config.policy, priced=sheet.priced,
+                               model=model, reservation_id=call_id)
     except budgets.BudgetExceeded as exc:
+        _refused(ctx, planned, call_id)
         if ctx.metrics is not None:
             ctx.metrics.budget_rejections.labels(exc.data["window"]).inc()
         raise
     except PyMongoError:
+        _refused(ctx, planned, call_id)
         if not config.budgets_fail_open:
             # A budget that cannot be checked cannot be kept: refused before anything is billed.
             log.warning("Generation refused: its budget counters cannot be read (database unavailable)")
@@ -129,6 +138,15 @@ def _reservation(ctx, input_tokens, sheet, model):
                                      "billed. Try again shortly.") from None
         log.exception("Budget reservation skipped (BUDGETS_FAIL_OPEN): database unavailable")
         return budgets.Reservation(ctx.db, config.policy)
+    except Exception:
+        _refused(ctx, planned, call_id)
+        raise
+
+
+def _refused(ctx, planned, call_id):
+    """The reservation raised (and gave back what it had taken): nothing of it is left to recover."""
+    if planned:
+        ctx.cancel(call_id)
 
 
 def _failure_outcome(exc):

@@ -46,7 +46,8 @@ def _context():
 
     return transaction.Context(
         db=get_db(), caller=caller._get_current_object(), settings=transaction.Settings.from_config(current_app.config),
-        now=now(), open_call=open_call, hand_over=taken_from_response, start=_start(state), metrics=state.metrics)
+        now=now(), open_call=open_call, hand_over=taken_from_response, start=_start(state), metrics=state.metrics,
+        reserving=state.writer.reserving, cancel=state.writer.cancel)
 
 
 def _start(state):

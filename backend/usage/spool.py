@@ -2,6 +2,8 @@
 
 Every process appends to segments of its own, `<SPOOL_PATH>.<process>.<n>.wal`, one JSON line
 per entry (orjson; ObjectIds and dates as MongoDB extended JSON, so a line reads back typed):
+- a reservation, before a call's budget reservation: what it adds to which counters (given back
+  if the process dies before the call's intent);
 - an intent, before a provider call: the ledger record the call would leave if the process died
   while it ran (estimated at its budget reservation, outcome `interrupted`);
 - a record, when the call closes: the ledger record, fsync'd before the request answers (one
@@ -51,7 +53,7 @@ FIRST_SEGMENT_BYTES = 128 * 1024
 SEGMENT_BYTES = 4 * 1024 * 1024
 ZERO_CHUNK = 1024 * 1024
 # Entry kinds (the "k" of a line; a line without one is a record of the spool before segments).
-INTENT, RECORD, RESOLVED = "i", "r", "x"
+RESERVING, INTENT, RECORD, RESOLVED = "v", "i", "r", "x"
 
 
 def _alive(pid):
@@ -132,6 +134,7 @@ class Contents:
 
     records: list = field(default_factory=list)
     intents: dict = field(default_factory=dict)
+    reservations: dict = field(default_factory=dict)
     resolved: set = field(default_factory=set)
     torn: list = field(default_factory=list)
 
@@ -144,6 +147,8 @@ class Contents:
                 self.records.append(record)
             elif kind == INTENT and isinstance(entry.get("d"), dict):
                 self.intents.setdefault(entry["d"].get("callId"), entry["d"])
+            elif kind == RESERVING and isinstance(entry.get("d"), dict):
+                self.reservations.setdefault(entry["d"].get("callId"), entry["d"])
             elif kind == RESOLVED and isinstance(entry.get("ids"), list):
                 self.resolved.update(entry["ids"])
             else:
@@ -161,6 +166,12 @@ class Contents:
         interrupted = [intent for call_id, intent in self.intents.items()
                        if call_id not in recorded and call_id not in self.resolved]
         return list(records.values()), interrupted
+
+    def abandoned(self):
+        """Reservations whose call has no intent, record or resolution: the process died between
+        reserving and calling (the call was never made)."""
+        seen = {record.get("callId") for record in self.records} | set(self.intents) | self.resolved
+        return [reservation for call_id, reservation in self.reservations.items() if call_id not in seen]
 
 
 def _read(path):
@@ -269,12 +280,22 @@ class Spool:
             os.fdatasync(fd)
             self._synced = max(self._synced, target)
 
+    def reserving(self, reservation):
+        """Note a budget reservation about to be made ({"callId", "reserved": {key: [tokens, units]}});
+        the call's intent resolves it (not fsync'd, like an intent)."""
+        data = encode({"k": RESERVING, "d": reservation})
+        with self._lock:
+            self._add(data)
+            self._open[self._segment].add(reservation["callId"])
+            self._segment_of_intent[reservation["callId"]] = self._segment
+
     def intend(self, intent):
         """Note a provider call about to be made: `intent` is the ledger record it leaves if this
         process dies before the call closes (not fsync'd: a kill keeps it, a power loss may not)."""
         data = encode({"k": INTENT, "d": intent})
         with self._lock:
             self._add(data)
+            self._resolve_intent(intent["callId"])
             self._open[self._segment].add(intent["callId"])
             self._segment_of_intent[intent["callId"]] = self._segment
 
@@ -393,16 +414,17 @@ class Spool:
         paths = sorted(glob.glob(f"{glob.escape(self.path)}.*.wal")) + self._legacy_paths()
         return [line for path in paths for line in _read(path)]
 
-    def recover(self, write):
+    def recover(self, write, give_back=lambda reservations: None):
         """Write what ended processes (and the spool before segments) left: `write(records) ->
-        records inserted` gets their unwritten records, then their interrupted calls. Returns
-        (written, left): left counts what stays for the next recovery (the database was down)."""
+        records inserted` gets their unwritten records, then their interrupted calls, and
+        `give_back(reservations)` their abandoned reservations. Returns (written, left): left
+        counts what stays for the next recovery (the database was down)."""
         written = left = 0
         with self._recover_lock:
             for fd, lock_path, process in self._gone():
                 try:
                     segments = sorted(glob.glob(f"{glob.escape(self.path)}.{glob.escape(process)}.*.wal"))
-                    done, remaining = self._recover_files(segments, write, f"process {process}")
+                    done, remaining = self._recover_files(segments, write, f"process {process}", give_back)
                     written, left = written + done, left + remaining
                     if not remaining:
                         os.remove(lock_path)
@@ -413,11 +435,11 @@ class Spool:
                 with open(f"{self.path}.lock", "a") as old_lock:  # what the spool before segments appended under
                     fcntl.flock(old_lock, fcntl.LOCK_EX)
                     done, remaining = self._recover_files(self._legacy_paths(), write, "the spool before segments",
-                                                          exact=True)
+                                                          give_back, exact=True)
                 written, left = written + done, left + remaining
         return written, left
 
-    def _recover_files(self, paths, write, whose, exact=False):
+    def _recover_files(self, paths, write, whose, give_back, exact=False):
         contents = Contents().read((line for path in paths for line in _read(path)), exact)
         self._set_aside_torn(contents.torn)
         records, interrupted = contents.unwritten()
@@ -426,6 +448,8 @@ class Spool:
                         "budget reservation (outcome interrupted)", len(interrupted), whose)
         try:
             inserted = self.write_each(records + interrupted, write)
+            if contents.abandoned():
+                give_back(contents.abandoned())
         except ConnectionFailure:
             log.warning("Spool recovery postponed, database unreachable; %d record(s) of %s wait",
                         len(records) + len(interrupted), whose)

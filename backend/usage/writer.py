@@ -60,6 +60,7 @@ class LedgerWriter:
         self.ready = ready
         self.clock = clock
         self._listeners = []
+        self._abandoned_listeners = []
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread = None
@@ -73,6 +74,22 @@ class LedgerWriter:
         after a crash); when it raises, the batch stays open and is completed later."""
         if listener not in self._listeners:
             self._listeners.append(listener)
+
+    def on_abandoned(self, listener):
+        """Call `listener(db, reservations)` with the budget reservations of calls whose process died
+        before making them ([{"callId", "reserved": {counter key: [tokens, units]}}]); it must give
+        each back once."""
+        if listener not in self._abandoned_listeners:
+            self._abandoned_listeners.append(listener)
+
+    def reserving(self, call_id, reserved):
+        """A budget reservation is about to be made for call `call_id`: spool it, so it is given
+        back if this process dies before the call's intent. Never raises."""
+        self._at_exit()
+        try:
+            self.spool.reserving({"callId": call_id, "reserved": reserved})
+        except OSError:
+            log.exception("The spool could not take the reservation of call %s", call_id)
 
     def intend(self, intent):
         """A provider call is about to be made: spool the record it leaves if this process dies
@@ -189,10 +206,14 @@ class LedgerWriter:
         if not self.ready():
             return 0, self.spool.count()
         written, left = self._drain()
-        recovered, remaining = self.spool.recover(self.write)
+        recovered, remaining = self.spool.recover(self.write, self._give_back)
         if self.metrics is not None and recovered:
             self.metrics.usage_replayed.inc(recovered)
         return written + recovered, left + remaining
+
+    def _give_back(self, reservations):
+        for listener in self._abandoned_listeners:
+            listener(self.db, reservations)
 
     def _drain(self):
         """Write this process's queued records (or, after a failure, its unwritten ones read back)."""

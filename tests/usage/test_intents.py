@@ -122,3 +122,51 @@ def test_a_refused_call_leaves_no_intent_behind(make_app, fake_openai, tmp_path)
     runtime(app).spool.release()  # even once this process is gone, nothing is left to recover
     other = make_app(MONGO_CLIENT=get_db(app).client)
     assert runtime(other).writer.replay() == (0, 0) and get_db(app)[USAGE].count_documents({}) == 1
+
+
+def test_a_process_that_dies_between_its_reservation_and_its_call_has_the_reservation_given_back(
+        make_app, tmp_path, monkeypatch):
+    from backend.usage.spool import Spool
+
+    reserved, dead = threading.Event(), threading.Event()
+    intend = Spool.intend
+
+    def dies_here(spool, intent):  # the budget reservation is made; the call's intent is next
+        reserved.set()
+        dead.wait(10)
+        raise SystemExit("killed")
+
+    spool_path = str(tmp_path / "spool.jsonl")
+    dying = make_app(SPOOL_PATH=spool_path, LEDGER_WRITES="async", LEDGER_WRITE_INTERVAL_MS=600_000)
+    create_user(dying, "root@example.com", role="admin")
+    user = create_user(dying, "dev@example.com")
+    client = dying.test_client()
+    root = bearer(client, "root@example.com")
+    assert client.put(f"/admin/openai/budgets/{user['_id']}", json={"tokensPerDay": 10**6, "tokensPerMonth": 10**7},
+                      headers=root).status_code == 200
+    headers = bearer(client, "dev@example.com")
+    monkeypatch.setattr(Spool, "intend", dies_here)
+    def post():
+        try:
+            client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers)
+        except SystemExit:
+            pass  # the "killed" request thread ends here
+
+    request = threading.Thread(target=post, daemon=True)
+    request.start()
+    assert reserved.wait(10)
+    db = get_db(dying)
+    held = {c["_id"]: c["tokens"] for c in db[BUDGET_COUNTERS].find()}
+    assert len(held) == 2 and all(tokens > 0 for tokens in held.values())  # the user's day and month
+    runtime(dying).spool.release()  # the process is killed here
+    monkeypatch.setattr(Spool, "intend", intend)
+
+    survivor = make_app(MONGO_CLIENT=db.client, SPOOL_PATH=spool_path)
+    assert runtime(survivor).writer.replay() == (0, 0)  # nothing was called, nothing recorded
+    assert {c["_id"]: c["tokens"] for c in db[BUDGET_COUNTERS].find()} == dict.fromkeys(held, 0)
+    assert db[USAGE].count_documents({}) == 0
+    # Recovering again (another worker) gives nothing back twice.
+    assert runtime(make_app(MONGO_CLIENT=db.client, SPOOL_PATH=spool_path)).writer.replay() == (0, 0)
+    assert {c["_id"]: c["tokens"] for c in db[BUDGET_COUNTERS].find()} == dict.fromkeys(held, 0)
+    dead.set()
+    request.join(10)
