@@ -225,11 +225,27 @@ def _provider_settings(env):
             values[setting.name] = _declared(env, setting)
         for name in spec.usage_report.settings if spec.usage_report else ():
             values[name] = _text(env, name)
+        if spec.usage_report:
+            values[spec.usage_report.base_url.name] = _declared(env, spec.usage_report.base_url)
     return values
 
 
+def _unfiltered_reports(provider_settings, warnings):
+    """A warning for each usage report read with an admin key and no filter: the whole
+    organization's usage is compared with the ledger."""
+    for spec in PROVIDERS.values():
+        report = spec.usage_report
+        if report and provider_settings.get(report.admin_key) and not any(
+                provider_settings.get(setting) for _, setting in report.filters):
+            warnings.append(
+                f"{report.admin_key} is set without {' or '.join(setting for _, setting in report.filters)}: "
+                f"reconciliation compares the whole organization's {spec.name} usage with the ledger, so any other "
+                "caller in it makes every day ledger_short.")
+
+
 def _with_defaults(provider_settings):
-    defaults = {setting.name: setting.default for spec in PROVIDERS.values() for setting in spec.settings}
+    defaults = {setting.name: setting.default for spec in PROVIDERS.values()
+                for setting in (*spec.settings, *((spec.usage_report.base_url,) if spec.usage_report else ()))}
     return {name: defaults.get(name) if value is None else value for name, value in provider_settings.items()}
 
 
@@ -367,6 +383,7 @@ def load_config(environ=None):
         raise ConfigError("ADMIN_PASSWORD must be at least 8 characters")
 
     provider_settings = _provider_settings(env)
+    _unfiltered_reports(provider_settings, warnings)
     # A credential counts only when set: a declared default (a local server's host) enables nothing.
     credentials = {spec.name: provider_settings[spec.credential] for spec in PROVIDERS.values() if spec.credential}
     provider = _default_provider(env, credentials, warnings)

@@ -82,7 +82,7 @@ def ndjson(lines, break_with=None):
 
 
 def chat_completion(content, prompt_tokens, completion_tokens, cached=0, reasoning=0,
-                    model="gpt-4o-mini-2024-07-18", usage=True):
+                    model="gpt-4o-mini-2024-07-18", usage=True, cache_write=None):
     """A chat.completion body exactly as OpenAI's API returns it."""
     body = {
         "id": "chatcmpl-AbC123",
@@ -102,7 +102,8 @@ def chat_completion(content, prompt_tokens, completion_tokens, cached=0, reasoni
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0},
+            "prompt_tokens_details": {"cached_tokens": cached, "audio_tokens": 0,
+                                      **({"cache_write_tokens": cache_write} if cache_write is not None else {})},
             "completion_tokens_details": {
                 "reasoning_tokens": reasoning, "audio_tokens": 0,
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
@@ -112,7 +113,7 @@ def chat_completion(content, prompt_tokens, completion_tokens, cached=0, reasoni
 
 
 def openai_stream(content, prompt_tokens, completion_tokens, cached=0, pieces=3, model="gpt-4o-mini-2024-07-18",
-                  usage=True, break_with=None, break_after=None):
+                  usage=True, break_with=None, break_after=None, cache_write=None):
     """chat.completion.chunk events as OpenAI streams them with stream_options.include_usage."""
     base = {"id": "chatcmpl-AbC123", "object": "chat.completion.chunk", "created": 1732200000, "model": model,
             "system_fingerprint": "fp_0ba0d124f1"}
@@ -125,7 +126,7 @@ def openai_stream(content, prompt_tokens, completion_tokens, cached=0, pieces=3,
     events.append((None, {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": None}))
     if usage:
         events.append((None, {**base, "choices": [], "usage": chat_completion("", prompt_tokens, completion_tokens,
-                                                                              cached=cached)["usage"]}))
+                                                                              cached=cached, cache_write=cache_write)["usage"]}))
     events.append((None, "[DONE]"))
     if break_after is not None:
         events = events[:break_after]

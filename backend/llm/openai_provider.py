@@ -113,7 +113,8 @@ class OpenAIProvider(Provider):
 
 
 def usage_from_openai(usage):
-    """prompt_tokens already include cached ones and completion_tokens reasoning ones."""
+    """prompt_tokens already include cached reads (cached_tokens) and cache writes
+    (cache_write_tokens), and completion_tokens reasoning ones."""
     if usage is None:
         return NO_USAGE
     prompt_details = getattr(usage, "prompt_tokens_details", None)
@@ -122,6 +123,7 @@ def usage_from_openai(usage):
         usage.prompt_tokens,
         usage.completion_tokens,
         cached_input_tokens=(prompt_details.cached_tokens or 0) if prompt_details else 0,
+        cache_write_tokens=(getattr(prompt_details, "cache_write_tokens", None) or 0) if prompt_details else 0,
         reasoning_tokens=(completion_details.reasoning_tokens or 0) if completion_details else 0,
     )
 

@@ -36,10 +36,13 @@ class UsageReportSpec:
     like the API keys: never logged, never echoed).
 
     `filters` are (filter name, setting) pairs: which of the provider's usage to compare with the
-    ledger when the organisation has other callers (a project, an API key).
+    ledger when the organisation has other callers (a project, an API key). `base_url` is where the
+    report is read, a setting of its own: the admin key goes to the provider's admin API and never
+    to a generation gateway (OPENAI_BASE_URL may point at LiteLLM, OpenRouter or Azure).
     """
 
     admin_key: str
+    base_url: Setting
     filters: tuple[tuple[str, str], ...] = ()
 
     @property
@@ -85,7 +88,7 @@ class ProviderSpec:
         names = [variable for setting in self.settings for variable in setting.variables]
         names += [name for name in (self.model_setting, self.allowed_models_setting) if name]
         if self.usage_report:
-            names += self.usage_report.settings
+            names += [*self.usage_report.settings, *self.usage_report.base_url.variables]
         return tuple(names)
 
 
@@ -99,6 +102,8 @@ OPENAI = ProviderSpec(
     price_provider="openai",
     usage_report=UsageReportSpec(
         admin_key="OPENAI_ADMIN_KEY",
+        # The same convention as OPENAI_BASE_URL: /v1 included.
+        base_url=Setting("OPENAI_ADMIN_BASE_URL", URL, default="https://api.openai.com/v1"),
         filters=(("projectId", "RECONCILE_OPENAI_PROJECT_ID"), ("apiKeyId", "RECONCILE_OPENAI_API_KEY_ID")),
     ),
 )
@@ -122,6 +127,8 @@ ANTHROPIC = ProviderSpec(
     price_provider="anthropic",
     usage_report=UsageReportSpec(
         admin_key="ANTHROPIC_ADMIN_KEY",
+        # The same convention as ANTHROPIC_BASE_URL: no /v1.
+        base_url=Setting("ANTHROPIC_ADMIN_BASE_URL", URL, default="https://api.anthropic.com"),
         filters=(("apiKeyId", "RECONCILE_ANTHROPIC_API_KEY_ID"),),
     ),
 )

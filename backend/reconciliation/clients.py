@@ -120,8 +120,8 @@ class OpenAIUsageReport(UsageReport):
     """
 
     name, label = "openai", "OpenAI"
-    base_url_setting = "OPENAI_BASE_URL"
-    # OPENAI_BASE_URL is the SDK's base URL, /v1 included.
+    # OpenAI's admin API, /v1 included; never OPENAI_BASE_URL (a generation gateway).
+    base_url_setting = "OPENAI_ADMIN_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
     path = "/organization/usage/completions"
 
@@ -156,7 +156,7 @@ class AnthropicUsageReport(UsageReport):
     (5-minute and 1-hour) and output per model. No request count."""
 
     name, label = "anthropic", "Anthropic"
-    base_url_setting = "ANTHROPIC_BASE_URL"
+    base_url_setting = "ANTHROPIC_ADMIN_BASE_URL"
     default_base_url = "https://api.anthropic.com"
     path = "/v1/organizations/usage_report/messages"
     counts_requests = False

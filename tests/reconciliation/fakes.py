@@ -39,9 +39,10 @@ class UsageReportServer:
         return httpx2.MockTransport(self.handler)
 
 
-def openai_result(model, input_tokens, output_tokens, cached, requests):
+def openai_result(model, input_tokens, output_tokens, cached, requests, cache_write=None):
     return {"object": "organization.usage.completions.result", "input_tokens": input_tokens,
             "output_tokens": output_tokens, "input_cached_tokens": cached, "input_audio_tokens": 0,
+            **({"input_cache_write_tokens": cache_write} if cache_write is not None else {}),
             "output_audio_tokens": 0, "num_model_requests": requests, "project_id": None, "user_id": None,
             "api_key_id": None, "model": model, "batch": None}
 

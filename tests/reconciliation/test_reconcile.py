@@ -1,5 +1,7 @@
 """One day reconciled against fakes of both usage reports. Every expected number below is
 worked out by hand from the seeded records and the fake report pages."""
+from datetime import datetime, time, timezone
+
 import httpx2
 import pytest
 
@@ -189,8 +191,9 @@ def test_anthropic_cache_writes_the_ledger_lacks_are_ledger_short(recon_app, ant
                                     "cacheWriteTokens": 2048, "outputTokens": 0}
 
 
-def test_the_openai_filters_and_base_url_follow_the_settings(recon_app, openai_report):
-    app = recon_app(ANTHROPIC_ADMIN_KEY=None, OPENAI_BASE_URL="https://gateway.example.com/v1/",
+def test_the_openai_filters_and_admin_base_url_follow_the_settings(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None, OPENAI_ADMIN_BASE_URL="https://admin-proxy.example.com/v1/",
+                    OPENAI_BASE_URL="https://gateway.example.com/v1",
                     RECONCILE_OPENAI_PROJECT_ID="proj_abc123", RECONCILE_OPENAI_API_KEY_ID="key_xyz789")
     openai_report.pages = [openai_page(DAY_START, [])]
 
@@ -199,9 +202,60 @@ def test_the_openai_filters_and_base_url_follow_the_settings(recon_app, openai_r
     assert result["verdict"] == "match"
     assert result["filters"] == {"projectId": "proj_abc123", "apiKeyId": "key_xyz789"}
     (request,) = openai_report.requests
-    assert str(request.url).startswith("https://gateway.example.com/v1/organization/usage/completions?")
+    assert str(request.url).startswith("https://admin-proxy.example.com/v1/organization/usage/completions?")
     assert request.url.params.get_list("project_ids") == ["proj_abc123"]
     assert request.url.params.get_list("api_key_ids") == ["key_xyz789"]
+
+
+def test_openai_cache_writes_recorded_by_a_generation_match_the_usage_report(make_app, fake_openai, openai_report):
+    """A real call through the SDK whose reply reports cache writes, then that day reconciled:
+    the ledger holds the writes as writes (not as uncached input), so the day matches."""
+    from backend.clock import now
+    from tests.helpers import bearer, cases_json, chat_completion, create_user
+
+    app = make_app(LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0, OPENAI_ADMIN_KEY=OPENAI_ADMIN_KEY,
+                   LLM_TRANSPORTS={"openai": fake_openai.transport}, RECONCILE_OPENAI_PROJECT_ID="proj_abc123",
+                   RECONCILE_TRANSPORTS={"openai": openai_report.transport})
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    fake_openai.reply(chat_completion(cases_json(1), 1000, 100, cached=200, cache_write=300, model="gpt-6-cyber"))
+    assert client.post("/api/test-generation", json={"prompt": "x", "count": 1, "model": "gpt-6-cyber"},
+                       headers=bearer(client, "dev@example.com")).status_code == 200
+    day = now(app).date()
+    start = int(datetime.combine(day, time(), timezone.utc).timestamp())
+    openai_report.pages = [openai_page(start, [openai_result("gpt-6-cyber", 1000, 100, 200, 1, cache_write=300)])]
+
+    with app.app_context():
+        [result] = [r for r in services.reconcile_day(get_db(app), app.config, day, NOW) if r["provider"] == "openai"]
+
+    assert result["verdict"] == "match"
+    assert result["ledger"]["cacheWriteTokens"] == result["reported"]["cacheWriteTokens"] == 300
+    assert result["ledger"]["uncachedInputTokens"] == result["reported"]["uncachedInputTokens"] == 500
+
+
+def test_an_admin_key_without_filters_warns_at_start_up():
+    from backend.config import load_config
+
+    _, warnings = load_config({"OPENAI_ADMIN_KEY": "sk-admin-test"})
+    assert ("OPENAI_ADMIN_KEY is set without RECONCILE_OPENAI_PROJECT_ID or RECONCILE_OPENAI_API_KEY_ID: "
+            "reconciliation compares the whole organization's openai usage with the ledger, so any other caller in "
+            "it makes every day ledger_short.") in warnings
+    _, warnings = load_config({"OPENAI_ADMIN_KEY": "sk-admin-test", "RECONCILE_OPENAI_PROJECT_ID": "proj_1"})
+    assert not any("OPENAI_ADMIN_KEY" in warning for warning in warnings)
+
+
+def test_the_admin_key_never_goes_to_the_generation_gateway(recon_app, openai_report, anthropic_report):
+    app = recon_app(OPENAI_BASE_URL="https://litellm.internal.example/v1",
+                    ANTHROPIC_BASE_URL="https://openrouter.example/api")
+    openai_report.pages = [openai_page(DAY_START, [])]
+    anthropic_report.pages = [anthropic_page("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", [])]
+
+    reconcile(app)
+
+    [openai_request] = openai_report.requests
+    [anthropic_request] = anthropic_report.requests
+    assert str(openai_request.url).startswith("https://api.openai.com/v1/organization/usage/completions?")
+    assert str(anthropic_request.url).startswith("https://api.anthropic.com/v1/organizations/usage_report/messages?")
 
 
 @pytest.mark.parametrize("failure, reason", [

@@ -1,5 +1,5 @@
 """Acceptance: each provider's reported usage lands in the ledger call for call, plain and streamed,
-priced at the published rates (cached input at the cached rate)."""
+priced at the published rates (cached input at the cached rate, cache writes at the write rate)."""
 from decimal import Decimal
 
 import pytest
@@ -34,6 +34,12 @@ CASES = [
      lambda: chat_completion(TEXT, 1234, 567, cached=1024, reasoning=64),
      lambda: openai_stream(TEXT, 1234, 567, cached=1024),
      (1234, 1024, 0, 567), usd((210, 0.15), (1024, 0.075), (567, 0.60))),
+    # OpenAI's cache writes (prompt_tokens_details.cache_write_tokens), at genai-prices' write rate:
+    # gpt-6-cyber $20 input, $2 cached input, $25 cache write, $100 output per million tokens.
+    ("openai", "gpt-6-cyber",
+     lambda: chat_completion(TEXT, 1000, 100, cached=200, cache_write=300, model="gpt-6-cyber"),
+     lambda: openai_stream(TEXT, 1000, 100, cached=200, cache_write=300, model="gpt-6-cyber"),
+     (1000, 200, 300, 100), usd((500, 20), (200, 2), (300, 25), (100, 100))),
     ("gemini", "gemini-2.0-flash",
      lambda: gemini_response(TEXT, 5000, 700, cached=4096, thoughts=0),
      lambda: gemini_stream(TEXT, 5000, 700, cached=4096),
