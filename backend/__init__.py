@@ -124,7 +124,8 @@ def _init_extensions(app, state):
     api.ERROR_SCHEMA = ErrorEnvelopeSchema
     api.init_app(app, spec_kwargs={"extra_plugins": [ErrorStatusesPlugin(app)]})
     state.metrics = Metrics()
-    state.spool = Spool(app.config["SPOOL_PATH"]) if app.config["SPOOL_PATH"] else Spool.of_this_process()
+    fsync = app.config["SPOOL_FSYNC"]
+    state.spool = Spool(app.config["SPOOL_PATH"], fsync) if app.config["SPOOL_PATH"] else Spool.of_this_process(fsync)
     app.config["SPOOL_PATH"] = state.spool.path
     state.writer = LedgerWriter(get_db(app), state.spool, state.metrics,
                                 asynchronous=app.config["LEDGER_WRITES"] == "async",

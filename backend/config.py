@@ -424,6 +424,7 @@ def load_config(environ=None):
         "LLM_PROVIDERS": _enabled_providers(env, provider, credentials),
         "LLM_MODELS": _models(env, provider),
         "LEDGER_WRITES": _choice(env, "LEDGER_WRITES", "async", ("async", "sync")),
+        "SPOOL_FSYNC": _boolean(env, "SPOOL_FSYNC", True),
         "LEDGER_WRITE_INTERVAL_MS": _integer(env, "LEDGER_WRITE_INTERVAL_MS", 200, 0, 60_000),
         "LLM_ALLOWED_MODELS": _allowed_models(env),
         "LLM_TIMEOUT_SECONDS": _integer(env, "LLM_TIMEOUT_SECONDS", 60, 1, 600),

@@ -200,8 +200,11 @@ def _write_all(fd, data, offset):
 
 
 class Spool:
-    def __init__(self, path):
+    def __init__(self, path, fsync=True):
+        """`fsync=False` (SPOOL_FSYNC=false): records are written, not fsync'd, before the answer:
+        a killed process still loses nothing; a machine that loses power may lose the last ones."""
         self.path = path
+        self.fsync = fsync
         self._lock = threading.Lock()  # appends, rotation, the open set
         self._sync_lock = threading.Lock()
         self._recover_lock = threading.Lock()
@@ -213,7 +216,7 @@ class Spool:
         self._segment_of_intent = {}
 
     @classmethod
-    def of_this_process(cls):
+    def of_this_process(cls, fsync=True):
         """A spool no other process uses, removed at a clean exit: the embedded store's records
         belong to this process's in-memory store, which another process must never replay into
         its own, and which is gone when this one ends (so are the spools of processes that ended
@@ -223,7 +226,7 @@ class Spool:
                 shutil.rmtree(folder, ignore_errors=True)
         folder = tempfile.mkdtemp(prefix=f"{PRIVATE_PREFIX}{os.getpid()}-")
         atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        return cls(os.path.join(folder, "usage-spool.jsonl"))
+        return cls(os.path.join(folder, "usage-spool.jsonl"), fsync)
 
     # -- this process's segments ------------------------------------------------------------------
 
@@ -307,7 +310,8 @@ class Spool:
             for record in records:
                 self._resolve_intent(record.get("callId"))
                 self._open[self._segment].add(record.get("callId"))
-        self._sync(number)
+        if self.fsync:
+            self._sync(number)
 
     def resolve(self, call_ids):
         """Mark records written to the ledger (or intents of calls the provider refused)."""

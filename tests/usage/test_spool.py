@@ -203,3 +203,22 @@ def test_full_segments_are_sealed_and_removed_once_everything_in_them_is_written
     # Every sealed segment is resolved and gone; the one being written stays.
     assert glob.glob(str(tmp_path / "spool.jsonl.*.wal")) == segments[-1:]
     assert [record["callId"] for record in spool.contents().unwritten()[0]] == ["c11"]
+
+
+@pytest.mark.parametrize("fsync, syncs", [(True, 3), (False, 0)])
+def test_records_are_fsyncd_before_the_answer_unless_spool_fsync_is_off(make_app, monkeypatch, fsync, syncs):
+    import os
+
+    app = make_app(SPOOL_FSYNC=fsync, LEDGER_WRITES="async", LEDGER_WRITE_INTERVAL_MS=600_000)
+    create_user(app, "dev@example.com")
+    client = app.test_client()
+    from tests.helpers import bearer
+
+    headers = bearer(client, "dev@example.com")
+    synced = []
+    real = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (synced.append(fd), real(fd)))
+    for _ in range(3):
+        assert client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers).status_code == 200
+    assert len(synced) == syncs
+    assert runtime(app).writer.replay() == (3, 0) and len(ledger(app)) == 3
