@@ -29,6 +29,8 @@ USAGE_BATCHES = "openai_token_usage_batches"
 TESTCASES = "testcases"
 MIGRATIONS = "migrations"
 RECONCILIATIONS = "reconciliations"
+# Short leases that let one worker at a time do a job ({_id: job, until, owner}).
+LEASES = "leases"
 ORGANIZATIONS = "organizations"
 TEAMS = "teams"
 API_KEYS = "api_keys"

@@ -6,8 +6,12 @@ summing) is shared. Both APIs page with `has_more` / `next_page`, the token goin
 `page` query parameter. A report that cannot be read raises ReportUnavailable with a reason fit
 to store and show: it never holds a key.
 
+A 429, a 5xx or a connection that fails is tried again within the run (ATTEMPTS in all), after
+the server's Retry-After when it gives one (at most MAX_WAIT_SECONDS), else after 1, 2, 4 s.
+
 Tests and proxies inject an httpx2 transport per provider with RECONCILE_TRANSPORTS.
 """
+import time as clock
 from datetime import datetime, time, timedelta, timezone
 
 import httpx2
@@ -19,6 +23,8 @@ TIMEOUT_SECONDS = 30
 # A server that always answers has_more must not hold a worker forever.
 MAX_PAGES = 100
 ERROR_DETAIL_CHARS = 200
+ATTEMPTS = 4
+MAX_WAIT_SECONDS = 30
 
 
 class ReportUnavailable(Exception):
@@ -79,18 +85,30 @@ class UsageReport:
                 counts["requests"] = None
         return per_model
 
+    def _get(self, client, params):
+        """One page's response, tried again on a 429, a 5xx or a failed connection."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                response = client.get(self.url, params=params, headers=self.headers())
+            except httpx2.HTTPError as exc:
+                failure, wait = self._scrub(f"{self.label} usage report unreachable: {exc}"), None
+            else:
+                if response.status_code == 200:
+                    return response
+                detail = " ".join(response.text.split())[:ERROR_DETAIL_CHARS]
+                failure = self._scrub(f"{self.label} usage report answered {response.status_code}: {detail}")
+                if response.status_code != 429 and response.status_code < 500:
+                    raise ReportUnavailable(failure)
+                wait = _retry_after(response.headers.get("Retry-After"))
+            if attempt == ATTEMPTS:
+                raise ReportUnavailable(f"{failure} (after {ATTEMPTS} attempts)")
+            clock.sleep(min(wait if wait is not None else 2 ** (attempt - 1), MAX_WAIT_SECONDS))
+
     def _pages(self, client, query):
         page = None
         for _ in range(MAX_PAGES):
             params = {**query, "page": page} if page else query
-            try:
-                response = client.get(self.url, params=params, headers=self.headers())
-            except httpx2.HTTPError as exc:
-                raise ReportUnavailable(self._scrub(f"{self.label} usage report unreachable: {exc}")) from None
-            if response.status_code != 200:
-                detail = " ".join(response.text.split())[:ERROR_DETAIL_CHARS]
-                raise ReportUnavailable(self._scrub(
-                    f"{self.label} usage report answered {response.status_code}: {detail}"))
+            response = self._get(client, params)
             try:
                 body = response.json()
             except ValueError:
@@ -106,6 +124,14 @@ class UsageReport:
     def _scrub(self, text):
         # An error body or exception text might quote the key back; it must never be stored or shown.
         return text.replace(self.admin_key, "[admin key]")
+
+
+def _retry_after(value):
+    """Retry-After in seconds (a number of seconds; an HTTP date is not waited for), or None."""
+    try:
+        return max(0.0, float(value))
+    except (TypeError, ValueError):
+        return None
 
 
 def day_start(day):

@@ -6,12 +6,16 @@ second run replaces the first):
      ledger: counts, reported: counts | None, difference: counts | None,
      models: [{model, verdict, ledger, reported, difference}]}
 where counts are {requests, uncachedInputTokens, cachedInputTokens, cacheWriteTokens, outputTokens}
-(the ledger's also carry estimatedRequests) and difference = reported - ledger.
+(the ledger's also carry estimatedRequests) and difference = reported - ledger. The `leases`
+document "reconciliation:scheduled-run" {until, owner} lets one worker at a time run the scheduled pass.
 """
-from pymongo import ASCENDING, DESCENDING
+from datetime import datetime, timezone
+
+from bson import ObjectId
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from backend.db import RECONCILIATIONS, USAGE
+from backend.db import LEASES, RECONCILIATIONS, USAGE
 from backend.usage.model import F
 
 
@@ -69,3 +73,25 @@ def in_range(db, start, end, provider=None):
     if provider:
         query["provider"] = provider
     return list(db[RECONCILIATIONS].find(query).sort([("date", DESCENDING), ("provider", ASCENDING)]))
+
+
+SCHEDULED_LEASE = "reconciliation:scheduled-run"
+
+
+def take_lease(db, now, length):
+    """The scheduled run's lease (its owner token) if no other worker holds it, else None."""
+    owner = str(ObjectId())
+    try:
+        taken = db[LEASES].find_one_and_update(
+            {"_id": SCHEDULED_LEASE, "until": {"$lte": now}}, {"$set": {"until": now + length, "owner": owner}},
+            return_document=ReturnDocument.AFTER)
+        if taken is None:
+            db[LEASES].insert_one({"_id": SCHEDULED_LEASE, "until": now + length, "owner": owner})
+    except DuplicateKeyError:
+        return None  # held (or just taken) by another worker
+    return owner
+
+
+def release_lease(db, owner):
+    db[LEASES].update_one({"_id": SCHEDULED_LEASE, "owner": owner}, {"$set": {"until": datetime.min.replace(
+        tzinfo=timezone.utc)}})

@@ -33,6 +33,8 @@ MISMATCHES = (LEDGER_SHORT, LEDGER_OVER)
 VERDICT_ORDER = {LEDGER_SHORT: 0, LEDGER_OVER: 1, UNAVAILABLE: 2, MATCH: 3, NOT_SUPPORTED: 4}
 # The background run tries an unavailable report again this long after the last try.
 RETRY_UNAVAILABLE = timedelta(hours=1)
+# How long one worker's scheduled run may hold the others off (it is released when done).
+LEASE = timedelta(minutes=10)
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
 LEDGER_COUNTS = (*COUNTS, "estimatedRequests")
@@ -118,9 +120,16 @@ def providers_to_check(config, ledger):
 
 
 def _reconcile(db, config, day, now, ledger, providers):
-    results = []
+    results, stored = [], repository.for_day(db, day)
     for provider in providers:
         result = reconcile_provider(provider, day, ledger.get(provider, {}), config, now)
+        earlier = stored.get(provider)
+        if result["verdict"] == UNAVAILABLE and earlier is not None and earlier["verdict"] != UNAVAILABLE:
+            # A report that could not be read this time says nothing new: the verdict stands.
+            log.warning("Reconciliation of %s for %s kept its %s verdict: the report could not be read again (%s)",
+                        provider, day, earlier["verdict"], result["reason"])
+            results.append({key: value for key, value in earlier.items() if key != "_id"})
+            continue
         repository.save(db, result)
         if result["verdict"] in MISMATCHES:
             queue_alert(db, result, now)
@@ -149,7 +158,16 @@ def reconcile_due(db, config, now):
     pending = [name for name in providers_to_check(config, ledger)
                if name not in stored or (stored[name]["verdict"] == UNAVAILABLE
                                          and stored[name]["checkedAt"] <= now - RETRY_UNAVAILABLE)]
-    return _reconcile(db, config, day, now, ledger, pending)
+    if not pending:
+        return []
+    # One worker at a time reads the providers' reports (they rate-limit the organization).
+    lease = repository.take_lease(db, now, LEASE)
+    if lease is None:
+        return []
+    try:
+        return _reconcile(db, config, day, now, ledger, pending)
+    finally:
+        repository.release_lease(db, lease)
 
 
 def describe(difference):

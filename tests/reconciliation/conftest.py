@@ -5,6 +5,16 @@ from tests.reconciliation.fakes import UsageReportServer
 from tests.reconciliation.support import ANTHROPIC_ADMIN_KEY, NOW, OPENAI_ADMIN_KEY
 
 
+@pytest.fixture(autouse=True)
+def waits(monkeypatch):
+    """The pauses between attempts at a usage report, recorded instead of slept (a fake clock)."""
+    from backend.reconciliation import clients
+
+    recorded = []
+    monkeypatch.setattr(clients.clock, "sleep", recorded.append)
+    return recorded
+
+
 @pytest.fixture
 def openai_report():
     return UsageReportServer(token_prefix="page_AAAAAGdGxdEiJdKO")

@@ -15,18 +15,24 @@ class UsageReportServer:
         self.pages = list(pages)
         self.token_prefix = token_prefix
         self.failure = None
+        self.failures_left = None
         self.requests = []
 
-    def fail_with(self, failure):
-        """An httpx2.Response to answer with, or an exception to raise."""
-        self.failure = failure
+    def fail_with(self, failure, times=None):
+        """An httpx2.Response to answer with, or an exception to raise (the first `times` requests
+        only, when given)."""
+        self.failure, self.failures_left = failure, times
 
     def handler(self, request):
         self.requests.append(request)
-        if isinstance(self.failure, Exception):
-            raise self.failure
-        if self.failure is not None:
-            return self.failure
+        failure = self.failure
+        if self.failures_left is not None:
+            failure = failure if self.failures_left > 0 else None
+            self.failures_left -= 1
+        if isinstance(failure, Exception):
+            raise failure
+        if failure is not None:
+            return failure
         token = request.url.params.get("page")
         number = int(token.removeprefix(self.token_prefix)) if token else 0
         more = number + 1 < len(self.pages)

@@ -50,7 +50,8 @@ def test_an_unavailable_report_exits_3(recon_app, openai_report):
 
     assert result.exit_code == 3
     assert result.output.splitlines()[0] == (
-        "openai     2026-11-22 unavailable   OpenAI usage report unreachable: [Errno 111] Connection refused")
+        "openai     2026-11-22 unavailable   OpenAI usage report unreachable: [Errno 111] Connection refused "
+        "(after 4 attempts)")
 
 
 def test_the_default_day_is_yesterday_by_the_app_clock(recon_app):

@@ -260,9 +260,10 @@ def test_the_admin_key_never_goes_to_the_generation_gateway(recon_app, openai_re
 
 @pytest.mark.parametrize("failure, reason", [
     (httpx2.Response(500, content=b'{"error": {"message": "The server had an error",\n "type": "server_error"}}'),
-     'OpenAI usage report answered 500: {"error": {"message": "The server had an error", "type": "server_error"}}'),
+     'OpenAI usage report answered 500: {"error": {"message": "The server had an error", "type": "server_error"}} '
+     '(after 4 attempts)'),
     (httpx2.ConnectError("[Errno 111] Connection refused"),
-     "OpenAI usage report unreachable: [Errno 111] Connection refused"),
+     "OpenAI usage report unreachable: [Errno 111] Connection refused (after 4 attempts)"),
     (httpx2.Response(200, text="<html>gateway</html>"),
      "OpenAI usage report answered with something other than JSON"),
 ])
@@ -358,3 +359,45 @@ def test_the_verdict_rule_as_data():
     assert services.verdict_of({"uncachedInputTokens": 100, "cachedInputTokens": -100}, 0) == "ledger_short"
     assert services.due_day(NOW, 6) == DAY
     assert services.due_day(NOW, 10).isoformat() == "2026-11-21"
+
+
+def test_a_429_is_tried_again_after_its_retry_after_within_the_run(recon_app, openai_report, waits):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    serve_openai(openai_report)
+    openai_report.fail_with(httpx2.Response(429, headers={"Retry-After": "7"}, json={"error": {"message": "slow"}}),
+                            times=2)
+
+    assert reconcile(app)["openai"]["verdict"] == "match"
+    assert waits == [7.0, 7.0] and len(openai_report.requests) == 4  # two refused, then both pages
+
+
+def test_a_report_that_fails_again_never_replaces_a_stored_verdict(recon_app, openai_report, waits):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    serve_openai(openai_report, mini=(4, 2000, 300, 190))
+    assert reconcile(app)["openai"]["verdict"] == "ledger_short"
+    openai_report.fail_with(httpx2.Response(503, text="overloaded"))
+
+    again = reconcile(app)["openai"]
+
+    assert again["verdict"] == "ledger_short" and again["difference"]["requests"] == 1
+    assert waits == [1, 2, 4]  # backoff between the four attempts
+    with app.app_context():
+        assert get_db(app)[RECONCILIATIONS].find_one({"_id": f"openai|{DAY}"})["verdict"] == "ledger_short"
+
+
+def test_one_worker_at_a_time_runs_the_scheduled_pass(recon_app, openai_report):
+    from backend.reconciliation import repository
+
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    serve_openai(openai_report, mini=(0, 0, 0, 0), gpt41=(0, 0, 0, 0))
+    with app.app_context():
+        db = get_db(app)
+        held = repository.take_lease(db, NOW, services.LEASE)  # another worker's run is under way
+        assert held is not None and repository.take_lease(db, NOW, services.LEASE) is None
+        assert services.reconcile_due(db, app.config, NOW) == [] and openai_report.requests == []
+        repository.release_lease(db, held)
+        assert "openai" in [r["provider"] for r in services.reconcile_due(db, app.config, NOW)]
+        # Released after the run: the next one may start at once.
+        assert repository.take_lease(db, NOW, services.LEASE) is not None
