@@ -69,6 +69,9 @@ def test_every_declared_setting_is_read_under_its_own_name():
             env[setting.name] = expected[setting.name] = _value(setting, number)
         for name in spec.usage_report.settings if spec.usage_report else ():
             env[name] = expected[name] = f"{name.lower()}-{number}"
+        if spec.usage_report:
+            base_url = spec.usage_report.base_url
+            env[base_url.name] = expected[base_url.name] = _value(base_url, number)
         if spec.configurable_model:
             env[spec.model_setting] = f"{spec.name}-model"
             env[spec.allowed_models_setting] = f"{spec.name}-a,{spec.name}-b"

@@ -25,7 +25,7 @@ NOW = datetime(2026, 11, 23, 12, tzinfo=timezone.utc)
 def test_a_refusal_read_after_the_counter_dropped_names_the_token_limit(app):
     with app.app_context():
         db = get_db()
-        budget_repository.add(db, "u|day|2026-11-23", {"owner": "u"}, 10, 0)
+        budget_repository.add_once(db, "u|day|2026-11-23", {"owner": "u"}, 10, 0, "a batch")
         # The counter (10) is no longer over the limit (100) when the refusal is written.
         refusal = _exceeded(db, "u|day|2026-11-23", "team", "day", 100, None, 50, 0, NOW, NOW)
     assert refusal.status == 429 and refusal.data["unit"] == "tokens" and refusal.data["used"] == 10
