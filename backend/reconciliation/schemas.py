@@ -40,6 +40,8 @@ class ReconciliationSchema(Schema):
     verdict = fields.String(validate=validate.OneOf(tuple(VERDICT_ORDER)))
     reason = fields.String(allow_none=True, metadata={"description": "why the day is unavailable or not_supported"})
     checkedAt = UTCDateTime()
+    final = fields.Boolean(metadata={"description": "false while the day is provisional (it ended less than "
+                                                  "RECONCILE_SETTLE_HOURS ago): looked at again, never alerted"})
     tolerance = fields.Integer()
     requestsCompared = fields.Boolean()
     filters = fields.Nested(FiltersSchema)

@@ -31,8 +31,11 @@ UNAVAILABLE, NOT_SUPPORTED = "unavailable", "not_supported"
 MISMATCHES = (LEDGER_SHORT, LEDGER_OVER)
 # Mismatches first, then what could not be checked, then the rest.
 VERDICT_ORDER = {LEDGER_SHORT: 0, LEDGER_OVER: 1, UNAVAILABLE: 2, MATCH: 3, NOT_SUPPORTED: 4}
-# The background run tries an unavailable report again this long after the last try.
+# The background run looks again at a day's unavailable, provisional or mismatched result this
+# long after the last look; a mismatch, while its day is younger than RECHECK_MISMATCH_DAYS (the
+# provider's report may still be catching up, a late record may land).
 RETRY_UNAVAILABLE = timedelta(hours=1)
+RECHECK_MISMATCH_DAYS = 3
 # How long one worker's scheduled run may hold the others off (it is released when done).
 LEASE = timedelta(minutes=10)
 DEFAULT_RANGE_DAYS = 30
@@ -97,6 +100,7 @@ def reconcile_provider(provider, day, ledger_models, config, now):
     """One provider's result for one UTC day (not stored)."""
     report_class = REPORTS[provider] if PROVIDERS[provider].usage_report else None
     base = {"provider": provider, "date": day.isoformat(), "checkedAt": now,
+            "final": is_final(day, now, config["RECONCILE_SETTLE_HOURS"]),
             "tolerance": config["RECONCILE_TOLERANCE"], "reason": None,
             "requestsCompared": bool(report_class and report_class.counts_requests),
             "filters": report_class.filters_from(config) if report_class else {}}
@@ -131,7 +135,7 @@ def _reconcile(db, config, day, now, ledger, providers):
             results.append({key: value for key, value in earlier.items() if key != "_id"})
             continue
         repository.save(db, result)
-        if result["verdict"] in MISMATCHES:
+        if result["verdict"] in MISMATCHES and result["final"]:
             queue_alert(db, result, now)
         results.append(result)
     return results
@@ -149,23 +153,46 @@ def due_day(now, settle_hours):
     return (now - timedelta(hours=settle_hours)).date() - timedelta(days=1)
 
 
+def is_final(day, now, settle_hours):
+    """Whether a result computed at `now` for `day` is final: the day ended `settle_hours` ago (the
+    providers' reports lag). Before that it is provisional: shown, looked at again, never alerted."""
+    return day <= due_day(now, settle_hours)
+
+
+def _looks_again(result, now, day, due):
+    """A stored result the background run reconciles again: unavailable, provisional, or a mismatch
+    of a recent day, an hour after the last look."""
+    if result["checkedAt"] > now - RETRY_UNAVAILABLE:
+        return False
+    return (result["verdict"] == UNAVAILABLE or not result.get("final", True)
+            or (result["verdict"] in MISMATCHES and day > due - timedelta(days=RECHECK_MISMATCH_DAYS)))
+
+
 def reconcile_due(db, config, now):
-    """The background run: reconcile the due day for the providers not yet done, and retry an
-    unavailable report an hour after the last try. Returns the new results."""
-    day = due_day(now, config["RECONCILE_SETTLE_HOURS"])
-    stored = repository.for_day(db, day)
-    ledger = repository.ledger_counts(db, day)
-    pending = [name for name in providers_to_check(config, ledger)
-               if name not in stored or (stored[name]["verdict"] == UNAVAILABLE
-                                         and stored[name]["checkedAt"] <= now - RETRY_UNAVAILABLE)]
-    if not pending:
+    """The background run: reconcile the due day for the providers not yet done, and look again at
+    the stored results of recent days that are unavailable, provisional or mismatched (an hour
+    after the last look). Returns the new results."""
+    due = due_day(now, config["RECONCILE_SETTLE_HOURS"])
+    work = []
+    for age in range(RECHECK_MISMATCH_DAYS - 1, -1, -1):
+        day = due - timedelta(days=age)
+        stored = repository.for_day(db, day)
+        ledger = repository.ledger_counts(db, day)
+        pending = [name for name in providers_to_check(config, ledger) if
+                   (name in stored and _looks_again(stored[name], now, day, due)) or (name not in stored and day == due)]
+        # A provisional result (a run of --date today) of an older day is looked at again too.
+        pending += [name for name, result in stored.items()
+                    if name not in pending and not result.get("final", True) and _looks_again(result, now, day, due)]
+        if pending:
+            work.append((day, ledger, pending))
+    if not work:
         return []
     # One worker at a time reads the providers' reports (they rate-limit the organization).
     lease = repository.take_lease(db, now, LEASE)
     if lease is None:
         return []
     try:
-        return _reconcile(db, config, day, now, ledger, pending)
+        return [result for day, ledger, pending in work for result in _reconcile(db, config, day, now, ledger, pending)]
     finally:
         repository.release_lease(db, lease)
 

@@ -7,7 +7,7 @@ from backend import background
 from backend.db import RECONCILIATIONS, get_db
 from backend.reconciliation import services
 from tests.reconciliation.fakes import openai_page, openai_result
-from tests.reconciliation.support import DAY_START, NOW
+from tests.reconciliation.support import DAY, DAY_START, NOW, insert, ledger_record
 
 
 def stored(app):
@@ -50,3 +50,39 @@ def test_an_unavailable_report_is_tried_again_an_hour_later(recon_app, openai_re
         retried = services.reconcile_due(db, app.config, NOW + timedelta(hours=1))
     assert [(r["provider"], r["verdict"]) for r in retried] == [("openai", "ledger_short")]
     assert ("openai", "2026-11-22", "ledger_short") in stored(app)
+
+
+def test_a_day_reconciled_before_it_settled_is_provisional_then_made_final_by_the_scheduled_pass(
+        recon_app, openai_report):
+    from backend.db import ALERTS
+
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
+    # During the day (an in-flight stream, a report that lags): the provider shows one call more.
+    openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 200, 20, 0, 2)])]
+    db = get_db(app)
+    with app.app_context():
+        [early] = [r for r in services.reconcile_day(db, app.config, DAY, datetime(2026, 11, 22, 15, tzinfo=timezone.utc))
+                   if r["provider"] == "openai"]
+        assert (early["verdict"], early["final"]) == ("ledger_short", False)
+        assert db[ALERTS].count_documents({}) == 0  # provisional verdicts never alert
+
+        # After the day settled, the scheduled pass looks again; the call had landed meanwhile.
+        insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
+        [late] = [r for r in services.reconcile_due(db, app.config, NOW) if r["provider"] == "openai"]
+    assert (late["verdict"], late["final"]) == ("match", True)
+    assert ("openai", "2026-11-22", "match") in stored(app) and get_db(app)[ALERTS].count_documents({}) == 0
+
+
+def test_a_final_mismatch_is_looked_at_again_hourly_while_its_day_is_recent(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 10, 1, 0, 1)])]
+    db = get_db(app)
+    with app.app_context():
+        [first] = [r for r in services.reconcile_due(db, app.config, NOW) if r["provider"] == "openai"]
+        assert (first["verdict"], first["final"]) == ("ledger_short", True)
+        assert services.reconcile_due(db, app.config, NOW + timedelta(minutes=59)) == []
+        assert [r["provider"] for r in services.reconcile_due(db, app.config, NOW + timedelta(hours=1))] == ["openai"]
+        # Three days on, the 22nd is no longer recent: its mismatch stands as it is.
+        later = NOW + timedelta(days=3)
+        assert all(r["date"] != "2026-11-22" for r in services.reconcile_due(db, app.config, later))
