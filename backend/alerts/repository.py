@@ -10,13 +10,34 @@ from backend.db import ALERTS, atomic
 STALE_CLAIM = timedelta(minutes=5)
 
 
-def queue(db, alert_id, payload, now):
+def queue(db, alert_id, payload, now, **fields):
     """True when this call queued the alert, False when some worker already had."""
     try:
         db[ALERTS].insert_one({"_id": alert_id, "payload": payload, "status": "pending", "attempts": 0,
-                               "createdAt": now, "nextAttemptAt": now})
+                               "createdAt": now, "nextAttemptAt": now, **fields})
     except DuplicateKeyError:
         return False
+    return True
+
+
+def exists(db, alert_id):
+    return db[ALERTS].count_documents({"_id": alert_id}, limit=1) > 0
+
+
+def put(db, alert_id, payload, state, now):
+    """An alert that follows a state (e.g. a reconciled day's verdict and numbers): queued when
+    first seen, queued again with the new payload whenever `state` changes (a delivery under way
+    of the older payload then does not count as sent); nothing when it is unchanged. Returns
+    whether it was queued. `state` None with no alert yet queues nothing (nothing to resolve)."""
+    with atomic(db):
+        current = db[ALERTS].find_one({"_id": alert_id}, {"state": 1, "version": 1})
+        if current is None:
+            return state is not None and queue(db, alert_id, payload, now, state=state, version=1)
+        if current.get("state") == state:
+            return False
+        db[ALERTS].update_one({"_id": alert_id}, {"$set": {
+            "payload": payload, "state": state, "status": "pending", "attempts": 0, "nextAttemptAt": now,
+            "updatedAt": now}, "$inc": {"version": 1}})
     return True
 
 
@@ -31,12 +52,17 @@ def claim_due(db, now):
         )
 
 
-def mark_sent(db, alert_id, now):
-    db[ALERTS].update_one({"_id": alert_id}, {"$set": {"status": "sent", "sentAt": now}})
+def _same_version(alert):
+    """The alert as it was claimed: an update queued meanwhile (put) is not marked by its delivery."""
+    return {"_id": alert["_id"], "version": alert.get("version")}
 
 
-def mark_failed_attempt(db, alert_id, attempts, next_attempt_at, give_up, error):
-    db[ALERTS].update_one({"_id": alert_id}, {"$set": {
+def mark_sent(db, alert, now):
+    db[ALERTS].update_one(_same_version(alert), {"$set": {"status": "sent", "sentAt": now}})
+
+
+def mark_failed_attempt(db, alert, attempts, next_attempt_at, give_up, error):
+    db[ALERTS].update_one(_same_version(alert), {"$set": {
         "status": "failed" if give_up else "pending", "attempts": attempts,
         "nextAttemptAt": next_attempt_at, "lastError": error[:300],
     }})

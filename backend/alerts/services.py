@@ -45,11 +45,11 @@ def dispatch_due(db, webhook_url, max_attempts, now, client=None):
             except httpx.HTTPError as exc:
                 attempts = alert["attempts"] + 1
                 give_up = attempts >= max_attempts
-                repository.mark_failed_attempt(db, alert["_id"], attempts, now + _backoff(attempts), give_up, str(exc))
+                repository.mark_failed_attempt(db, alert, attempts, now + _backoff(attempts), give_up, str(exc))
                 log.warning("Alert %s not delivered (attempt %d%s): %s", alert["_id"], attempts,
                             ", giving up" if give_up else "", exc)
                 continue
-            repository.mark_sent(db, alert["_id"], now)
+            repository.mark_sent(db, alert, now)
             sent += 1
     finally:
         if client is None:

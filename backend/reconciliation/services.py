@@ -135,7 +135,7 @@ def _reconcile(db, config, day, now, ledger, providers):
             results.append({key: value for key, value in earlier.items() if key != "_id"})
             continue
         repository.save(db, result)
-        if result["verdict"] in MISMATCHES and result["final"]:
+        if result["final"] and result["verdict"] in (*MISMATCHES, MATCH):
             queue_alert(db, result, now)
         results.append(result)
     return results
@@ -204,18 +204,28 @@ def describe(difference):
 
 
 def queue_alert(db, result, now):
-    """One alert per provider, day and verdict, however often the day is reconciled."""
+    """One alert per provider and day (`reconciliation|<provider>|<day>`): opened by a final
+    mismatch, sent again (`event: "updated"`) when its verdict or numbers change, and once more
+    (`event: "resolved"`) when a later final run matches. Unchanged numbers send nothing."""
     provider, day, verdict = result["provider"], result["date"], result["verdict"]
+    alert_id = f"reconciliation|{provider}|{day}"
+    if verdict == MATCH:
+        payload = {"text": f"TokenLedger reconciliation: {provider} {day} now matches: resolved.",
+                   "reconciliation": {"event": "resolved", "provider": provider, "date": day, "verdict": verdict,
+                                      "models": [], "difference": result["difference"]}}
+        return alerts.put(db, alert_id, payload, None if not alerts.exists(db, alert_id) else MATCH, now)
     models = [row["model"] for row in result["models"] if row["verdict"] in MISMATCHES]
     meaning = ("the provider billed more than the ledger holds (lost calls)" if verdict == LEDGER_SHORT
                else "the ledger holds calls the provider did not bill")
+    state = f"{verdict}|{sorted((result['difference'] or {}).items())}"
+    event = "opened" if not alerts.exists(db, alert_id) else "updated"
     payload = {
         "text": (f"TokenLedger reconciliation: {provider} {day} is {verdict}: {meaning}. "
                  f"Provider minus ledger: {describe(result['difference'])} (models: {', '.join(models)})."),
-        "reconciliation": {"provider": provider, "date": day, "verdict": verdict, "models": models,
+        "reconciliation": {"event": event, "provider": provider, "date": day, "verdict": verdict, "models": models,
                            "difference": result["difference"]},
     }
-    return alerts.queue(db, f"reconciliation|{provider}|{day}|{verdict}", payload, now)
+    return alerts.put(db, alert_id, payload, state, now)
 
 
 def list_results(db, start, end, provider, today):

@@ -1,7 +1,9 @@
 """One day reconciled against fakes of both usage reports. Every expected number below is
 worked out by hand from the seeded records and the fake report pages."""
+import json
 from datetime import datetime, time, timezone
 
+import httpx
 import httpx2
 import pytest
 
@@ -89,13 +91,13 @@ def test_a_lost_call_is_ledger_short_with_the_missing_tokens_and_alerts_once(rec
     assert rows[MINI_SNAPSHOT]["verdict"] == "ledger_short"
     assert rows[GPT41_SNAPSHOT]["verdict"] == "match"
     alert = get_db(app)[ALERTS].find_one()
-    assert alert["_id"] == "reconciliation|openai|2026-11-22|ledger_short"
+    assert alert["_id"] == "reconciliation|openai|2026-11-22"
     assert alert["payload"]["text"] == (
         "TokenLedger reconciliation: openai 2026-11-22 is ledger_short: the provider billed more than the "
         "ledger holds (lost calls). Provider minus ledger: requests +1, uncached input tokens +800, "
         "output tokens +75 (models: gpt-4o-mini-2024-07-18).")
     assert alert["payload"]["reconciliation"] == {
-        "provider": "openai", "date": "2026-11-22", "verdict": "ledger_short", "models": [MINI_SNAPSHOT],
+        "event": "opened", "provider": "openai", "date": "2026-11-22", "verdict": "ledger_short", "models": [MINI_SNAPSHOT],
         "difference": {"requests": 1, "uncachedInputTokens": 800, "cachedInputTokens": 0, "cacheWriteTokens": 0,
                        "outputTokens": 75}}
 
@@ -116,7 +118,7 @@ def test_calls_the_provider_never_billed_are_ledger_over(recon_app, openai_repor
     assert result["verdict"] == "ledger_over"
     assert result["difference"] == {"requests": -1, "uncachedInputTokens": -400, "cachedInputTokens": 0,
                                     "cacheWriteTokens": 0, "outputTokens": -40}
-    assert get_db(app)[ALERTS].find_one()["_id"] == "reconciliation|openai|2026-11-22|ledger_over"
+    assert get_db(app)[ALERTS].find_one()["_id"] == "reconciliation|openai|2026-11-22"
 
 
 def test_a_model_only_the_provider_reports_is_counted_against_an_empty_ledger(recon_app, openai_report):
@@ -337,18 +339,41 @@ def test_a_second_run_replaces_the_first(recon_app, openai_report):
         ("openai|2026-11-22", "2026-11-22", "match", None)]
 
 
-def test_an_alert_is_queued_once_per_provider_day_and_verdict(recon_app, openai_report):
+def test_one_alert_per_provider_day_follows_its_numbers_and_is_resolved_by_a_match(recon_app, openai_report):
+    from backend.alerts.services import dispatch_due
+
     app = recon_app(ANTHROPIC_ADMIN_KEY=None)
     insert(app, openai_ledger())
-    for mini in ((4, 2600, 300, 255), (4, 2600, 300, 255), (2, 1000, 0, 100)):
+    delivered = []
+    webhook = httpx.Client(transport=httpx.MockTransport(lambda request: (delivered.append(json.loads(request.content)),
+                                                                          httpx.Response(200))[1]))
+    db = get_db(app)
+    for mini in ((4, 2600, 300, 255), (4, 2600, 300, 255), (2, 1000, 0, 100), (3, 1800, 300, 180),
+                 (3, 1800, 300, 180)):
         serve_openai(openai_report, mini=mini)
         reconcile(app)
-    ids = sorted(doc["_id"] for doc in get_db(app)[ALERTS].find())
-    assert ids == ["reconciliation|openai|2026-11-22|ledger_over", "reconciliation|openai|2026-11-22|ledger_short"]
+        with app.app_context():
+            dispatch_due(db, "https://hooks.example.com/t", 3, NOW, client=webhook)
+    assert [doc["_id"] for doc in db[ALERTS].find()] == ["reconciliation|openai|2026-11-22"]
+    # Short, the same numbers again (nothing sent), over (updated), then a match (resolved), then
+    # the match again (nothing sent).
+    assert [(d["reconciliation"]["event"], d["reconciliation"]["verdict"]) for d in delivered] == [
+        ("opened", "ledger_short"), ("updated", "ledger_over"), ("resolved", "match")]
+    assert delivered[-1]["text"] == "TokenLedger reconciliation: openai 2026-11-22 now matches: resolved."
+
+
+def test_an_update_queued_while_the_older_payload_is_being_sent_is_still_delivered(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    serve_openai(openai_report, mini=(4, 2600, 300, 255))
+    reconcile(app)
     with app.app_context():
-        # Delivered by the existing dispatcher like any other alert.
-        assert alerts_repository.claim_due(get_db(app), NOW)["payload"]["text"].startswith(
-            "TokenLedger reconciliation: openai 2026-11-22 is ledger_")
+        db = get_db(app)
+        claimed = alerts_repository.claim_due(db, NOW)  # a worker is sending the first payload
+        serve_openai(openai_report, mini=(2, 1000, 0, 100))
+        reconcile(app)  # the numbers change meanwhile
+        alerts_repository.mark_sent(db, claimed, NOW)
+        assert alerts_repository.claim_due(db, NOW)["payload"]["reconciliation"]["event"] == "updated"
 
 
 def test_the_verdict_rule_as_data():
