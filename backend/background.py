@@ -39,7 +39,7 @@ def run_once(app):
         try:
             if state.writer.pending():
                 db.command("ping")
-                state.writer.replay()  # it logs what it recovers
+                _without_failing_the_pass(state.writer.replay)  # it logs what it recovers
             if state.migrations_done:
                 state.writer.recover()
             _reconcile_when_due(app, db, now)
@@ -47,6 +47,17 @@ def run_once(app):
                 dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], now)
         except PyMongoError as exc:
             log.warning("Background pass skipped, database unavailable: %s", exc)
+
+
+def _without_failing_the_pass(step):
+    """Run one step; a failure other than the database's is logged, and the pass goes on (the
+    recovery, reconciliation and alerts must not wait on one unreadable spool file)."""
+    try:
+        step()
+    except PyMongoError:
+        raise
+    except Exception:
+        log.exception("Background step %s failed; the pass goes on", getattr(step, "__name__", step))
 
 
 def _reconcile_when_due(app, db, now):

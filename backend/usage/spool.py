@@ -32,6 +32,7 @@ import glob
 import logging
 import os
 import shutil
+import stat
 import tempfile
 import threading
 import uuid
@@ -122,7 +123,7 @@ def decode(line, exact=False):
                 value = _typed(orjson.loads(line))
             except _Legacy:
                 value = json_util.loads(line.decode("utf-8"), json_options=JSON_OPTIONS)
-    except ValueError:
+    except Exception:  # noqa: BLE001 - not JSON, not UTF-8, an $oid that is no ObjectId...: unreadable
         return None
     return value if isinstance(value, dict) else None
 
@@ -142,15 +143,15 @@ class Contents:
         for line in lines:
             entry = decode(line, exact)
             kind = entry.get("k", RECORD) if entry is not None else None
-            if kind == RECORD and isinstance(entry.get("d", entry), dict):
-                record = entry.get("d", entry) if "k" in entry else entry
-                self.records.append(record)
-            elif kind == INTENT and isinstance(entry.get("d"), dict):
-                self.intents.setdefault(entry["d"].get("callId"), entry["d"])
-            elif kind == RESERVING and isinstance(entry.get("d"), dict):
-                self.reservations.setdefault(entry["d"].get("callId"), entry["d"])
-            elif kind == RESOLVED and isinstance(entry.get("ids"), list):
-                self.resolved.update(entry["ids"])
+            body = (entry.get("d", entry) if "k" in entry else entry) if kind == RECORD else (entry or {}).get("d")
+            ids = (entry or {}).get("ids")
+            if kind in (RECORD, INTENT, RESERVING) and isinstance(body, dict) and isinstance(body.get("callId"), str):
+                if kind == RECORD:
+                    self.records.append(body)
+                else:
+                    (self.intents if kind == INTENT else self.reservations).setdefault(body["callId"], body)
+            elif kind == RESOLVED and isinstance(ids, list) and all(isinstance(i, str) for i in ids):
+                self.resolved.update(ids)
             else:
                 self.torn.append(line if line.endswith(b"\n") else line + b"\n")
         return self
@@ -174,15 +175,36 @@ class Contents:
         return [reservation for call_id, reservation in self.reservations.items() if call_id not in seen]
 
 
+def _regular(path):
+    """Is `path` a regular file (not a folder, FIFO, device or symlink that lies in the spool's way)?"""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+def _set_aside(path, why):
+    """Move a file that is not what its name says out of the spool's way (it is kept, renamed)."""
+    log.warning("Spool: %s is %s; moved aside to %s.junk", path, why, path)
+    try:
+        os.replace(path, f"{path}.junk")
+    except OSError:
+        log.exception("Spool: %s could not be moved aside", path)
+
+
 def _read(path):
-    """The lines of a segment: up to its first NUL byte (a segment is zero-filled ahead of its lines)."""
+    """The lines of a segment (a segment is zero-filled ahead of its lines: the zeros at its end are
+    not lines; a NUL byte within the lines makes its line unreadable, never the rest)."""
+    if not _regular(path):
+        if os.path.lexists(path):
+            _set_aside(path, "not a regular file")
+        return []
     try:
         with open(path, "rb") as handle:
             data = handle.read()
     except FileNotFoundError:
         return []
-    end = data.find(b"\0")
-    return [line for line in (data if end < 0 else data[:end]).splitlines(keepends=True) if line.strip()]
+    return [line for line in data.rstrip(b"\0").splitlines(keepends=True) if line.strip()]
 
 
 def _append(path, lines, sync=True):
@@ -379,16 +401,23 @@ class Spool:
             process = lock_path[len(self.path) + 1:-len(".lock")]
             if process == self._process and self._pid == os.getpid():
                 continue
+            if not _regular(lock_path):
+                if os.path.lexists(lock_path):
+                    _set_aside(lock_path, "not a regular file")
+                continue
             try:
-                fd = os.open(lock_path, os.O_WRONLY)
+                fd = os.open(lock_path, os.O_WRONLY | os.O_NONBLOCK)
             except FileNotFoundError:
+                continue
+            except OSError:
+                _set_aside(lock_path, "a lock that cannot be opened")
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 os.close(fd)
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
+                    _set_aside(lock_path, f"a lock that cannot be taken ({exc.strerror})")
                 continue
             yield fd, lock_path, process
 
@@ -432,6 +461,11 @@ class Spool:
                     written, left = written + done, left + remaining
                     if not remaining:
                         os.remove(lock_path)
+                except ConnectionFailure:
+                    raise
+                except Exception:  # noqa: BLE001 - one process's files never hold up the others'
+                    log.exception("Spool: recovering process %s failed; its files stay for the next pass", process)
+                    left += 1
                 finally:
                     os.close(fd)
             legacy = self._legacy_paths()
@@ -459,7 +493,8 @@ class Spool:
                         len(records) + len(interrupted), whose)
             return 0, len(records) + len(interrupted)
         for path in paths:
-            os.remove(path)
+            if os.path.lexists(path):
+                os.remove(path)
         if records or interrupted:
             log.info("Recovered %s: %d record(s) and %d interrupted call(s) written (%d new to the ledger)",
                      whose, len(records), len(interrupted), len(inserted))

@@ -11,7 +11,7 @@ from pymongo.errors import AutoReconnect
 from backend import background
 from backend.db import USAGE, get_db
 from backend.usage import rollups
-from backend.usage.spool import Spool
+from backend.usage.spool import Spool, encode
 from backend.runtime import runtime
 from tests.helpers import create_user, left_by_a_gone_process, read_events, usage_record, utc
 
@@ -222,3 +222,34 @@ def test_records_are_fsyncd_before_the_answer_unless_spool_fsync_is_off(make_app
         assert client.post("/api/test-generation", json={"prompt": "x", "count": 1}, headers=headers).status_code == 200
     assert len(synced) == syncs
     assert runtime(app).writer.replay() == (3, 0) and len(ledger(app)) == 3
+
+
+def test_junk_in_the_spool_folder_is_set_aside_and_never_holds_up_a_recovery(app, tmp_path):
+    import os
+
+    user = create_user(app, "dev@example.com")
+    path = runtime(app).spool.path
+    good = [usage_record(user, utc(2026, 11, 20, hour)) for hour in (1, 2, 3)]
+    # A gone process whose segment holds a record, then a NUL byte mid-line, then two more records.
+    left_by_a_gone_process(path, ("r", good[0]), process="1-aaaa",
+                           raw=b'{"k": "r", "d": {"call\0Id": "x"}}\n' + b"".join(
+                               encode({"k": "r", "d": record}) for record in good[1:]) + b"\0" * 64)
+    # Junk named like the spool's files: a folder as a lock, a FIFO and a folder as segments,
+    # lines that are JSON but not entries ($oid that is no ObjectId, ids that are not strings).
+    os.mkdir(f"{path}.0-dir.lock")
+    left_by_a_gone_process(path, process="0-fifo")
+    os.remove(f"{path}.0-fifo.000001.wal")
+    os.mkfifo(f"{path}.0-fifo.000001.wal")
+    left_by_a_gone_process(path, process="0-folder")
+    os.remove(f"{path}.0-folder.000001.wal")
+    os.mkdir(f"{path}.0-folder.000001.wal")
+    left_by_a_gone_process(path, process="0-odd", raw=b'{"k": "r", "d": {"callId": "zz", "userId": {"$oid": "zz"}}}\n'
+                                                      b'{"k": "x", "ids": [[1]]}\n{"k": "i", "d": {"callId": [1]}}\n')
+
+    assert runtime(app).writer.replay() == (3, 0)
+    assert sorted(r["callId"] for r in ledger(app)) == sorted(r["callId"] for r in good)
+    assert len((tmp_path / "spool.jsonl.torn").read_bytes().splitlines()) == 4
+    junk = sorted(name for name in os.listdir(tmp_path) if name.endswith(".junk"))
+    assert junk == ["spool.jsonl.0-dir.lock.junk", "spool.jsonl.0-fifo.000001.wal.junk",
+                    "spool.jsonl.0-folder.000001.wal.junk"]
+    assert runtime(app).writer.replay() == (0, 0) and not runtime(app).spool.pending()
