@@ -42,6 +42,8 @@ class ReconciliationSchema(Schema):
     checkedAt = UTCDateTime()
     final = fields.Boolean(metadata={"description": "false while the day is provisional (it ended less than "
                                                   "RECONCILE_SETTLE_HOURS ago): looked at again, never alerted"})
+    explanation = fields.String(allow_none=True, metadata={
+        "description": "for a mismatch on a day with estimated calls: why the difference may be theirs"})
     tolerance = fields.Integer()
     requestsCompared = fields.Boolean()
     filters = fields.Nested(FiltersSchema)

@@ -11,6 +11,7 @@ ledger lacks. Verdicts:
   not_supported  the provider's declaration announces no usage report (gemini, ollama, demo)
 """
 import logging
+import re
 from datetime import timedelta
 
 from backend.alerts import repository as alerts
@@ -69,9 +70,43 @@ def verdict_of(difference, tolerance):
     return MATCH
 
 
+# A dated snapshot of a model alias, as the providers name them: gpt-4o-mini-2024-07-18,
+# claude-3-5-haiku-20241022.
+SNAPSHOT_SUFFIX = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{8})$")
+
+
+def under_reported_names(ledger_models, reported_models):
+    """The ledger's models renamed as the provider reports them: a model only the ledger names (an
+    estimate recorded under the alias it asked for, say gpt-4o-mini, when the call timed out before
+    the server named its snapshot) counts under the one dated snapshot of that alias the provider
+    reports (gpt-4o-mini-2024-07-18), if exactly one. Pure."""
+    renamed = {}
+    for model, counts in ledger_models.items():
+        snapshots = [name for name in reported_models
+                     if model not in reported_models and name.startswith(f"{model}-")
+                     and SNAPSHOT_SUFFIX.fullmatch(name[len(model):])]
+        target = snapshots[0] if len(snapshots) == 1 else model
+        merged = renamed.setdefault(target, dict.fromkeys(LEDGER_COUNTS, 0))
+        for field in LEDGER_COUNTS:
+            merged[field] += counts.get(field, 0)
+    return renamed
+
+
+def explain(result):
+    """Why a mismatch may not be a loss, when the day holds estimates: their counts are the
+    ledger's best knowledge (output the client saw, input as the reservation counted it)."""
+    estimated = (result.get("ledger") or {}).get("estimatedRequests") or 0
+    if result["verdict"] not in MISMATCHES or not estimated:
+        return None
+    return (f"{estimated} call(s) of this day are estimates (the provider did not report their usage: a timeout, a "
+            "stream cut short, a process that died): their tokens are the ledger's best count, so a difference "
+            "in their output or input can be theirs rather than a lost call")
+
+
 def compare(ledger_models, reported_models, tolerance, requests_compared):
     """Per-model rows, day totals and the day's verdict for one provider. Pure."""
     nothing_reported = {**zero_counts(), "requests": 0 if requests_compared else None}
+    ledger_models = under_reported_names(ledger_models, reported_models)
     models = []
     for model in sorted(set(ledger_models) | set(reported_models)):
         ledger = {**dict.fromkeys(LEDGER_COUNTS, 0), **ledger_models.get(model, {})}
@@ -112,8 +147,9 @@ def reconcile_provider(provider, day, ledger_models, config, now):
     except ReportUnavailable as exc:
         log.warning("Reconciliation of %s for %s unavailable: %s", provider, day, exc)
         return {**base, **_unchecked(ledger_models), "verdict": UNAVAILABLE, "reason": str(exc)}
-    return {**base, **compare(ledger_models, reported_models, config["RECONCILE_TOLERANCE"],
-                              report_class.counts_requests)}
+    result = {**base, **compare(ledger_models, reported_models, config["RECONCILE_TOLERANCE"],
+                                report_class.counts_requests)}
+    return {**result, "explanation": explain(result)}
 
 
 def providers_to_check(config, ledger):
@@ -221,7 +257,8 @@ def queue_alert(db, result, now):
     event = "opened" if not alerts.exists(db, alert_id) else "updated"
     payload = {
         "text": (f"TokenLedger reconciliation: {provider} {day} is {verdict}: {meaning}. "
-                 f"Provider minus ledger: {describe(result['difference'])} (models: {', '.join(models)})."),
+                 f"Provider minus ledger: {describe(result['difference'])} (models: {', '.join(models)})."
+                 + (f" Note: {result['explanation']}." if result.get("explanation") else "")),
         "reconciliation": {"event": event, "provider": provider, "date": day, "verdict": verdict, "models": models,
                            "difference": result["difference"]},
     }

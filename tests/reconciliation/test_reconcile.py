@@ -95,7 +95,9 @@ def test_a_lost_call_is_ledger_short_with_the_missing_tokens_and_alerts_once(rec
     assert alert["payload"]["text"] == (
         "TokenLedger reconciliation: openai 2026-11-22 is ledger_short: the provider billed more than the "
         "ledger holds (lost calls). Provider minus ledger: requests +1, uncached input tokens +800, "
-        "output tokens +75 (models: gpt-4o-mini-2024-07-18).")
+        "output tokens +75 (models: gpt-4o-mini-2024-07-18). Note: 1 call(s) of this day are estimates (the "
+        "provider did not report their usage: a timeout, a stream cut short, a process that died): their tokens are "
+        "the ledger's best count, so a difference in their output or input can be theirs rather than a lost call.")
     assert alert["payload"]["reconciliation"] == {
         "event": "opened", "provider": "openai", "date": "2026-11-22", "verdict": "ledger_short", "models": [MINI_SNAPSHOT],
         "difference": {"requests": 1, "uncachedInputTokens": 800, "cachedInputTokens": 0, "cacheWriteTokens": 0,
@@ -426,3 +428,29 @@ def test_one_worker_at_a_time_runs_the_scheduled_pass(recon_app, openai_report):
         assert "openai" in [r["provider"] for r in services.reconcile_due(db, app.config, NOW)]
         # Released after the run: the next one may start at once.
         assert repository.take_lease(db, NOW, services.LEASE) is not None
+
+
+def test_an_estimate_recorded_under_the_alias_reconciles_under_the_snapshot_the_provider_reports(
+        recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    # One answered call, and one that timed out: estimated, under the alias it asked for, its
+    # output unseen (0); the provider billed both under the snapshot, with the timed-out one's output.
+    insert(app, [ledger_record("openai", MINI, MINI_SNAPSHOT, 1000, 50),
+                 ledger_record("openai", MINI, MINI, 400, 0, estimated=True)])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 1400, 130, 0, 2)])]
+
+    result = reconcile(app)["openai"]
+
+    assert [row["model"] for row in result["models"]] == [MINI_SNAPSHOT]
+    assert result["difference"] == {**ZERO, "outputTokens": 80}
+    assert result["ledger"]["requests"] == 2 and result["ledger"]["estimatedRequests"] == 1
+    assert result["verdict"] == "ledger_short" and result["explanation"].startswith(
+        "1 call(s) of this day are estimates (the provider did not report their usage")
+
+
+def test_an_alias_with_several_reported_snapshots_is_not_guessed(recon_app, openai_report):
+    ledger = {MINI: {"requests": 1, "outputTokens": 5}}
+    reported = {f"{MINI}-2024-07-18": {}, f"{MINI}-2025-01-01": {}}
+    assert set(services.under_reported_names(ledger, reported)) == {MINI}
+    assert set(services.under_reported_names(ledger, {"gpt-4o-mini-tts": {}})) == {MINI}  # not a dated snapshot
+    assert set(services.under_reported_names(ledger, {f"{MINI}-2024-07-18": {}})) == {f"{MINI}-2024-07-18"}
