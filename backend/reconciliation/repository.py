@@ -9,7 +9,7 @@ where counts are {requests, uncachedInputTokens, cachedInputTokens, cacheWriteTo
 (the ledger's also carry estimatedRequests) and difference = reported - ledger. The `leases`
 document "reconciliation:scheduled-run" {until, owner} lets one worker at a time run the scheduled pass.
 """
-from datetime import datetime, timezone
+from datetime import datetime, time, timedelta, timezone
 
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
@@ -51,6 +51,31 @@ def ledger_counts(db, day):
             "estimatedRequests": row["estimatedRequests"],
         }
     return ledger
+
+
+def _counts(record):
+    prompt, cached, written = (record.get(F.PROMPT_TOKENS) or 0, record.get(F.CACHED_INPUT_TOKENS) or 0,
+                               record.get(F.CACHE_WRITE_TOKENS) or 0)
+    return {"requests": 1, "uncachedInputTokens": prompt - cached - written, "cachedInputTokens": cached,
+            "cacheWriteTokens": written, "outputTokens": record.get(F.COMPLETION_TOKENS) or 0,
+            "estimatedRequests": 1 if record.get(F.ESTIMATED) else 0}
+
+
+def midnight_calls(db, day, seconds):
+    """{provider: {"out": calls, "in": calls}}: the calls the ledger dates on `day` (by their
+    request's start) that completed on the next UTC day, and those it dates on the day before that
+    completed on `day`; only a call that started within `seconds` of a midnight can. A call is
+    {"callId", "model", counts}; its completion is its timestamp plus latencyMs."""
+    start = datetime.combine(day, time(), tzinfo=timezone.utc)
+    moved = {}
+    for direction, boundary in (("out", start + timedelta(days=1)), ("in", start)):
+        query = {F.TIMESTAMP: {"$gte": boundary - timedelta(seconds=seconds), "$lt": boundary}, F.IS_ACTIVE: True}
+        for record in db[USAGE].find(query):
+            if record[F.TIMESTAMP] + timedelta(milliseconds=record.get(F.LATENCY_MS) or 0) >= boundary:
+                calls = moved.setdefault(record[F.PROVIDER], {"out": [], "in": []})[direction]
+                calls.append({"callId": record.get(F.CALL_ID), "model": record.get(F.RESPONSE_MODEL)
+                              or record.get(F.MODEL_NAME), **_counts(record)})
+    return moved
 
 
 def save(db, result):

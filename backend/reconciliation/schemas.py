@@ -34,6 +34,13 @@ class FiltersSchema(Schema):
     apiKeyId = fields.String(allow_none=True)
 
 
+class MidnightSchema(Schema):
+    datedBy = fields.String(metadata={"description": "completion (timestamp + latencyMs, as billed) or request start"})
+    movedOut = fields.List(fields.String(), metadata={"description": "callIds dated on this day by their start, "
+                                                                     "counted on the next (they completed after midnight)"})
+    movedIn = fields.List(fields.String(), metadata={"description": "callIds dated on the day before, counted here"})
+
+
 class ReconciliationSchema(Schema):
     provider = fields.String()
     date = fields.String(metadata={"description": "UTC day, YYYY-MM-DD"})
@@ -44,6 +51,8 @@ class ReconciliationSchema(Schema):
                                                   "RECONCILE_SETTLE_HOURS ago): looked at again, never alerted"})
     explanation = fields.String(allow_none=True, metadata={
         "description": "for a mismatch on a day with estimated calls: why the difference may be theirs"})
+    midnight = fields.Nested(MidnightSchema, allow_none=True,
+                             metadata={"description": "the calls that crossed a midnight of the day, when any did"})
     tolerance = fields.Integer()
     requestsCompared = fields.Boolean()
     filters = fields.Nested(FiltersSchema)

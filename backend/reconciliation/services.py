@@ -131,8 +131,37 @@ def _unchecked(ledger_models):
             "difference": None, "models": models}
 
 
-def reconcile_provider(provider, day, ledger_models, config, now):
-    """One provider's result for one UTC day (not stored)."""
+def _moved(ledger_models, moved):
+    """The ledger's models with the calls that crossed midnight dated where they completed."""
+    models = {model: dict(counts) for model, counts in ledger_models.items()}
+    for sign, calls in ((-1, moved.get("out", [])), (1, moved.get("in", []))):
+        for call in calls:
+            counts = models.setdefault(call["model"], dict.fromkeys(LEDGER_COUNTS, 0))
+            for field in LEDGER_COUNTS:
+                counts[field] = counts.get(field, 0) + sign * call[field]
+    return models
+
+
+def _across_midnight(ledger_models, moved, reported_models, config, requests_compared):
+    """The comparison with every call dated on the UTC day it completed (as the providers bill it),
+    unless dating the calls that crossed midnight by their start matches where that does not; the
+    result says which calls moved and which dating it used."""
+    tolerance = config["RECONCILE_TOLERANCE"]
+    crossed = {"out": [call["callId"] for call in moved.get("out", [])],
+               "in": [call["callId"] for call in moved.get("in", [])]}
+    completed = compare(_moved(ledger_models, moved), reported_models, tolerance, requests_compared)
+    if not crossed["out"] and not crossed["in"]:
+        return {**completed, "midnight": None}
+    if completed["verdict"] != MATCH:
+        started = compare(ledger_models, reported_models, tolerance, requests_compared)
+        if started["verdict"] == MATCH:
+            return {**started, "midnight": {"datedBy": "request start", "movedOut": [], "movedIn": []}}
+    return {**completed, "midnight": {"datedBy": "completion", "movedOut": crossed["out"], "movedIn": crossed["in"]}}
+
+
+def reconcile_provider(provider, day, ledger_models, config, now, moved=None):
+    """One provider's result for one UTC day (not stored); `moved`: its calls that crossed a
+    midnight of the day (repository.midnight_calls)."""
     report_class = REPORTS[provider] if PROVIDERS[provider].usage_report else None
     base = {"provider": provider, "date": day.isoformat(), "checkedAt": now,
             "final": is_final(day, now, config["RECONCILE_SETTLE_HOURS"]),
@@ -147,8 +176,8 @@ def reconcile_provider(provider, day, ledger_models, config, now):
     except ReportUnavailable as exc:
         log.warning("Reconciliation of %s for %s unavailable: %s", provider, day, exc)
         return {**base, **_unchecked(ledger_models), "verdict": UNAVAILABLE, "reason": str(exc)}
-    result = {**base, **compare(ledger_models, reported_models, config["RECONCILE_TOLERANCE"],
-                                report_class.counts_requests)}
+    result = {**base, **_across_midnight(ledger_models, moved or {}, reported_models, config,
+                                         report_class.counts_requests)}
     return {**result, "explanation": explain(result)}
 
 
@@ -161,8 +190,11 @@ def providers_to_check(config, ledger):
 
 def _reconcile(db, config, day, now, ledger, providers):
     results, stored = [], repository.for_day(db, day)
+    # A call is billed when it completes: one that started at most a timeout (and its retries) before
+    # a midnight may belong to the next day.
+    moved = repository.midnight_calls(db, day, config["LLM_TIMEOUT_SECONDS"] * (config["LLM_MAX_RETRIES"] + 1))
     for provider in providers:
-        result = reconcile_provider(provider, day, ledger.get(provider, {}), config, now)
+        result = reconcile_provider(provider, day, ledger.get(provider, {}), config, now, moved.get(provider))
         earlier = stored.get(provider)
         if result["verdict"] == UNAVAILABLE and earlier is not None and earlier["verdict"] != UNAVAILABLE:
             # A report that could not be read this time says nothing new: the verdict stands.

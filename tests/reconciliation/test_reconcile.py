@@ -1,7 +1,7 @@
 """One day reconciled against fakes of both usage reports. Every expected number below is
 worked out by hand from the seeded records and the fake report pages."""
 import json
-from datetime import datetime, time, timezone
+from datetime import datetime, time, timedelta, timezone
 
 import httpx
 import httpx2
@@ -454,3 +454,57 @@ def test_an_alias_with_several_reported_snapshots_is_not_guessed(recon_app, open
     assert set(services.under_reported_names(ledger, reported)) == {MINI}
     assert set(services.under_reported_names(ledger, {"gpt-4o-mini-tts": {}})) == {MINI}  # not a dated snapshot
     assert set(services.under_reported_names(ledger, {f"{MINI}-2024-07-18": {}})) == {f"{MINI}-2024-07-18"}
+
+
+def _midnight_call(start, latency_ms):
+    """A gpt-4o-mini call whose request started at `start` and took `latency_ms`, as the recorder
+    dates it (by its start)."""
+    record = ledger_record("openai", MINI, MINI_SNAPSHOT, 500, 40)
+    record.update(timestamp=start, date=start.date().isoformat(), month=start.strftime("%Y-%m"), latencyMs=latency_ms)
+    return record
+
+
+def _reconcile_on(app, day):
+    with app.app_context():
+        return by_provider(services.reconcile_day(get_db(app), app.config, day, NOW + timedelta(days=2)))["openai"]
+
+
+def test_a_call_that_crosses_midnight_raises_no_alarm_on_either_day(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    late = _midnight_call(datetime(2026, 11, 22, 23, 59, 58, tzinfo=timezone.utc), 4000.0)  # billed 00:00:02
+    insert(app, [ledger_record("openai", MINI, MINI_SNAPSHOT, 1000, 50), late])
+    next_day = DAY + timedelta(days=1)
+
+    # The provider bills the call when it completes: on the 23rd.
+    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 1000, 50, 0, 1)])]
+    first = _reconcile_on(app, DAY)
+    openai_report.pages = [openai_page(DAY_END, [openai_result(MINI_SNAPSHOT, 500, 40, 0, 1)])]
+    second = _reconcile_on(app, next_day)
+
+    assert (first["verdict"], first["midnight"]) == (
+        "match", {"datedBy": "completion", "movedOut": [late["callId"]], "movedIn": []})
+    assert (second["verdict"], second["midnight"]) == (
+        "match", {"datedBy": "completion", "movedOut": [], "movedIn": [late["callId"]]})
+    assert get_db(app)[ALERTS].count_documents({}) == 0
+
+
+def test_a_provider_that_dates_by_the_request_start_matches_too(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    late = _midnight_call(datetime(2026, 11, 22, 23, 59, 58, tzinfo=timezone.utc), 4000.0)
+    insert(app, [ledger_record("openai", MINI, MINI_SNAPSHOT, 1000, 50), late])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 1500, 90, 0, 2)])]
+
+    result = _reconcile_on(app, DAY)
+
+    assert (result["verdict"], result["midnight"]["datedBy"]) == ("match", "request start")
+
+
+def test_a_call_well_before_midnight_never_moves(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None, LLM_TIMEOUT_SECONDS=60, LLM_MAX_RETRIES=0)
+    # Started 61 s before midnight: it cannot have run past it (a 60 s timeout), whatever its latency says.
+    insert(app, [_midnight_call(datetime(2026, 11, 22, 23, 58, 59, tzinfo=timezone.utc), 90_000.0)])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 500, 40, 0, 1)])]
+
+    result = _reconcile_on(app, DAY)
+
+    assert (result["verdict"], result["midnight"]) == ("match", None)

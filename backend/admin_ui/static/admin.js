@@ -482,10 +482,18 @@ function renderReconciliation(results) {
     }
     const details = row.insertCell();
     details.className = "details";
-    if (result.reason) {
+    const notes = [result.reason, result.explanation];
+    if (result.final === false) notes.push("Provisional: the day has not settled yet.");
+    if (result.midnight) {
+      const moved = result.midnight.movedOut.length + result.midnight.movedIn.length;
+      notes.push(result.midnight.datedBy === "completion"
+        ? `${moved} call${moved === 1 ? "" : "s"} crossed midnight (counted on the day ${moved === 1 ? "it" : "they"} completed).`
+        : "Calls that crossed midnight counted on the day they started, as the provider dated them.");
+    }
+    for (const note of notes.filter(Boolean)) {
       const reason = document.createElement("span");
       reason.className = "reason";
-      reason.textContent = result.reason;
+      reason.textContent = note;
       details.append(reason);
     }
     if (result.models.length) {
