@@ -11,8 +11,8 @@ the server's Retry-After when it gives one (at most MAX_WAIT_SECONDS), else afte
 
 Tests and proxies inject an httpx2 transport per provider with RECONCILE_TRANSPORTS.
 """
-import time as clock
 from datetime import datetime, time, timedelta, timezone
+from time import sleep as pause
 
 import httpx2
 
@@ -102,7 +102,7 @@ class UsageReport:
                 wait = _retry_after(response.headers.get("Retry-After"))
             if attempt == ATTEMPTS:
                 raise ReportUnavailable(f"{failure} (after {ATTEMPTS} attempts)")
-            clock.sleep(min(wait if wait is not None else 2 ** (attempt - 1), MAX_WAIT_SECONDS))
+            pause(min(wait if wait is not None else 2 ** (attempt - 1), MAX_WAIT_SECONDS))
 
     def _pages(self, client, query):
         page = None

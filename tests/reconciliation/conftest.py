@@ -11,7 +11,7 @@ def waits(monkeypatch):
     from backend.reconciliation import clients
 
     recorded = []
-    monkeypatch.setattr(clients.clock, "sleep", recorded.append)
+    monkeypatch.setattr(clients, "pause", recorded.append)
     return recorded
 
 

@@ -86,3 +86,22 @@ def test_a_final_mismatch_is_looked_at_again_hourly_while_its_day_is_recent(reco
         # Three days on, the 22nd is no longer recent: its mismatch stands as it is.
         later = NOW + timedelta(days=3)
         assert all(r["date"] != "2026-11-22" for r in services.reconcile_due(db, app.config, later))
+
+
+def test_a_loss_after_a_provisional_match_is_found_and_alerted_once_the_day_is_final(recon_app, openai_report):
+    from backend.db import ALERTS
+
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
+    openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 100, 10, 0, 1)])]
+    db = get_db(app)
+    with app.app_context():
+        # `reconcile.py --date <today>` during the day: a provisional match.
+        [early] = [r for r in services.reconcile_day(db, app.config, DAY, datetime(2026, 11, 22, 15, tzinfo=timezone.utc))
+                   if r["provider"] == "openai"]
+        assert (early["verdict"], early["final"]) == ("match", False)
+        # Later that day the provider billed a call the ledger never saw.
+        openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 180, 25, 0, 2)])]
+        [late] = [r for r in services.reconcile_due(db, app.config, NOW) if r["provider"] == "openai"]
+    assert (late["verdict"], late["final"], late["difference"]["requests"]) == ("ledger_short", True, 1)
+    assert [alert["payload"]["reconciliation"]["event"] for alert in get_db(app)[ALERTS].find()] == ["opened"]
