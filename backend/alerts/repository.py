@@ -20,8 +20,10 @@ def queue(db, alert_id, payload, now, **fields):
     return True
 
 
-def exists(db, alert_id):
-    return db[ALERTS].count_documents({"_id": alert_id}, limit=1) > 0
+def state_of(db, alert_id):
+    """The state an alert follows (put), or None when there is no such alert."""
+    alert = db[ALERTS].find_one({"_id": alert_id}, {"state": 1})
+    return None if alert is None else alert.get("state")
 
 
 def put(db, alert_id, payload, state, now):

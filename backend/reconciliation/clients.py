@@ -91,12 +91,17 @@ class UsageReport:
             try:
                 response = client.get(self.url, params=params, headers=self.headers())
             except httpx2.HTTPError as exc:
-                failure, wait = self._scrub(f"{self.label} usage report unreachable: {exc}"), None
+                failure, wait = f"{self.label} usage report unreachable: {self._scrub(str(exc))}", None
+            except (UnicodeError, ValueError) as exc:
+                # A base URL or an admin key that cannot make a request (a stray character in it).
+                raise ReportUnavailable(f"{self.label} usage report request could not be made ({type(exc).__name__}): "
+                                        f"check {self.base_url_setting} and {self.admin_key_setting}") from None
             else:
                 if response.status_code == 200:
                     return response
-                detail = " ".join(response.text.split())[:ERROR_DETAIL_CHARS]
-                failure = self._scrub(f"{self.label} usage report answered {response.status_code}: {detail}")
+                # The key is blanked out of the whole body before it is cut short, so no part of it is kept.
+                detail = " ".join(self._scrub(response.text).split())[:ERROR_DETAIL_CHARS]
+                failure = f"{self.label} usage report answered {response.status_code}: {detail}"
                 if response.status_code != 429 and response.status_code < 500:
                     raise ReportUnavailable(failure)
                 wait = _retry_after(response.headers.get("Retry-After"))

@@ -61,20 +61,40 @@ def _counts(record):
             "estimatedRequests": 1 if record.get(F.ESTIMATED) else 0}
 
 
-def midnight_calls(db, day, seconds):
+# A call that started between 2**(k-1) and 2**k seconds before a midnight can cross it only if it
+# took more than 2**(k-1) seconds: one query per such window finds every crossing call that took
+# up to 2**CROSSING_WINDOWS seconds (68 minutes), reading only candidates.
+CROSSING_WINDOWS = 12
+LONGEST_CALL_MS = 2 ** CROSSING_WINDOWS * 1000
+
+
+def _latency_ms(record):
+    """A record's latencyMs as a sane number of milliseconds (0 for what is not)."""
+    value = record.get(F.LATENCY_MS)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= LONGEST_CALL_MS:
+        return 0
+    return value
+
+
+def midnight_calls(db, day):
     """{provider: {"out": calls, "in": calls}}: the calls the ledger dates on `day` (by their
     request's start) that completed on the next UTC day, and those it dates on the day before that
-    completed on `day`; only a call that started within `seconds` of a midnight can. A call is
-    {"callId", "model", counts}; its completion is its timestamp plus latencyMs."""
+    completed on `day`. A call is {"callId", "model", counts}; it completed at its timestamp plus
+    latencyMs."""
     start = datetime.combine(day, time(), tzinfo=timezone.utc)
     moved = {}
+    windows = [(0, 1)] + [(2 ** (k - 1), 2 ** k) for k in range(1, CROSSING_WINDOWS + 1)]
     for direction, boundary in (("out", start + timedelta(days=1)), ("in", start)):
-        query = {F.TIMESTAMP: {"$gte": boundary - timedelta(seconds=seconds), "$lt": boundary}, F.IS_ACTIVE: True}
-        for record in db[USAGE].find(query):
-            if record[F.TIMESTAMP] + timedelta(milliseconds=record.get(F.LATENCY_MS) or 0) >= boundary:
-                calls = moved.setdefault(record[F.PROVIDER], {"out": [], "in": []})[direction]
-                calls.append({"callId": record.get(F.CALL_ID), "model": record.get(F.RESPONSE_MODEL)
-                              or record.get(F.MODEL_NAME), **_counts(record)})
+        for low, high in windows:
+            query = {F.TIMESTAMP: {"$gte": boundary - timedelta(seconds=high), "$lt": boundary - timedelta(seconds=low)},
+                     F.IS_ACTIVE: True}
+            if low:
+                query[F.LATENCY_MS] = {"$gt": low * 1000}
+            for record in db[USAGE].find(query):
+                if record[F.TIMESTAMP] + timedelta(milliseconds=_latency_ms(record)) >= boundary:
+                    calls = moved.setdefault(record[F.PROVIDER], {"out": [], "in": []})[direction]
+                    calls.append({"callId": str(record.get(F.CALL_ID) or record["_id"]),
+                                  "model": record.get(F.RESPONSE_MODEL) or record.get(F.MODEL_NAME), **_counts(record)})
     return moved
 
 

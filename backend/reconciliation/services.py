@@ -37,8 +37,12 @@ VERDICT_ORDER = {LEDGER_SHORT: 0, LEDGER_OVER: 1, UNAVAILABLE: 2, MATCH: 3, NOT_
 # provider's report may still be catching up, a late record may land).
 RETRY_UNAVAILABLE = timedelta(hours=1)
 RECHECK_MISMATCH_DAYS = 3
-# How long one worker's scheduled run may hold the others off (it is released when done).
-LEASE = timedelta(minutes=10)
+# Models named in a reconciliation alert's text (the rest are counted).
+ALERTED_MODELS = 5
+# How long one worker's scheduled run may hold the others off (it is released when done; a run
+# that outlives it may be repeated by another worker: the results are the same, the reports are
+# read twice).
+LEASE = timedelta(minutes=30)
 DEFAULT_RANGE_DAYS = 30
 MAX_RANGE_DAYS = 366
 LEDGER_COUNTS = (*COUNTS, "estimatedRequests")
@@ -176,6 +180,10 @@ def reconcile_provider(provider, day, ledger_models, config, now, moved=None):
     except ReportUnavailable as exc:
         log.warning("Reconciliation of %s for %s unavailable: %s", provider, day, exc)
         return {**base, **_unchecked(ledger_models), "verdict": UNAVAILABLE, "reason": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one provider's failure never stops the others
+        log.error("Reconciliation of %s for %s failed: %s", provider, day, type(exc).__name__)
+        return {**base, **_unchecked(ledger_models), "verdict": UNAVAILABLE,
+                "reason": f"reading the {provider} usage report failed ({type(exc).__name__})"}
     result = {**base, **_across_midnight(ledger_models, moved or {}, reported_models, config,
                                          report_class.counts_requests)}
     return {**result, "explanation": explain(result)}
@@ -190,9 +198,8 @@ def providers_to_check(config, ledger):
 
 def _reconcile(db, config, day, now, ledger, providers):
     results, stored = [], repository.for_day(db, day)
-    # A call is billed when it completes: one that started at most a timeout (and its retries) before
-    # a midnight may belong to the next day.
-    moved = repository.midnight_calls(db, day, config["LLM_TIMEOUT_SECONDS"] * (config["LLM_MAX_RETRIES"] + 1))
+    # A call is billed when it completes: one that started before a midnight may belong to the next day.
+    moved = repository.midnight_calls(db, day)
     for provider in providers:
         result = reconcile_provider(provider, day, ledger.get(provider, {}), config, now, moved.get(provider))
         earlier = stored.get(provider)
@@ -240,6 +247,22 @@ def reconcile_due(db, config, now):
     """The background run: reconcile the due day for the providers not yet done, and look again at
     the stored results of recent days that are unavailable, provisional or mismatched (an hour
     after the last look). Returns the new results."""
+    if not _work(db, config, now):
+        return []
+    # One worker at a time reads the providers' reports (they rate-limit the organization); the
+    # work is looked up again under the lease, so a run another worker just finished is not repeated.
+    lease = repository.take_lease(db, now, LEASE)
+    if lease is None:
+        return []
+    try:
+        return [result for day, ledger, pending in _work(db, config, now)
+                for result in _reconcile(db, config, day, now, ledger, pending)]
+    finally:
+        repository.release_lease(db, lease)
+
+
+def _work(db, config, now):
+    """[(day, ledger counts, providers)] the scheduled run has to do."""
     due = due_day(now, config["RECONCILE_SETTLE_HOURS"])
     work = []
     for age in range(RECHECK_MISMATCH_DAYS - 1, -1, -1):
@@ -253,16 +276,7 @@ def reconcile_due(db, config, now):
                     if name not in pending and not result.get("final", True) and _looks_again(result, now, day, due)]
         if pending:
             work.append((day, ledger, pending))
-    if not work:
-        return []
-    # One worker at a time reads the providers' reports (they rate-limit the organization).
-    lease = repository.take_lease(db, now, LEASE)
-    if lease is None:
-        return []
-    try:
-        return [result for day, ledger, pending in work for result in _reconcile(db, config, day, now, ledger, pending)]
-    finally:
-        repository.release_lease(db, lease)
+    return work
 
 
 def describe(difference):
@@ -271,28 +285,39 @@ def describe(difference):
     return ", ".join(parts) or "no difference"
 
 
+def _per_model(result):
+    """'gpt-4o-mini-2024-07-18: requests +1, output tokens +75; ...' for the models that differ."""
+    rows = [row for row in result["models"] if row["verdict"] in MISMATCHES]
+    return "; ".join(f"{row['model']}: {describe(row['difference'])}" for row in rows[:ALERTED_MODELS]) + (
+        f"; and {len(rows) - ALERTED_MODELS} more model(s)" if len(rows) > ALERTED_MODELS else "")
+
+
 def queue_alert(db, result, now):
     """One alert per provider and day (`reconciliation|<provider>|<day>`): opened by a final
-    mismatch, sent again (`event: "updated"`) when its verdict or numbers change, and once more
-    (`event: "resolved"`) when a later final run matches. Unchanged numbers send nothing."""
+    mismatch (again after it was resolved), sent again (`event: "updated"`) when its verdict or any
+    model's numbers change, and once more (`event: "resolved"`) when a later final run matches.
+    Unchanged numbers send nothing."""
     provider, day, verdict = result["provider"], result["date"], result["verdict"]
     alert_id = f"reconciliation|{provider}|{day}"
+    current = alerts.state_of(db, alert_id)
     if verdict == MATCH:
+        if current in (None, MATCH):
+            return False
         payload = {"text": f"TokenLedger reconciliation: {provider} {day} now matches: resolved.",
                    "reconciliation": {"event": "resolved", "provider": provider, "date": day, "verdict": verdict,
                                       "models": [], "difference": result["difference"]}}
-        return alerts.put(db, alert_id, payload, None if not alerts.exists(db, alert_id) else MATCH, now)
+        return alerts.put(db, alert_id, payload, MATCH, now)
     models = [row["model"] for row in result["models"] if row["verdict"] in MISMATCHES]
     meaning = ("the provider billed more than the ledger holds (lost calls)" if verdict == LEDGER_SHORT
                else "the ledger holds calls the provider did not bill")
-    state = f"{verdict}|{sorted((result['difference'] or {}).items())}"
-    event = "opened" if not alerts.exists(db, alert_id) else "updated"
+    state = f"{verdict}|" + "|".join(f"{row['model']}:{sorted((row['difference'] or {}).items())}"
+                                     for row in result["models"] if row["verdict"] in MISMATCHES)
     payload = {
         "text": (f"TokenLedger reconciliation: {provider} {day} is {verdict}: {meaning}. "
-                 f"Provider minus ledger: {describe(result['difference'])} (models: {', '.join(models)})."
+                 f"Provider minus ledger: {describe(result['difference'])} (by model: {_per_model(result)})."
                  + (f" Note: {result['explanation']}." if result.get("explanation") else "")),
-        "reconciliation": {"event": event, "provider": provider, "date": day, "verdict": verdict, "models": models,
-                           "difference": result["difference"]},
+        "reconciliation": {"event": "opened" if current in (None, MATCH) else "updated", "provider": provider,
+                           "date": day, "verdict": verdict, "models": models, "difference": result["difference"]},
     }
     return alerts.put(db, alert_id, payload, state, now)
 

@@ -95,7 +95,8 @@ def test_a_lost_call_is_ledger_short_with_the_missing_tokens_and_alerts_once(rec
     assert alert["payload"]["text"] == (
         "TokenLedger reconciliation: openai 2026-11-22 is ledger_short: the provider billed more than the "
         "ledger holds (lost calls). Provider minus ledger: requests +1, uncached input tokens +800, "
-        "output tokens +75 (models: gpt-4o-mini-2024-07-18). Note: 1 call(s) of this day are estimates (the "
+        "output tokens +75 (by model: gpt-4o-mini-2024-07-18: requests +1, uncached input tokens +800, output "
+        "tokens +75). Note: 1 call(s) of this day are estimates (the "
         "provider did not report their usage: a timeout, a stream cut short, a process that died): their tokens are "
         "the ledger's best count, so a difference in their output or input can be theirs rather than a lost call.")
     assert alert["payload"]["reconciliation"] == {
@@ -499,12 +500,84 @@ def test_a_provider_that_dates_by_the_request_start_matches_too(recon_app, opena
     assert (result["verdict"], result["midnight"]["datedBy"]) == ("match", "request start")
 
 
-def test_a_call_well_before_midnight_never_moves(recon_app, openai_report):
-    app = recon_app(ANTHROPIC_ADMIN_KEY=None, LLM_TIMEOUT_SECONDS=60, LLM_MAX_RETRIES=0)
-    # Started 61 s before midnight: it cannot have run past it (a 60 s timeout), whatever its latency says.
-    insert(app, [_midnight_call(datetime(2026, 11, 22, 23, 58, 59, tzinfo=timezone.utc), 90_000.0)])
-    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 500, 40, 0, 1)])]
+def test_a_call_that_ended_before_midnight_never_moves_and_a_long_stream_does(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    before = _midnight_call(datetime(2026, 11, 22, 23, 58, 59, tzinfo=timezone.utc), 60_000.0)  # ended 23:59:59
+    # A 10-minute stream from 23:55 (a stream is not bounded by LLM_TIMEOUT_SECONDS), and records whose
+    # latency is no sane number (as old or damaged data may hold): those count where they started.
+    stream = _midnight_call(datetime(2026, 11, 22, 23, 55, tzinfo=timezone.utc), 600_000.0)
+    odd = [_midnight_call(datetime(2026, 11, 22, 23, 59, 59, tzinfo=timezone.utc), value)
+           for value in (1e20, float("nan"), "12", -5)]
+    del odd[0]["callId"]
+    insert(app, [before, stream, *odd])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(MINI_SNAPSHOT, 2500, 200, 0, 5)])]
 
     result = _reconcile_on(app, DAY)
 
-    assert (result["verdict"], result["midnight"]) == ("match", None)
+    assert (result["verdict"], result["midnight"]) == (
+        "match", {"datedBy": "completion", "movedOut": [stream["callId"]], "movedIn": []})
+
+
+def test_no_part_of_the_admin_key_survives_a_long_error_body(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    openai_report.fail_with(httpx2.Response(401, content=b"upstream said: " + b"x" * 160 + b" auth=Bearer "
+                                            + OPENAI_ADMIN_KEY.encode()))
+    result = reconcile(app)["openai"]
+    assert result["verdict"] == "unavailable" and result["reason"].startswith("OpenAI usage report answered 401: ")
+    assert OPENAI_ADMIN_KEY[:8] not in result["reason"]
+
+
+@pytest.mark.parametrize("settings", [{"OPENAI_ADMIN_BASE_URL": "http://[::1"},
+                                      {"OPENAI_ADMIN_KEY": OPENAI_ADMIN_KEY + "\u200b"}])
+def test_a_report_that_cannot_even_be_requested_is_unavailable_and_the_others_go_on(recon_app, openai_report,
+                                                                                 anthropic_report, settings):
+    app = recon_app(**settings)
+    anthropic_report.pages = [anthropic_page("2026-11-22T00:00:00Z", "2026-11-23T00:00:00Z", [])]
+    results = reconcile(app)
+    assert results["openai"]["verdict"] == "unavailable" and OPENAI_ADMIN_KEY not in results["openai"]["reason"]
+    assert results["anthropic"]["verdict"] == "match"
+
+
+def test_a_worker_that_waited_for_the_lease_does_not_repeat_the_run_it_waited_for(recon_app, openai_report,
+                                                                                  monkeypatch):
+    from backend.reconciliation import repository
+
+    first = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    second = recon_app(ANTHROPIC_ADMIN_KEY=None, MONGO_CLIENT=get_db(first).client)
+    serve_openai(openai_report, mini=(0, 0, 0, 0), gpt41=(0, 0, 0, 0))
+    take_lease = repository.take_lease
+
+    def the_first_runs_meanwhile(db, now, length):  # the second worker found work, then the first did it
+        monkeypatch.setattr(repository, "take_lease", take_lease)
+        with first.app_context():
+            services.reconcile_due(get_db(first), first.config, NOW)
+        return take_lease(db, now, length)
+
+    monkeypatch.setattr(repository, "take_lease", the_first_runs_meanwhile)
+    with second.app_context():
+        assert services.reconcile_due(get_db(second), second.config, NOW) == []
+    assert len(openai_report.requests) == 2  # the first run's two pages, once
+
+
+def test_a_mismatch_after_a_resolution_opens_the_alert_again(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, openai_ledger())
+    events = []
+    for mini in ((4, 2600, 300, 255), (3, 1800, 300, 180), (4, 2600, 300, 255)):
+        serve_openai(openai_report, mini=mini)
+        reconcile(app)
+        with app.app_context():
+            alert = alerts_repository.claim_due(get_db(app), NOW)
+            events.append(alert["payload"]["reconciliation"]["event"])
+            alerts_repository.mark_sent(get_db(app), alert, NOW)
+    assert events == ["opened", "resolved", "opened"]
+
+
+def test_models_that_cancel_out_in_the_totals_still_say_what_differs(recon_app, openai_report):
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, [ledger_record("openai", MINI, MINI_SNAPSHOT, 1000, 50)])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(f"{MINI_SNAPSHOT}-x", 1000, 50, 0, 1)])]
+    assert reconcile(app)["openai"]["verdict"] == "ledger_short"
+    text = get_db(app)[ALERTS].find_one()["payload"]["text"]
+    assert "Provider minus ledger: no difference (by model: gpt-4o-mini-2024-07-18: requests -1" in text
+    assert "gpt-4o-mini-2024-07-18-x: requests +1" in text
