@@ -52,20 +52,33 @@ def test_an_unavailable_report_is_tried_again_an_hour_later(recon_app, openai_re
     assert ("openai", "2026-11-22", "ledger_short") in stored(app)
 
 
+SNAPSHOT = "gpt-4o-mini-2024-07-18"
+
+
+def _reconciled_during_the_day(recon_app, openai_report, reported_input, reported_output, reported_requests):
+    """An app with one gpt-4o-mini call (100 in, 10 out) on DAY, reconciled at 15:00 that day
+    against the given report: (app, its provisional openai result)."""
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    insert(app, [ledger_record("openai", "gpt-4o-mini", SNAPSHOT, 100, 10)])
+    openai_report.pages = [openai_page(DAY_START, [openai_result(SNAPSHOT, reported_input, reported_output, 0,
+                                                                 reported_requests)])]
+    with app.app_context():
+        [early] = [r for r in services.reconcile_day(get_db(app), app.config, DAY,
+                                                     datetime(2026, 11, 22, 15, tzinfo=timezone.utc))
+                   if r["provider"] == "openai"]
+    return app, early
+
+
 def test_a_day_reconciled_before_it_settled_is_provisional_then_made_final_by_the_scheduled_pass(
         recon_app, openai_report):
     from backend.db import ALERTS
 
-    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
-    insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
     # During the day (an in-flight stream, a report that lags): the provider shows one call more.
-    openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 200, 20, 0, 2)])]
+    app, early = _reconciled_during_the_day(recon_app, openai_report, 200, 20, 2)
     db = get_db(app)
+    assert (early["verdict"], early["final"]) == ("ledger_short", False)
+    assert db[ALERTS].count_documents({}) == 0  # provisional verdicts never alert
     with app.app_context():
-        [early] = [r for r in services.reconcile_day(db, app.config, DAY, datetime(2026, 11, 22, 15, tzinfo=timezone.utc))
-                   if r["provider"] == "openai"]
-        assert (early["verdict"], early["final"]) == ("ledger_short", False)
-        assert db[ALERTS].count_documents({}) == 0  # provisional verdicts never alert
 
         # After the day settled, the scheduled pass looks again; the call had landed meanwhile.
         insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
@@ -91,15 +104,11 @@ def test_a_final_mismatch_is_looked_at_again_hourly_while_its_day_is_recent(reco
 def test_a_loss_after_a_provisional_match_is_found_and_alerted_once_the_day_is_final(recon_app, openai_report):
     from backend.db import ALERTS
 
-    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
-    insert(app, [ledger_record("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", 100, 10)])
-    openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 100, 10, 0, 1)])]
+    # `reconcile.py --date <today>` during the day: a provisional match.
+    app, early = _reconciled_during_the_day(recon_app, openai_report, 100, 10, 1)
+    assert (early["verdict"], early["final"]) == ("match", False)
     db = get_db(app)
     with app.app_context():
-        # `reconcile.py --date <today>` during the day: a provisional match.
-        [early] = [r for r in services.reconcile_day(db, app.config, DAY, datetime(2026, 11, 22, 15, tzinfo=timezone.utc))
-                   if r["provider"] == "openai"]
-        assert (early["verdict"], early["final"]) == ("match", False)
         # Later that day the provider billed a call the ledger never saw.
         openai_report.pages = [openai_page(DAY_START, [openai_result("gpt-4o-mini-2024-07-18", 180, 25, 0, 2)])]
         [late] = [r for r in services.reconcile_due(db, app.config, NOW) if r["provider"] == "openai"]
