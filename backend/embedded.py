@@ -8,6 +8,8 @@ binds an embedded client; calling it again changes nothing):
 - the collMod command, which mongomock lacks, changes an index's expireAfterSeconds;
 - a unique index is checked by looking the written document's key up, where mongomock scans the
   whole collection on every write (a ledger of n records would cost n^2 to fill);
+- a filter that fixes `_id`, or every field of a unique index, by equality reads the one document
+  it can match instead of scanning the collection (budget counters, rollup keys, batch notes);
 - every collection operation, and the reading of a cursor, holds one re-entrant lock per client
   (`lock_of`): mongomock's documents are plain dicts, and a read that walks one while another
   thread adds a field to it fails ("dictionary changed size during iteration"). MongoDB needs no
@@ -19,10 +21,11 @@ from bson import ObjectId
 from mongomock import helpers
 from mongomock.collection import BulkOperationBuilder, Collection, Cursor
 from mongomock.database import Database
+from mongomock.filtering import filter_applies
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 _install_lock = threading.Lock()
-_unique_lock = threading.Lock()
+_unique_lock = threading.RLock()  # re-entered: a unique check that scans reads through _iter_documents
 _installed = False
 _client_locks = {}
 LOCKED_OPERATIONS = ("find_one", "find_one_and_update", "find_one_and_replace", "find_one_and_delete", "insert_one",
@@ -62,6 +65,7 @@ def install():
         BulkOperationBuilder.add_replace = _without_sort(BulkOperationBuilder.add_replace)
         Database.command = _with_coll_mod(Database.command)
         Collection._ensure_uniques = _looked_up(Collection._ensure_uniques)
+        Collection._iter_documents = _narrowed(Collection._iter_documents)
         for name in LOCKED_OPERATIONS:
             setattr(Collection, name, _locked(getattr(Collection, name)))
         Cursor._compute_results = _locked_cursor(Cursor._compute_results)
@@ -151,3 +155,43 @@ def _looked_up(scan):
                 holders[values] = new_data["_id"]
 
     return ensure_uniques
+
+
+def _candidates(store, filter):
+    """The one document (or none) `filter` can match when it fixes _id, or every field of a unique
+    index, to a plain value; None when only a scan can tell (no such field, a value of another
+    kind, or a key the unique map does not hold: it may be stale, so a miss is scanned)."""
+    if not isinstance(filter, dict) or not filter:
+        return None
+    if "_id" in filter:
+        value = filter["_id"]
+        if type(value) is bool or not isinstance(value, _KEY_TYPES):
+            return None
+        document = store._documents.get(value)
+        return [] if document is None else [document]
+    for name, index in store.indexes.items():
+        if not index.get("unique") or index.get("sparse") or index.get("partialFilterExpression"):
+            continue
+        fields = [field for field, _ in index["key"]]
+        if not all(field in filter for field in fields):
+            continue
+        values = tuple(filter[field] for field in fields)
+        if any(type(value) is bool or not isinstance(value, _KEY_TYPES) for value in values):
+            continue
+        with _unique_lock:
+            holders = _holders(store, name, index, None)
+            holder = store._documents.get(holders.get(values)) if holders is not None else None
+        if holder is not None and _key_values(index, holder) == values:
+            return [holder]
+        return None
+    return None
+
+
+def _narrowed(scan):
+    def iter_documents(self, filter):
+        candidates = _candidates(self._store, filter)
+        if candidates is None:
+            return scan(self, filter)
+        return (document for document in candidates if filter_applies(filter, document))
+
+    return iter_documents

@@ -120,3 +120,29 @@ def test_a_read_never_meets_a_document_another_thread_is_growing():
     finally:
         sys.setswitchinterval(switching)
     assert errors == [] and len(collection.find_one({"_id": 1})) == 2001
+
+
+def test_lookups_by_id_or_unique_key_read_one_document_and_stay_right_when_keys_change(monkeypatch):
+    import mongomock
+
+    from backend import embedded
+
+    embedded.install()
+    people = mongomock.MongoClient().db.people
+    people.create_index("email", unique=True)
+    people.insert_many([{"_id": n, "email": f"u{n}@example.com", "n": n} for n in range(50)])
+    scanned = []
+    scan_test = mongomock.collection.filter_applies  # what a full scan calls once per document
+    monkeypatch.setattr(mongomock.collection, "filter_applies", lambda *args: scanned.append(1) or scan_test(*args))
+
+    assert people.find_one({"email": "u7@example.com"})["n"] == 7
+    assert people.find_one({"_id": 9})["email"] == "u9@example.com"
+    assert people.find_one({"email": "u7@example.com", "n": 8}) is None  # the one candidate must match it all
+    assert people.update_one({"email": "u3@example.com"}, {"$inc": {"n": 100}}).modified_count == 1
+    assert scanned == []  # none of these scanned the collection
+    people.update_one({"_id": 7}, {"$set": {"email": "seven@example.com"}})  # a key changes
+    assert people.find_one({"email": "u7@example.com"}) is None
+    assert people.find_one({"email": "seven@example.com"})["_id"] == 7
+    people.delete_one({"_id": 9})
+    assert people.find_one({"_id": 9}) is None and people.count_documents({"email": "u9@example.com"}) == 0
+    assert people.find_one({"_id": 3})["n"] == 103
