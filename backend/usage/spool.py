@@ -396,7 +396,8 @@ class Spool:
     # -- what other processes left ----------------------------------------------------------------
 
     def _gone(self):
-        """(lock fd, process name) of each process whose lock nobody holds: it has ended."""
+        """(lock fd, lock path, process name) of each process whose lock nobody holds: it has ended
+        (files in the way, say a folder named like a lock, are moved aside)."""
         for lock_path in sorted(glob.glob(f"{glob.escape(self.path)}.*.lock")):
             process = lock_path[len(self.path) + 1:-len(".lock")]
             if process == self._process and self._pid == os.getpid():
