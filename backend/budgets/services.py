@@ -218,13 +218,22 @@ def _exceeded(db, key, scope, window, token_limit, cost_limit, tokens, cost_unit
     )
 
 
+def _limited(caller, limits, now):
+    """[(counter, token limit, cost limit)] of the caller's counters that have a limit: those a
+    reservation adds to."""
+    limited = []
+    for counter in counters(caller_owners(caller), now):
+        token_limit, cost_limit = _window_limits(limits[counter.scope], counter.window)
+        if token_limit is not None or cost_limit is not None:
+            limited.append((counter, token_limit, cost_limit))
+    return limited
+
+
 def planned(caller, tokens, cost_usd, now):
-    """{counter key: [tokens, cost units]}: what `reserve` would add, on every counter with a limit
-    (the spool notes it first, so the reservation of a process that dies before its call records
-    anything can be given back: give_back_abandoned)."""
-    limits = scoped_limits(caller)
-    return {counter.key: [tokens, to_units(cost_usd)] for counter in counters(caller_owners(caller), now)
-            if _window_limits(limits[counter.scope], counter.window) != (None, None)}
+    """{counter key: [tokens, cost units]}: what `reserve` would add (the spool notes it first, so
+    the reservation of a process that dies before its call records anything can be given back:
+    give_back_abandoned)."""
+    return {counter.key: [tokens, to_units(cost_usd)] for counter, _, _ in _limited(caller, scoped_limits(caller), now)}
 
 
 def give_back_abandoned(db, reservations):
@@ -252,10 +261,7 @@ def reserve(db, caller, tokens, cost_usd, now, policy=Policy(), priced=True, mod
         )
     reservation = Reservation(db, policy, reservation_id, tokens, to_units(cost_usd), limits=limits,
                               labels=_labels(caller))
-    for counter in counters(caller_owners(caller), now):
-        token_limit, cost_limit = _window_limits(limits[counter.scope], counter.window)
-        if token_limit is None and cost_limit is None:
-            continue
+    for counter, token_limit, cost_limit in _limited(caller, limits, now):
         try:
             taken = repository.try_add(db, counter.key, counter.fields(), tokens, reservation.cost_units, token_limit,
                                        cost_limit, _opening(db, counter), reservation_id)
