@@ -199,12 +199,11 @@ def price_sheet(provider, model_names, at, overrides):
     return sheet or UNKNOWN
 
 
-def reserved_price(provider, sheet, input_tokens, output_tokens):
-    """The Price of a call at its budget reservation's worst case (`sheet.worst_cost`): what a call
-    the process was killed during is recorded at."""
+def reserved_price(provider, sheet, input_tokens, worst_cost):
+    """The Price of a call at its budget reservation's worst case (`worst_cost`, from
+    `sheet.worst_cost`): what a call the process was killed during is recorded at."""
     free = provider.price_provider is None and sheet.source == provider.free_reason
-    return Price(float(round(sheet.worst_cost(input_tokens, output_tokens), COST_DECIMALS)), sheet.priced and not free,
-                 sheet.rates_at(input_tokens))
+    return Price(float(round(worst_cost, COST_DECIMALS)), sheet.priced and not free, sheet.rates_at(input_tokens))
 
 
 def price_call(provider, model_names, usage, at, overrides):

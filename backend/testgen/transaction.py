@@ -110,14 +110,14 @@ def _reserve(ctx, generation_plan, call_id):
     provider, model, config = generation_plan.provider, generation_plan.model, ctx.settings
     input_tokens = provider.count_input_tokens(generation_plan.messages, model)
     sheet = price_sheet(provider, [model], ctx.now, config.price_overrides)
+    cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
     intent = reserved_call(provider, call_id, model, input_tokens, config.max_output_tokens,
-                           reserved_price(provider, sheet, input_tokens, config.max_output_tokens), ctx.now)
-    return _reservation(ctx, input_tokens, sheet, model, call_id), intent
+                           reserved_price(provider, sheet, input_tokens, cost), ctx.now)
+    return _reservation(ctx, input_tokens + config.max_output_tokens, cost, sheet, model, call_id), intent
 
 
-def _reservation(ctx, input_tokens, sheet, model, call_id):
+def _reservation(ctx, tokens, cost, sheet, model, call_id):
     config = ctx.settings
-    cost, tokens = sheet.worst_cost(input_tokens, config.max_output_tokens), input_tokens + config.max_output_tokens
     planned = budgets.planned(ctx.caller, tokens, cost, ctx.now)
     if planned:  # noted first: a process that dies before the call gives it back on recovery
         ctx.reserving(call_id, planned)
