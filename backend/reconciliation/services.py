@@ -196,8 +196,9 @@ def providers_to_check(config, ledger):
             or (spec.usage_report and config.get(spec.usage_report.admin_key))]
 
 
-def _reconcile(db, config, day, now, ledger, providers):
-    results, stored = [], repository.for_day(db, day)
+def _reconcile(db, config, day, now, ledger, providers, stored=None):
+    """`stored`: the day's stored results, when the caller has read them already."""
+    results, stored = [], repository.for_day(db, day) if stored is None else stored
     # A call is billed when it completes: one that started before a midnight may belong to the next day.
     moved = repository.midnight_calls(db, day)
     for provider in providers:
@@ -255,14 +256,14 @@ def reconcile_due(db, config, now):
     if lease is None:
         return []
     try:
-        return [result for day, ledger, pending in _work(db, config, now)
-                for result in _reconcile(db, config, day, now, ledger, pending)]
+        return [result for day, ledger, pending, stored in _work(db, config, now)
+                for result in _reconcile(db, config, day, now, ledger, pending, stored)]
     finally:
         repository.release_lease(db, lease)
 
 
 def _work(db, config, now):
-    """[(day, ledger counts, providers)] the scheduled run has to do."""
+    """[(day, ledger counts, providers, stored results)] the scheduled run has to do."""
     due = due_day(now, config["RECONCILE_SETTLE_HOURS"])
     work = []
     for age in range(RECHECK_MISMATCH_DAYS - 1, -1, -1):
@@ -275,7 +276,7 @@ def _work(db, config, now):
         pending += [name for name, result in stored.items()
                     if name not in pending and not result.get("final", True) and _looks_again(result, now, day, due)]
         if pending:
-            work.append((day, ledger, pending))
+            work.append((day, ledger, pending, stored))
     return work
 
 
