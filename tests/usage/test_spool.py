@@ -299,3 +299,25 @@ def test_concurrent_requests_share_fsyncs_and_each_waits_for_its_own(tmp_path, m
         thread.join()
     assert returned_early == [] and len(spool.contents().records) == 200
     assert syncs[0] < 100  # 200 appends
+
+
+def test_two_workers_recovering_one_dead_process_write_its_records_once(tmp_path):
+    path = str(tmp_path / "spool.jsonl")
+    records = [{"callId": f"c{n}"} for n in range(3)]
+    left_by_a_gone_process(path, *[("r", record) for record in records])
+    first, second = Spool(path), Spool(path)
+    written_by = {"first": [], "second": []}
+
+    def second_worker(batch):
+        written_by["second"].extend(batch)
+        return batch
+
+    def first_worker(batch):
+        # The other worker's pass runs while this one holds the dead process's lock.
+        assert second.recover(second_worker) == (0, 0)
+        written_by["first"].extend(batch)
+        return batch
+
+    assert first.recover(first_worker) == (3, 0)
+    assert second.recover(second_worker) == (0, 0)  # and once it is done, nothing is left
+    assert written_by == {"first": records, "second": []}
