@@ -1,5 +1,6 @@
 """Work kept off the request path: replaying the usage spool, reconciling yesterday with the
-providers' usage reports, and sending alerts.
+providers' usage reports, and sending alerts; and, in a thread of its own (provider calls can be
+slow), embedding saved test cases (backend/testcases/embeddings.py).
 
 Every worker process runs one daemon thread; the spool's file locks, the alerts' atomic claims
 and reconciliation results keyed by provider and day make several of them safe together.
@@ -16,6 +17,7 @@ from backend.db import get_db
 from backend.reconciliation.services import reconcile_due
 from backend.runtime import runtime
 from backend.startup import start_up_database
+from backend.testcases.embeddings import start_worker as start_embedding_worker
 
 log = logging.getLogger(__name__)
 # Whether a day is due for reconciliation changes once a day; asking the store every pass is waste.
@@ -80,5 +82,6 @@ def start(app):
 
     thread = threading.Thread(target=loop, name="tokenledger-background", daemon=True)
     thread.start()
+    start_embedding_worker(app, stop)
     runtime(app).background = stop
     return stop

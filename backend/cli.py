@@ -5,6 +5,7 @@ Exit codes, for cron and deploy scripts (the same from `flask <command>` and scr
 3 database unreachable; 4 configuration error (including the embedded store where a
 command would change or drain real data).
 """
+import os
 from datetime import date, timedelta
 
 import click
@@ -17,6 +18,7 @@ from backend.db import get_db, store_is_embedded
 from backend.indexes import ensure_indexes
 from backend.runtime import runtime
 from backend.reconciliation.commands import reconcile_command
+from backend.testcases import embeddings
 from backend.usage import rollups
 from backend.usage.commands import ConfigurationProblem, database_command
 from backend.usage.migrations import migration_report
@@ -157,6 +159,34 @@ def replay_spool_command():
         raise SystemExit(EXIT_DIFFERENCES)
 
 
+@click.command("embed-cases")
+@with_appcontext
+@click.option("--checkpoint", default="embed_cases.checkpoint.json", show_default=True, type=click.Path(dir_okay=False),
+              help="Where the run notes the last case done; a run resumes after it.")
+@click.option("--restart", is_flag=True, help="Ignore the checkpoint and start from the first case.")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after this many cases.")
+@database_command
+def embed_cases_command(checkpoint, restart, limit):
+    """Embed every saved test case that has no vector of the current EMBEDDING_PROVIDER/EMBEDDING_MODEL
+    (a backfill, or a re-embedding after a model change): billed to each case's owner, inside their
+    budgets. Exit 1 when a batch failed (run it again to resume)."""
+    require_real_database("embed the test cases of")
+    if restart and os.path.exists(checkpoint):
+        os.remove(checkpoint)
+    app, place = current_app._get_current_object(), embeddings.Checkpoint(checkpoint)
+    total = embeddings.backfill_total(app, place)
+    if limit is not None:
+        total = min(total, limit)
+    click.echo(f"{total} test case(s) to embed with {embeddings.key_prefix(embeddings.Embedder.of(app))}")
+    with click.progressbar(length=total, label="Embedding", show_pos=True) as bar:
+        try:
+            embedded, skipped = embeddings.backfill(app, place, limit, progress=bar.update)
+        except embeddings.BackfillStopped as exc:
+            click.echo(f"\nstopped: {exc}; run again to resume after the last batch done ({checkpoint})")
+            raise SystemExit(EXIT_DIFFERENCES) from None
+    click.echo(f"embedded {embedded} test case(s); {skipped} skipped (their owner is gone or deactivated)")
+
+
 def init_app(app):
     app.cli.add_command(create_indexes_command)
     app.cli.add_command(create_admin_command)
@@ -165,4 +195,5 @@ def init_app(app):
     app.cli.add_command(apply_retention_command)
     app.cli.add_command(replay_spool_command)
     app.cli.add_command(reconcile_command)
+    app.cli.add_command(embed_cases_command)
 

@@ -346,6 +346,35 @@ def _models(env, default_provider):
     return models
 
 
+def _embedding_provider(env, provider, credentials):
+    """EMBEDDING_PROVIDER when set (None: the chat provider's embeddings, see specs.embedding_choice);
+    a provider without an embeddings API, or without its credential, is a configuration error."""
+    name = _text(env, "EMBEDDING_PROVIDER")
+    if name is None:
+        return None
+    name = name.lower()
+    if name not in PROVIDERS:
+        raise ConfigError(f"EMBEDDING_PROVIDER must be one of {', '.join(_with_embeddings())}, got {name!r}")
+    spec = PROVIDERS[name]
+    if spec.embedding_model is None:
+        raise ConfigError(f"EMBEDDING_PROVIDER={name}: {name} has no embeddings API; choose one of "
+                          f"{', '.join(_with_embeddings())}")
+    if spec.credential_required and not credentials.get(name):
+        raise ConfigError(f"{spec.credential} is required when EMBEDDING_PROVIDER is {name}")
+    return name
+
+
+def _with_embeddings():
+    return [spec.name for spec in PROVIDERS.values() if spec.embedding_model]
+
+
+def _embedding_model(env):
+    model = _text(env, "EMBEDDING_MODEL")
+    if model is not None and not MODEL_NAME.fullmatch(model):
+        raise ConfigError(f"EMBEDDING_MODEL must be a model name, got {model!r}")
+    return model
+
+
 def _allowed_models(env):
     return {spec.name: _model_list(env, spec.allowed_models_setting) if spec.configurable_model else None
             for spec in PROVIDERS.values()}
@@ -430,6 +459,15 @@ def load_config(environ=None):
         "LLM_TIMEOUT_SECONDS": _integer(env, "LLM_TIMEOUT_SECONDS", 60, 1, 600),
         "LLM_MAX_RETRIES": _integer(env, "LLM_MAX_RETRIES", 2, 0, 10),
         "LLM_MAX_OUTPUT_TOKENS": _integer(env, "LLM_MAX_OUTPUT_TOKENS", 4096, 64, 200_000),
+        # --- Embeddings (RAG over saved test cases; backend/testcases/embeddings.py) ---
+        "EMBEDDING_PROVIDER": _embedding_provider(env, provider, credentials),
+        "EMBEDDING_MODEL": _embedding_model(env),
+        # Vector length asked of providers that can shorten theirs (OpenAI text-embedding-3, Gemini,
+        # Ollama); unset: the model's own.
+        "EMBEDDING_DIMENSIONS": _integer(env, "EMBEDDING_DIMENSIONS", None, 8, 8192),
+        "EMBEDDING_BATCH_SIZE": _integer(env, "EMBEDDING_BATCH_SIZE", 64, 1, 2048),
+        # The similarity index each process keeps in memory; the least recently searched pools go first.
+        "RAG_INDEX_MAX_MB": _integer(env, "RAG_INDEX_MAX_MB", 512, 1, 65_536),
         # Each provider's keys, URLs and usage-report settings, as its declaration names them.
         # Keys and admin keys are secrets: never logged, never echoed.
         **_with_defaults(provider_settings),

@@ -27,6 +27,8 @@ USAGE_USER_TAG_MONTHLY = "openai_token_usage_user_tag_monthly"
 # The ledger writer's batches not yet in every view (backend/usage/writer.py).
 USAGE_BATCHES = "openai_token_usage_batches"
 TESTCASES = "testcases"
+# A saved test case's embedding vector, by the case's _id (written by backend/testcases).
+TESTCASE_VECTORS = "testcase_embeddings"
 MIGRATIONS = "migrations"
 RECONCILIATIONS = "reconciliations"
 # Short leases that let one worker at a time do a job ({_id: job, until, owner}).

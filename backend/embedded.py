@@ -158,17 +158,21 @@ def _looked_up(scan):
 
 
 def _candidates(store, filter):
-    """The one document (or none) `filter` can match when it fixes _id, or every field of a unique
-    index, to a plain value; None when only a scan can tell (no such field, a value of another
+    """The one document (or none) `filter` can match when it fixes _id (or lists ids with $in), or
+    every field of a unique index, to a plain value; None when only a scan can tell (no such field, a value of another
     kind, or a key the unique map does not hold: it may be stale, so a miss is scanned)."""
     if not isinstance(filter, dict) or not filter:
         return None
     if "_id" in filter:
         value = filter["_id"]
-        if type(value) is bool or not isinstance(value, _KEY_TYPES):
+        if isinstance(value, dict) and list(value) == ["$in"] and isinstance(value["$in"], list):
+            values = value["$in"]  # the documents of a list of ids (RAG's references)
+        else:
+            values = [value]
+        if any(type(value) is bool or not isinstance(value, _KEY_TYPES) for value in values):
             return None
-        document = store._documents.get(value)
-        return [] if document is None else [document]
+        documents = (store._documents.get(value) for value in dict.fromkeys(values))
+        return [document for document in documents if document is not None]
     for name, index in store.indexes.items():
         if not index.get("unique") or index.get("sparse") or index.get("partialFilterExpression"):
             continue

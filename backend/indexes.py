@@ -12,6 +12,7 @@ from backend.db import (
     RECONCILIATIONS,
     TEAMS,
     TESTCASES,
+    TESTCASE_VECTORS,
     USAGE,
     USERS,
 )
@@ -58,6 +59,9 @@ INDEXES = (
     IndexSpec(API_KEYS, (("hash", ASCENDING),), unique=True),
     IndexSpec(API_KEYS, (("orgId", ASCENDING), ("createdAt", ASCENDING))),
     IndexSpec(TESTCASES, (("createdBy", ASCENDING), ("createdAt", DESCENDING))),
+    # Cases waiting for their embedding, by when they are due; a pool's vectors, changed since.
+    IndexSpec(TESTCASES, (("embedding.status", ASCENDING), ("embedding.nextAttemptAt", ASCENDING))),
+    IndexSpec(TESTCASE_VECTORS, (("owner", ASCENDING), ("key", ASCENDING), ("updatedAt", ASCENDING))),
     # Rollups (from their registry): the unique keys their $inc upserts target, and the range
     # scans the views make.
     *(IndexSpec(rollup.collection, tuple((field, ASCENDING) for field in rollup.key), unique=True)

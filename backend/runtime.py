@@ -1,7 +1,7 @@
 """What one app holds besides its config: one typed object instead of loose `app.extensions` keys.
 
 create_app builds it (`Runtime.install`), fills the parts each package provides (the spool and
-ledger writer of `usage`, the audit writer, the reference pool `testcases` registers, the API-key
+ledger writer of `usage`, the audit writer, the reference search `testcases` registers, the API-key
 authenticator of `keys`), and everything else reads them through `runtime()`.
 """
 from dataclasses import dataclass, field
@@ -19,8 +19,11 @@ class Runtime:
     spool: object = None  # backend.usage.spool.Spool
     writer: object = None  # backend.usage.writer.LedgerWriter
     audit: object = None  # backend.audit.hook.AuditWriter
-    # (db, owner id) -> the owner's saved test cases, which RAG ranks; registered by testcases.
-    reference_pool: Callable | None = None
+    # (db, owner id, vector key, query vector, limit, threshold) -> [(saved case, similarity)]:
+    # the search RAG runs; registered by testcases, over its vector_index.
+    reference_search: Callable | None = None
+    vector_index: object = None  # backend.testcases.vectors.VectorIndex
+    embeddings_wake: object = None  # set when a case is saved: the embedding worker runs at once
     # (db, secret, now) -> the Caller an API key acts as; registered by keys.
     key_authenticator: Callable | None = None
     providers: dict = field(default_factory=dict)  # provider name -> its instance, made on first use

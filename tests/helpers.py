@@ -1,6 +1,8 @@
 """Test helpers: users and tokens, ledger documents, and a fake OpenAI at the HTTP transport."""
+import base64
 import json
 import re
+import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -216,6 +218,27 @@ def ollama_stream(content, prompt_eval_count, eval_count, pieces=3, break_with=N
     if break_after is not None:
         lines = lines[:break_after]
     return ndjson(lines, break_with)
+
+
+def openai_embeddings(vectors, prompt_tokens, model="text-embedding-3-small"):
+    """An /v1/embeddings body as OpenAI returns it to the SDK, which asks for base64: each vector
+    is its little-endian float32 bytes, base64-encoded."""
+    data = [{"object": "embedding", "index": index,
+             "embedding": base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()}
+            for index, vector in enumerate(vectors)]
+    return {"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens}}
+
+
+def gemini_embeddings(vectors):
+    """A batchEmbedContents body as the Gemini API returns it: vectors only, no token count."""
+    return {"embeddings": [{"values": list(vector)} for vector in vectors]}
+
+
+def ollama_embeddings(vectors, prompt_eval_count, model="nomic-embed-text"):
+    """An /api/embed body as Ollama returns it."""
+    return {"model": model, "embeddings": [list(vector) for vector in vectors], "total_duration": 14143917,
+            "load_duration": 1019500, "prompt_eval_count": prompt_eval_count}
 
 
 def cases_json(count, prefix="Case"):

@@ -139,6 +139,8 @@ def test_lookups_by_id_or_unique_key_read_one_document_and_stay_right_when_keys_
     assert people.find_one({"_id": 9})["email"] == "u9@example.com"
     assert people.find_one({"email": "u7@example.com", "n": 8}) is None  # the one candidate must match it all
     assert people.update_one({"email": "u3@example.com"}, {"$inc": {"n": 100}}).modified_count == 1
+    listed = people.find({"_id": {"$in": [12, 99, 4, 12]}, "n": {"$lt": 10}})
+    assert [person["_id"] for person in listed] == [4]  # 99 does not exist, 12 fails the rest of the filter
     assert scanned == []  # none of these scanned the collection
     people.update_one({"_id": 7}, {"$set": {"email": "seven@example.com"}})  # a key changes
     assert people.find_one({"email": "u7@example.com"}) is None

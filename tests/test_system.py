@@ -100,8 +100,10 @@ def test_index_definitions_are_the_seed_eight_plus_uniques_and_testcases():
     usage = [spec for spec in INDEXES if spec.collection == "openai_token_usage"]
     compound = [tuple(field for field, _ in spec.keys) for spec in usage if len(spec.keys) == 2]
     assert compound == [*SEED_INDEXES, ("orgId", "timestamp"), ("tags", "timestamp")]
-    assert [(s.collection, s.keys) for s in INDEXES if s.collection == "testcases"] == [
-        ("testcases", (("createdBy", 1), ("createdAt", -1)))]
+    assert [(s.collection, s.keys) for s in INDEXES if s.collection.startswith("testcase")] == [
+        ("testcases", (("createdBy", 1), ("createdAt", -1))),
+        ("testcases", (("embedding.status", 1), ("embedding.nextAttemptAt", 1))),
+        ("testcase_embeddings", (("owner", 1), ("key", 1), ("updatedAt", 1)))]
     assert [(s.collection, [field for field, _ in s.keys]) for s in INDEXES if s.unique] == [
         ("openai_token_usage", ["callId"]), ("users", ["email"]), ("organizations", ["nameKey"]),
         ("teams", ["orgId", "nameKey"]), ("api_keys", ["hash"]),

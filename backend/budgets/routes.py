@@ -196,8 +196,8 @@ def my_usage():
 @me_blp.response(200, envelope(page_of(UsageRecordSchema)))
 def my_history(query):
     """Your own ledger records (an API key's: its owner's), newest first, paginated; filter by
-    inclusive UTC dates, tag and model."""
-    filters = {"tag": query.get("tag"), "modelName": query.get("model")}
+    inclusive UTC dates, tag, model and operation (the type of call: embedding, test_generation...)."""
+    filters = {"tag": query.get("tag"), "modelName": query.get("model"), "operation": query.get("operation")}
     data = analytics.user_history(get_db(), caller.id, query["page"], query["limit"], query.get("start_date"),
                                   query.get("end_date"), filters)
     return ok(data, "Your usage history")
@@ -209,7 +209,8 @@ def my_history(query):
 @me_blp.arguments(MyBreakdownQuerySchema, location="query")
 @me_blp.response(200, envelope(BreakdownItemSchema, many=True))
 def my_breakdown(query):
-    """Your own totals per model or per tag (a call counts under each of its tags), largest first."""
+    """Your own totals per model, per tag (a call counts under each of its tags) or per operation (the
+    type of call: generations, embeddings), largest first."""
     data = analytics.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
                                {"userId": caller.id, "tag": query.get("tag")})
     return ok(data, f"Your usage by {query['by']}")

@@ -83,8 +83,11 @@ class MyHistoryQuerySchema(DateRangeSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
     tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))
     model = fields.String(validate=validate.Length(min=1, max=200))
+    operation = fields.String(validate=validate.Length(min=1, max=64),
+                              metadata={"description": "the type of call: test_generation, embedding, ..."})
 
 
 class MyBreakdownQuerySchema(DateRangeSchema):
-    by = fields.String(required=True, validate=validate.OneOf(("model", "tag")))
+    by = fields.String(required=True, validate=validate.OneOf(("model", "tag", "operation")),
+                       metadata={"description": "operation: by type of call (generations, embeddings)"})
     tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))

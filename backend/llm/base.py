@@ -5,6 +5,7 @@ outputTokens every generated token (reasoning included),
 totalTokens = inputTokens + outputTokens.
 """
 import logging
+import math
 import time
 from dataclasses import dataclass
 from typing import ClassVar
@@ -109,6 +110,44 @@ class Completion:
     model: str
     response_model: str
     latency_ms: float
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    """One embedding call's answer: a vector per text, in the order sent, and its usage (input only)."""
+
+    vectors: list
+    usage: TokenUsage
+    model: str
+    response_model: str
+    latency_ms: float
+
+
+# An embedding provider may read this much of each text; a longer one is cut (at a character), so
+# no input passes a model's limit (8,192 tokens for OpenAI's; a token stands for at least a byte).
+MAX_EMBEDDING_BYTES = 8_000
+
+
+def embedding_input(text):
+    """`text` as an embedding call sends it: at most MAX_EMBEDDING_BYTES of UTF-8, never empty."""
+    data = text.encode("utf-8", "replace")[:MAX_EMBEDDING_BYTES]
+    return data.decode("utf-8", "ignore").strip() or "(empty)"
+
+
+def checked_vectors(vectors, count):
+    """The vectors of a reply, as lists of floats: `count` of them, one length, finite and not all
+    zero; anything else is an unreadable reply (the call ran: it is recorded, estimated)."""
+    try:
+        rows = [[float(value) for value in vector] for vector in vectors]
+    except (TypeError, ValueError):
+        rows = None
+    if rows is None or len(rows) != count or not rows or len({len(row) for row in rows}) != 1 or not rows[0]:
+        raise failure(UnreadableReply(f"The embedding reply holds no usable vector per text ({count} sent)"),
+                      maybe_billed=True)
+    if any(not all(math.isfinite(value) for value in row) or not any(row) for row in rows):
+        raise failure(UnreadableReply("The embedding reply holds a vector that is not finite or is all zero"),
+                      maybe_billed=True)
+    return rows
 
 
 class ProviderStream:
@@ -217,6 +256,15 @@ class Provider:
     def stream(self, messages, model, max_output_tokens):
         """Send chat messages and return a ProviderStream."""
         raise NotImplementedError
+
+    def count_embedding_tokens(self, texts, model):
+        """Tokens the texts of an embedding call can take at most (its reservation and estimate)."""
+        return sum(utf8_length(text) for text in texts)
+
+    def embed(self, texts, model, dimensions=None):
+        """Embed each text (one call for all) and return Embeddings; providers without an embeddings
+        API are refused by the configuration (EMBEDDING_PROVIDER)."""
+        raise NotImplementedError(f"{self.name} has no embeddings API")
 
 
 # Room for the chat template around each message (role markers, separators) and the

@@ -100,3 +100,22 @@ def finish_call(provider, *, call_id, messages, model, response_model, text, rep
     return LLMCall(call_id=call_id, provider=provider.name, model=model, response_model=response_model or model,
                    usage=usage, price=price, at=at, latency_ms=latency_ms, demo=provider.is_demo,
                    estimated=estimated, text=text)
+
+
+def finish_embedding(provider, *, call_id, texts, model, response_model, reported, at, latency_ms, price_overrides):
+    """The LLMCall of an embedding call: its input tokens as the provider reported them, else
+    counted as its reservation counted them (flagged estimated); nothing is generated."""
+    if reported is not None and reported.reported:
+        usage, estimated = reported, False
+    else:
+        usage = TokenUsage(input_tokens=provider.count_embedding_tokens(texts, model), output_tokens=0,
+                           reported=False, complete=False)
+        estimated = True
+        log.warning("Usage of the %s embedding call %s (model %s) was not reported; recorded as an estimate: "
+                    "input %d", provider.name, call_id, model, usage.input_tokens)
+    if not isinstance(response_model, str):
+        response_model = None
+    price = price_call(provider, [response_model, model], usage, at, price_overrides)
+    return LLMCall(call_id=call_id, provider=provider.name, model=model, response_model=response_model or model,
+                   usage=usage, price=price, at=at, latency_ms=latency_ms, demo=provider.is_demo,
+                   estimated=estimated, text="")

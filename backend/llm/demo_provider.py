@@ -1,14 +1,22 @@
 """An offline provider for the quickstart: canned test cases, real token counts, no spend."""
+import hashlib
 import json
+import math
 import re
 import time
 
-from backend.llm.base import Completion, Provider, ProviderStream, TokenUsage
+from backend.llm.base import Completion, Embeddings, Provider, ProviderStream, TokenUsage
 from backend.llm.specs import DEMO
 from backend.llm.tokenizer import count_chat_tokens, count_text_tokens
 
-# The demo counts tokens as gpt-4o-mini would, so its figures look like real ones.
+# The demo counts tokens as gpt-4o-mini (and its embeddings as text-embedding-3-small) would, so
+# its figures look like real ones.
 TOKENIZER_MODEL = "gpt-4o-mini"
+EMBEDDING_TOKENIZER_MODEL = "text-embedding-3-small"
+# Demo vectors: each word hashed to one of this many dimensions (the hashing trick), so texts that
+# share words are similar, offline and the same in every process.
+DEMO_DIMENSIONS = 256
+_WORD = re.compile(r"[a-z0-9]{2,}")
 
 _SCENARIOS = (
     ("Happy path", "valid input", "high", "functional"),
@@ -63,6 +71,29 @@ class DemoProvider(Provider):
             stream.usage = completion.usage
 
         return ProviderStream(self.default_model, produce)
+
+    def count_embedding_tokens(self, texts, model):
+        return sum(count_text_tokens(text, EMBEDDING_TOKENIZER_MODEL) for text in texts)
+
+    def embed(self, texts, model, dimensions=None):
+        started = time.perf_counter()
+        return Embeddings(vectors=[demo_vector(text) for text in texts],
+                          usage=TokenUsage(input_tokens=self.count_embedding_tokens(texts, model), output_tokens=0),
+                          model=self.spec.embedding_model, response_model=self.spec.embedding_model,
+                          latency_ms=(time.perf_counter() - started) * 1000)
+
+
+def demo_vector(text):
+    """A unit vector of the words of `text`: each word adds +-1 at the dimension its hash picks."""
+    vector = [0.0] * DEMO_DIMENSIONS
+    for word in _WORD.findall(text.lower()) or [text]:
+        digest = hashlib.blake2b(word.encode("utf-8", "replace"), digest_size=8).digest()
+        index = int.from_bytes(digest[:4], "little") % DEMO_DIMENSIONS
+        vector[index] += 1.0 if digest[4] & 1 else -1.0
+    norm = math.sqrt(sum(value * value for value in vector))
+    if not norm:  # the words cancelled out
+        vector[0], norm = 1.0, 1.0
+    return [value / norm for value in vector]
 
 
 def _requested(user_message):

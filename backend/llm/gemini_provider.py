@@ -1,5 +1,6 @@
 """Gemini through the official google-genai SDK (the successor of google-generativeai)."""
 import itertools
+import logging
 import time
 
 import httpx2
@@ -10,6 +11,7 @@ from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from backend.llm.base import (
     NO_USAGE,
     Completion,
+    Embeddings,
     Provider,
     ProviderStream,
     UnreadableReply,
@@ -19,6 +21,8 @@ from backend.llm.base import (
     split_system,
 )
 from backend.llm.specs import GEMINI
+
+log = logging.getLogger(__name__)
 
 
 class GeminiProvider(Provider):
@@ -88,6 +92,33 @@ class GeminiProvider(Provider):
 
         return ProviderStream(model, produce, close=getattr(chunks, "close", None))
 
+    def embed(self, texts, model, dimensions=None):
+        """batchEmbedContents. Gemini's embedding replies carry no token count (usage_metadata is
+        read when one comes): the free countTokens API counts the texts, and when that fails too
+        the call is recorded as an estimate."""
+        started = time.perf_counter()
+        config = types.EmbedContentConfig(output_dimensionality=dimensions) if dimensions else None
+        try:
+            response = self.client.models.embed_content(model=model, contents=texts, config=config)
+            vectors = [embedding.values for embedding in response.embeddings or []]
+            usage = usage_from_gemini(response.usage_metadata, embedding=True)
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        latency_ms = (time.perf_counter() - started) * 1000
+        if not usage.reported:
+            usage = self._counted(texts, model)
+        return Embeddings(vectors=vectors, usage=usage, model=model, response_model=model, latency_ms=latency_ms)
+
+    def _counted(self, texts, model):
+        """The texts' tokens by Gemini's countTokens (no charge), or NO_USAGE when it cannot say."""
+        try:
+            counted = self.client.models.count_tokens(model=model, contents=texts).total_tokens
+        except Exception as exc:
+            log.warning("Gemini could not count the tokens of an embedding call (%s); it is recorded as an estimate",
+                        str(exc)[:200])
+            return NO_USAGE
+        return reported_usage(counted, 0)
+
     def _translate(self, exc):
         if isinstance(exc, httpx2.TimeoutException):
             return failure(ProviderTimeout(f"Gemini did not answer within {self.timeout} seconds"), maybe_billed=True)
@@ -114,10 +145,12 @@ def _text_of(response):
     return "".join(parts)
 
 
-def usage_from_gemini(metadata):
+def usage_from_gemini(metadata, embedding=False):
     """prompt_token_count includes cached content; thoughts are generated on top of candidates."""
     if metadata is None or metadata.prompt_token_count is None:
         return NO_USAGE
+    if embedding:
+        return reported_usage(metadata.prompt_token_count, 0)
     thoughts = metadata.thoughts_token_count or 0
     return reported_usage(
         metadata.prompt_token_count + (metadata.tool_use_prompt_token_count or 0),

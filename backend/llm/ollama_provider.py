@@ -7,7 +7,9 @@ import ollama
 
 from backend.errors import ProviderError, ProviderTimeout, ProviderUnavailable
 from backend.llm.base import (
+    NO_USAGE,
     Completion,
+    Embeddings,
     Provider,
     ProviderStream,
     UnreadableReply,
@@ -79,6 +81,19 @@ class OllamaProvider(Provider):
                 raise self._translate(exc) from exc
 
         return ProviderStream(model, produce, close=getattr(chunks, "close", None))
+
+    def embed(self, texts, model, dimensions=None):
+        started = time.perf_counter()
+        try:
+            response = self.client.embed(model=model, input=texts, dimensions=dimensions)
+            vectors, response_model = response.embeddings, response.model
+            # Ollama counts the texts it embedded in prompt_eval_count; nothing is generated.
+            prompt = response.prompt_eval_count
+            usage = reported_usage(prompt, 0) if prompt is not None else NO_USAGE
+        except Exception as exc:
+            raise self._translate(exc) from exc
+        return Embeddings(vectors=vectors, usage=usage, model=model,
+                          response_model=response_model or model, latency_ms=(time.perf_counter() - started) * 1000)
 
     def _translate(self, exc):
         if isinstance(exc, httpx.TimeoutException):

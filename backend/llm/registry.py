@@ -10,7 +10,7 @@ from flask import current_app
 
 from backend.clock import now
 from backend.errors import BadRequest, UnprocessableEntity
-from backend.llm.specs import PROVIDERS
+from backend.llm.specs import PROVIDERS, embedding_choice
 from backend.pricing.services import price_sheet
 
 
@@ -29,10 +29,21 @@ def get_provider(name=None, app=None):
             f"Provider {name!r} is not configured on this server (available: {enabled})",
             errors={"provider": [f"Must be one of: {enabled}."]},
         )
+    return _instance(name, app)
+
+
+def _instance(name, app):
     instances = app.extensions.setdefault("llm_providers", {})
     if name not in instances:
         instances[name] = provider_class(name).from_config(app.config)
     return instances[name]
+
+
+def get_embedder(app=None):
+    """(provider, model) of this server's embeddings (EMBEDDING_PROVIDER, EMBEDDING_MODEL)."""
+    app = app or current_app
+    name, model = embedding_choice(app.config)
+    return _instance(name, app), model
 
 
 def _allowed(provider, model, config):

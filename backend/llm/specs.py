@@ -73,6 +73,9 @@ class ProviderSpec:
     free_reason: str = ""
     is_demo: bool = False
     usage_report: UsageReportSpec | None = None
+    # The provider's default embedding model (EMBEDDING_MODEL overrides it); None: it has no
+    # embeddings API.
+    embedding_model: str | None = None
 
     @property
     def model_setting(self):
@@ -100,6 +103,7 @@ OPENAI = ProviderSpec(
     credential="OPENAI_API_KEY",
     credential_required=True,
     price_provider="openai",
+    embedding_model="text-embedding-3-small",
     usage_report=UsageReportSpec(
         admin_key="OPENAI_ADMIN_KEY",
         # The same convention as OPENAI_BASE_URL: /v1 included.
@@ -116,6 +120,7 @@ GEMINI = ProviderSpec(
     credential="GEMINI_API_KEY",
     credential_required=True,
     price_provider="google",
+    embedding_model="gemini-embedding-001",
 )
 ANTHROPIC = ProviderSpec(
     name="anthropic",
@@ -140,6 +145,7 @@ OLLAMA = ProviderSpec(
     settings=(Setting("OLLAMA_HOST", URL, default="http://127.0.0.1:11434"),),
     credential="OLLAMA_HOST",
     free_reason="local model (ollama): no spend",
+    embedding_model="nomic-embed-text",
 )
 DEMO = ProviderSpec(
     name="demo",
@@ -148,9 +154,23 @@ DEMO = ProviderSpec(
     configurable_model=False,
     free_reason="demo provider: no spend",
     is_demo=True,
+    embedding_model="demo-embedding",
 )
 
 # Name → declaration, in the order settings and messages list them.
 PROVIDERS = {spec.name: spec for spec in (OPENAI, GEMINI, ANTHROPIC, OLLAMA, DEMO)}
 # With LLM_PROVIDER unset: the preferred provider when its credential is set, else the offline demo.
 PREFERRED, FALLBACK = OPENAI, DEMO
+# With EMBEDDING_PROVIDER unset: the chat provider when it has embeddings, else this one.
+EMBEDDING_FALLBACK = DEMO
+
+
+def embedding_choice(config):
+    """(provider name, model) of the embeddings: EMBEDDING_PROVIDER and EMBEDDING_MODEL, or the
+    chat provider (when it has embeddings, else the offline demo) and its declared model."""
+    name = config.get("EMBEDDING_PROVIDER")
+    if name is None:
+        chat = PROVIDERS[config["LLM_PROVIDER"]]
+        name = chat.name if chat.embedding_model else EMBEDDING_FALLBACK.name
+    spec = PROVIDERS[name]
+    return name, (config.get("EMBEDDING_MODEL") if spec.configurable_model else None) or spec.embedding_model

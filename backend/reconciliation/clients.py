@@ -36,7 +36,9 @@ def zero_counts():
 
 
 class UsageReport:
-    name = label = admin_key_setting = filter_settings = base_url_setting = default_base_url = path = None
+    name = label = admin_key_setting = filter_settings = base_url_setting = default_base_url = None
+    # Each endpoint of the report, read in turn and summed per model (OpenAI: completions, embeddings).
+    paths = ()
     # Anthropic's report has no request count; its requests are not compared.
     counts_requests = True
 
@@ -48,7 +50,7 @@ class UsageReport:
 
     def __init__(self, admin_key, base_url, filters, transport=None):
         self.admin_key = admin_key
-        self.url = (base_url or self.default_base_url).rstrip("/") + self.path
+        self.urls = [(base_url or self.default_base_url).rstrip("/") + path for path in self.paths]
         self.filters = filters
         self.transport = transport
 
@@ -68,7 +70,7 @@ class UsageReport:
         """{model: counts} for one UTC day, every page read."""
         per_model = {}
         with httpx2.Client(transport=self.transport, timeout=TIMEOUT_SECONDS) as client:
-            for body in self._pages(client, self.query(day)):
+            for body in (body for url in self.urls for body in self._pages(client, url, self.query(day))):
                 try:
                     for bucket in body["data"]:
                         if self.bucket_day(bucket) != day:
@@ -85,11 +87,11 @@ class UsageReport:
                 counts["requests"] = None
         return per_model
 
-    def _get(self, client, params):
+    def _get(self, client, url, params):
         """One page's response, tried again on a 429, a 5xx or a failed connection."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                response = client.get(self.url, params=params, headers=self.headers())
+                response = client.get(url, params=params, headers=self.headers())
             except httpx2.HTTPError as exc:
                 failure, wait = f"{self.label} usage report unreachable: {self._scrub(str(exc))}", None
             except (UnicodeError, ValueError) as exc:
@@ -109,11 +111,11 @@ class UsageReport:
                 raise ReportUnavailable(f"{failure} (after {ATTEMPTS} attempts)")
             pause(min(wait if wait is not None else 2 ** (attempt - 1), MAX_WAIT_SECONDS))
 
-    def _pages(self, client, query):
+    def _pages(self, client, url, query):
         page = None
         for _ in range(MAX_PAGES):
             params = {**query, "page": page} if page else query
-            response = self._get(client, params)
+            response = self._get(client, url, params)
             try:
                 body = response.json()
             except ValueError:
@@ -144,7 +146,9 @@ def day_start(day):
 
 
 class OpenAIUsageReport(UsageReport):
-    """GET /v1/organization/usage/completions: buckets of organization.usage.completions.result.
+    """GET /v1/organization/usage/completions: buckets of organization.usage.completions.result, and
+    GET /v1/organization/usage/embeddings: organization.usage.embeddings.result (input_tokens and
+    num_model_requests only), for the embedding calls the ledger records beside generations.
 
     input_tokens includes cached reads (input_cached_tokens) and cache writes (input_cache_write_tokens,
     when reported). Snapshot model names (gpt-4o-mini-2024-07-18), as the chat completion reports them.
@@ -154,7 +158,7 @@ class OpenAIUsageReport(UsageReport):
     # OpenAI's admin API, /v1 included; never OPENAI_BASE_URL (a generation gateway).
     base_url_setting = "OPENAI_ADMIN_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
-    path = "/organization/usage/completions"
+    paths = ("/organization/usage/completions", "/organization/usage/embeddings")
 
     def headers(self):
         return {"Authorization": f"Bearer {self.admin_key}"}
@@ -179,7 +183,8 @@ class OpenAIUsageReport(UsageReport):
         return {"requests": result["num_model_requests"],
                 "uncachedInputTokens": result["input_tokens"] - cached - cache_write,
                 "cachedInputTokens": cached, "cacheWriteTokens": cache_write,
-                "outputTokens": result["output_tokens"]}
+                # An embeddings result generates nothing: it has no output_tokens.
+                "outputTokens": result.get("output_tokens") or 0}
 
 
 class AnthropicUsageReport(UsageReport):
@@ -189,7 +194,7 @@ class AnthropicUsageReport(UsageReport):
     name, label = "anthropic", "Anthropic"
     base_url_setting = "ANTHROPIC_ADMIN_BASE_URL"
     default_base_url = "https://api.anthropic.com"
-    path = "/v1/organizations/usage_report/messages"
+    paths = ("/v1/organizations/usage_report/messages",)
     counts_requests = False
     api_version = "2023-06-01"
 

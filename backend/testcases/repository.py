@@ -1,12 +1,11 @@
 """The testcases collection. `owner` None means no owner filter (an admin sees all)."""
 import re
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 
-from backend.db import TESTCASES
+from backend.db import TESTCASE_VECTORS, TESTCASES
 
-# Similar-case search looks at this many of a user's newest test cases.
-REFERENCE_POOL = 500
+PENDING, EMBEDDED, SKIPPED = "pending", "embedded", "skipped"
 
 
 def _scope(case_id, owner):
@@ -45,8 +44,86 @@ def update_case(db, case_id, owner, changes, now):
 
 
 def delete_case(db, case_id, owner):
-    return db[TESTCASES].delete_one(_scope(case_id, owner)).deleted_count == 1
+    """The deleted case's owner, or None when there was no such case; its vector goes with it."""
+    case = db[TESTCASES].find_one_and_delete(_scope(case_id, owner), projection={"createdBy": True})
+    if case is None:
+        return None
+    db[TESTCASE_VECTORS].delete_one({"_id": case_id})
+    return case
 
 
-def reference_pool(db, owner):
-    return list(db[TESTCASES].find({"createdBy": owner}).sort("createdAt", DESCENDING).limit(REFERENCE_POOL))
+def cases_by_ids(db, owner, ids):
+    return {case["_id"]: case for case in db[TESTCASES].find({"_id": {"$in": list(ids)}, "createdBy": owner})}
+
+
+# --- embeddings: a case's `embedding` state, its vector in TESTCASE_VECTORS ---
+
+def pending_state(text_hash, now):
+    """The `embedding` field of a case whose text (of this hash) waits for its vector."""
+    return {"status": PENDING, "textHash": text_hash, "attempts": 0, "nextAttemptAt": now}
+
+
+def set_pending(db, case_id, text_hash, now, due=None):
+    """Make a case wait for its vector (due at `due`, default now: a backfill that embeds it itself
+    sets it later, so the worker leaves it alone)."""
+    state = {**pending_state(text_hash, now), "nextAttemptAt": due or now}
+    db[TESTCASES].update_one({"_id": case_id}, {"$set": {"embedding": state}})
+
+
+def claim_due(db, now, claim_until, owner=None):
+    """A due pending case, its next attempt moved to `claim_until` (another worker skips it; if this
+    one dies, it is due again then), or None."""
+    query = {"embedding.status": PENDING, "embedding.nextAttemptAt": {"$lte": now}}
+    if owner is not None:
+        query["createdBy"] = owner
+    return db[TESTCASES].find_one_and_update(
+        query, {"$set": {"embedding.nextAttemptAt": claim_until}}, sort=[("embedding.nextAttemptAt", ASCENDING)],
+        return_document=ReturnDocument.AFTER)
+
+
+def put_vector(db, case, key, dimensions, vector, text_hash, call_id, now):
+    """Store a case's vector, then mark the case embedded unless its text changed since (then it
+    stays pending for the new text)."""
+    db[TESTCASE_VECTORS].replace_one({"_id": case["_id"]}, {
+        "owner": case["createdBy"], "key": key, "vector": vector, "dimensions": dimensions,
+        "textHash": text_hash, "callId": call_id, "updatedAt": now}, upsert=True)
+    db[TESTCASES].update_one({"_id": case["_id"], "embedding.textHash": text_hash}, {"$set": {
+        "embedding.status": EMBEDDED, "embedding.key": key, "embedding.embeddedAt": now,
+        "embedding.lastError": None}})
+
+
+def retry_later(db, case_ids, when, error):
+    db[TESTCASES].update_many({"_id": {"$in": list(case_ids)}, "embedding.status": PENDING}, {
+        "$set": {"embedding.nextAttemptAt": when, "embedding.lastError": error}, "$inc": {"embedding.attempts": 1}})
+
+
+def skip(db, case_ids, reason):
+    db[TESTCASES].update_many({"_id": {"$in": list(case_ids)}, "embedding.status": PENDING}, {
+        "$set": {"embedding.status": SKIPPED, "embedding.lastError": reason}})
+
+
+def vectors_of(db, owner, key, since=None):
+    """[(case id, stored vector, updatedAt)] of an owner's vectors of one key, changed since `since`."""
+    query = {"owner": owner, "key": key}
+    if since is not None:
+        query["updatedAt"] = {"$gte": since}
+    return [(row["_id"], row["vector"], row["updatedAt"])
+            for row in db[TESTCASE_VECTORS].find(query, {"vector": True, "updatedAt": True})]
+
+
+def _not_embedded_with(key_prefix, after_id):
+    """Cases (after `after_id`) not embedded, or embedded with a key that does not start with `key_prefix`."""
+    query = {"$or": [{"embedding.status": {"$ne": EMBEDDED}},
+                     {"embedding.key": {"$not": re.compile("^" + re.escape(key_prefix))}}]}
+    if after_id is not None:
+        query["_id"] = {"$gt": after_id}
+    return query
+
+
+def not_embedded_with(db, key_prefix, after_id, limit):
+    """The backfill's next page, by _id."""
+    return list(db[TESTCASES].find(_not_embedded_with(key_prefix, after_id)).sort("_id", ASCENDING).limit(limit))
+
+
+def count_not_embedded_with(db, key_prefix, after_id):
+    return db[TESTCASES].count_documents(_not_embedded_with(key_prefix, after_id))

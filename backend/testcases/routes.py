@@ -1,3 +1,4 @@
+from flask import current_app
 from flask_smorest import Blueprint
 
 from backend.auth.guards import caller, user_required
@@ -5,7 +6,7 @@ from backend.clock import now
 from backend.db import get_db
 from backend.runtime import runtime
 from backend.schemas import envelope, ok, page_of, parse_object_id
-from backend.testcases import repository, services
+from backend.testcases import embeddings, services
 from backend.testcases.schemas import (
     AIGenerationSchema,
     TestCaseFullSchema,
@@ -21,8 +22,17 @@ from backend.testgen.schemas import GenerationRequestSchema
 from backend.usage.tracking import tracked
 
 blp = Blueprint("testcases", __name__, url_prefix="/api/testcases", description="Saved test cases (seed 000)")
-# Generation finds similar saved cases through this, so testgen needs no import of testcases.
-blp.record_once(lambda state: setattr(runtime(state.app), "reference_pool", repository.reference_pool))
+
+
+def _install_search(state):
+    """Generation finds similar saved cases through the runtime, so testgen needs no import of testcases."""
+    index = runtime(state.app).vector_index = embeddings.new_index(state.app)
+    runtime(state.app).reference_search = (
+        lambda db, owner, key, vector, limit, threshold: embeddings.search(index, db, owner, key, vector, limit,
+                                                                          threshold))
+
+
+blp.record_once(_install_search)
 BEARER = {"security": [{"bearerAuth": []}]}
 
 
@@ -41,8 +51,10 @@ def _id(case_id):
 @blp.arguments(TestCaseInputSchema)
 @blp.response(201, envelope(TestCaseFullSchema))
 def create(body):
-    """Create a test case by hand; tokenUsage is optional."""
-    return ok(services.create_case(get_db(), caller.id, body, now()), "Test case created")
+    """Create a test case by hand; tokenUsage is optional. It is embedded for RAG in the background."""
+    case = services.create_case(get_db(), caller.id, body, now())
+    embeddings.wake(current_app)
+    return ok(case, "Test case created")
 
 
 @blp.get("")
@@ -79,8 +91,10 @@ def get_full(case_id):
 @blp.arguments(TestCasePatchSchema(partial=True))
 @blp.response(200, envelope(TestCaseFullSchema))
 def update(body, case_id):
-    """Change some fields; tokenUsage is optional (null clears it)."""
-    return ok(services.update_case(get_db(), _id(case_id), _owner(), body, now()), "Test case updated")
+    """Change some fields; tokenUsage is optional (null clears it). A changed text is embedded again."""
+    case = services.update_case(get_db(), _id(case_id), _owner(), body, now())
+    embeddings.wake(current_app)
+    return ok(case, "Test case updated")
 
 
 @blp.delete("/<case_id>")
@@ -89,7 +103,8 @@ def update(body, case_id):
 @blp.response(200, envelope())
 def delete(case_id):
     """Delete a test case."""
-    services.delete_case(get_db(), _id(case_id), _owner())
+    owner = services.delete_case(get_db(), _id(case_id), _owner())
+    runtime().vector_index.drop(owner, _id(case_id))
     return ok(None, "Test case deleted")
 
 
@@ -98,7 +113,9 @@ def _generated(include_usage, save):
         token_usage = services.token_usage(calls)
         if save:
             test_cases = services.save_generated(get_db(), caller.id, test_cases, token_usage, now())
-        data = {"testCases": test_cases, "references": generation.reference_summary(plan)}
+            embeddings.wake(current_app)
+        data = {"testCases": test_cases, "references": generation.reference_summary(plan),
+                "ragStatus": plan.rag_status}
         if include_usage:
             data["tokenUsage"] = token_usage
         verb = "Generated and saved" if save else "Generated"

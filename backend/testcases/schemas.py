@@ -9,7 +9,7 @@ from marshmallow import (
 
 from backend.schemas import MAX_PAGE_SIZE, ObjectIdString, UTCDateTime, page_field
 from backend.testgen.prompts import PRIORITIES, TYPES
-from backend.testgen.schemas import ReferenceSchema
+from backend.testgen.schemas import ReferenceSchema, rag_status_field
 
 # A saved case is bounded (it may later be sent to a model as a reference).
 MAX_ITEMS = 50
@@ -100,8 +100,19 @@ class TestCaseSchema(Schema):
     updatedAt = UTCDateTime()
 
 
+class EmbeddingStateSchema(Schema):
+    """Where the case's embedding (for RAG) stands: pending, embedded or skipped (its owner is gone)."""
+
+    status = fields.String()
+    key = fields.String(metadata={"description": "provider/model/dimensions of its vector"})
+    embeddedAt = UTCDateTime()
+    attempts = fields.Integer()
+    lastError = fields.String(allow_none=True)
+
+
 class TestCaseFullSchema(TestCaseSchema):
     tokenUsage = fields.Nested(TokenUsageSchema, allow_none=True)
+    embedding = fields.Nested(EmbeddingStateSchema, allow_none=True)
 
 
 class TestCaseListQuerySchema(Schema):
@@ -118,3 +129,4 @@ class AIGenerationSchema(Schema):
     testCases = fields.List(fields.Nested(TestCaseFullSchema))
     tokenUsage = fields.Nested(TokenUsageSchema)
     references = fields.List(fields.Nested(ReferenceSchema))
+    ragStatus = rag_status_field()

@@ -1,10 +1,21 @@
-"""Test cases owned by users (seed 000). `owner` is the caller's id, or None for an admin."""
+"""Test cases owned by users (seed 000). `owner` is the caller's id, or None for an admin.
+
+Every case is saved waiting for its embedding (`embedding.status: pending`, with the hash of the
+text it embeds); backend/testcases/embeddings.py makes it off the request path.
+"""
+import hashlib
 import math
 
 from backend.errors import NotFound
 from backend.pricing.services import to_units, to_usd
 from backend.testcases import repository
+from backend.testgen.references import case_text
 from backend.testgen.services import usage_summary
+
+
+def text_hash(case):
+    """The hash of the text a case is embedded as: a vector is current while it matches."""
+    return hashlib.sha256(case_text(case).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _document(fields, owner_id, ai_generated, provider=None, model=None, token_usage=None):
@@ -24,9 +35,14 @@ def _document(fields, owner_id, ai_generated, provider=None, model=None, token_u
     }
 
 
+def _saved(db, documents, now):
+    for document in documents:
+        document["embedding"] = repository.pending_state(text_hash(document), now)
+    return repository.insert_cases(db, documents, now)
+
+
 def create_case(db, owner_id, fields, now):
-    return repository.insert_cases(db, [_document(fields, owner_id, False, token_usage=fields.get("tokenUsage"))],
-                                   now)[0]
+    return _saved(db, [_document(fields, owner_id, False, token_usage=fields.get("tokenUsage"))], now)[0]
 
 
 def token_usage(calls):
@@ -84,7 +100,7 @@ def save_generated(db, owner_id, test_cases, generation, now):
         _document(case, owner_id, True, generation["provider"], generation["modelName"], usage)
         for case, usage in zip(test_cases, apportion(generation, len(test_cases)))
     ]
-    return repository.insert_cases(db, documents, now)
+    return _saved(db, documents, now)
 
 
 def get_case(db, case_id, owner):
@@ -101,12 +117,20 @@ def list_cases(db, owner, query):
 
 
 def update_case(db, case_id, owner, changes, now):
+    """The updated case; an edit of the text it is embedded as makes it wait for a new vector."""
     case = repository.update_case(db, case_id, owner, changes, now)
     if case is None:
         raise NotFound(f"Test case {case_id} not found")
+    digest = text_hash(case)
+    if (case.get("embedding") or {}).get("textHash") != digest:
+        case["embedding"] = repository.pending_state(digest, now)
+        repository.set_pending(db, case["_id"], digest, now)
     return case
 
 
 def delete_case(db, case_id, owner):
-    if not repository.delete_case(db, case_id, owner):
+    """Delete a case (and its vector); returns its owner's id."""
+    case = repository.delete_case(db, case_id, owner)
+    if case is None:
         raise NotFound(f"Test case {case_id} not found")
+    return case["createdBy"]

@@ -1,44 +1,54 @@
-"""Saved test cases most similar to a prompt (seed 001's RAG options).
+"""Saved test cases most similar to a prompt (seed 001's RAG options), by embedding similarity.
 
-Similarity is TF-IDF cosine: terms are lower-case words of two or more letters or
-digits; idf = ln((1 + N) / (1 + df)) + 1 over the prompt and the candidates
-(N documents); vectors are raw term counts times idf, compared by cosine.
+The prompt (and its context) is embedded with the server's embedding model, in one billed call
+recorded with the generation's requestId; the caller's own saved cases are ranked by the cosine
+of their vectors of the same model (backend/testcases/embeddings.py); `ragSimilarityThreshold`
+is that cosine and `maxRAGReferences` the cap. When the query cannot be embedded (the provider
+is down, its reply unreadable, its model unpriced under a USD budget) or searched (the database),
+the generation goes on without references and says so in `ragStatus`.
 """
-import math
-import re
-from collections import Counter
+import logging
 
-_WORD = re.compile(r"[a-z0-9]{2,}")
-# Similarity reads this much of each saved case, so ranking the pool stays fast however large cases are.
+from pymongo.errors import PyMongoError
+
+from backend.budgets.services import BudgetExceeded
+from backend.errors import APIError, ServiceUnavailable
+from backend.testgen.embedding import embed, vector_key
+from backend.testgen.services import RAG_SEARCHED, RAG_UNAVAILABLE
+
+log = logging.getLogger(__name__)
+# Similarity reads this much of each saved case.
 MAX_CASE_CHARS = 5_000
 
 
 def case_text(case):
-    text = " ".join(
+    """What a saved case is embedded as: title, description, steps and expected result."""
+    text = "\n".join(
         [case.get("title", ""), case.get("description", ""), *case.get("steps", []), case.get("expectedResult", "")]
     )
     return text[:MAX_CASE_CHARS]
 
 
-def _vector(counts, idf):
-    weights = {term: count * idf[term] for term, count in counts.items()}
-    norm = math.sqrt(sum(w * w for w in weights.values()))
-    return {term: w / norm for term, w in weights.items()} if norm else {}
+def query_text(request):
+    return "\n".join(part for part in (request["prompt"], request.get("context")) if part)
 
 
-def rank(query, candidates, limit, threshold):
-    """[(candidate, similarity)] with similarity >= threshold, best first, at most `limit`."""
-    documents = [Counter(_WORD.findall(query.lower()))]
-    documents += [Counter(_WORD.findall(case_text(c).lower())) for c in candidates]
-    total = len(documents)
-    document_frequency = Counter(term for doc in documents for term in doc)
-    idf = {term: math.log((1 + total) / (1 + df)) + 1 for term, df in document_frequency.items()}
-    query_vector = _vector(documents[0], idf)
-    scored = []
-    for candidate, counts in zip(candidates, documents[1:]):
-        vector = _vector(counts, idf)
-        similarity = sum(weight * vector.get(term, 0.0) for term, weight in query_vector.items())
-        if similarity >= threshold:
-            scored.append((candidate, round(similarity, 4)))
-    scored.sort(key=lambda pair: -pair[1])
-    return scored[:limit]
+def find(ctx, embedder, search, request, who):
+    """([(case, similarity)], ragStatus) for a generation request that asks for RAG. `embedder` is
+    (provider, model, dimensions); `search(key, vector, limit, threshold)` ranks the caller's cases.
+    A spent or unreadable budget refuses the request (429/503) as it would the generation."""
+    provider, model, dimensions = embedder
+    try:
+        vectors, call = embed(ctx, provider, model, [query_text(request)], who, dimensions)
+    except (BudgetExceeded, ServiceUnavailable):
+        raise
+    except APIError as exc:
+        log.warning("RAG skipped: the query could not be embedded (%s)", exc.message)
+        return [], RAG_UNAVAILABLE
+    key = vector_key(call.provider, call.model, len(vectors[0]))
+    try:
+        chosen = search(key, vectors[0], request["max_rag_references"], request["rag_similarity_threshold"])
+    except PyMongoError as exc:
+        log.warning("RAG skipped: saved cases could not be searched (%s)", exc)
+        return [], RAG_UNAVAILABLE
+    return chosen, RAG_SEARCHED

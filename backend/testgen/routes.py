@@ -22,7 +22,7 @@ BEARER = {"security": [{"bearerAuth": []}]}
 
 def _answer(include_usage):
     def finish(plan, test_cases, calls):
-        data = {"testCases": test_cases, "references": services.reference_summary(plan)}
+        data = {"testCases": test_cases, "references": services.reference_summary(plan), "ragStatus": plan.rag_status}
         if include_usage:
             data["usage"] = services.usage_summary(calls)
         return data, f"Generated {len(test_cases)} test case{'' if len(test_cases) == 1 else 's'}"

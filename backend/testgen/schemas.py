@@ -93,10 +93,18 @@ class ReferenceSchema(Schema):
     similarity = fields.Float()
 
 
+def rag_status_field():
+    return fields.String(metadata={"description": "off (useRAG false), searched (the query was embedded and the "
+                                                  "caller's saved cases ranked by cosine), unavailable (embeddings "
+                                                  "failed: generated without references), not_searched (an estimate "
+                                                  "makes no embedding call)"})
+
+
 class GenerationSchema(Schema):
     testCases = fields.List(fields.Nested(GeneratedCaseSchema))
     usage = fields.Nested(UsageSummarySchema)
     references = fields.List(fields.Nested(ReferenceSchema))
+    ragStatus = rag_status_field()
 
 
 class EstimateSchema(Schema):
@@ -109,6 +117,7 @@ class EstimateSchema(Schema):
     method = fields.String()
     note = fields.String()
     references = fields.List(fields.Nested(ReferenceSchema))
+    ragStatus = rag_status_field()
 
 
 class TokenInfoQuerySchema(Schema):

@@ -5,11 +5,13 @@ from dataclasses import dataclass
 from backend.llm.base import Provider
 from backend.llm.tokenizer import encoding_for_model
 from backend.pricing.services import COST_DECIMALS, price_sheet
-from backend.testgen import references
 from backend.testgen.parsing import parse_test_cases
 from backend.testgen.prompts import build_messages
 
 CHARS_PER_TOKEN = 4
+# ragStatus (backend/testgen/references.py): RAG not asked for; searched (references may still be
+# none above the threshold); the search could not run; an estimate, which makes no embedding call.
+RAG_OFF, RAG_SEARCHED, RAG_UNAVAILABLE, RAG_NOT_SEARCHED = "off", "searched", "unavailable", "not_searched"
 
 
 @dataclass(frozen=True)
@@ -19,20 +21,19 @@ class Plan:
     count: int
     messages: list
     references: list
+    rag_status: str = RAG_OFF
 
 
-def plan_generation(provider, request, reference_pool):
-    """The exact messages a generation request sends, with the most similar of the saved cases
-    that `reference_pool()` returns when asked."""
-    chosen = []
-    if request.get("use_rag"):
-        chosen = references.rank(request["prompt"], reference_pool(),
-                                 request["max_rag_references"], request["rag_similarity_threshold"])
+def plan_generation(provider, request, find_references):
+    """The exact messages a generation request sends, with the saved cases most similar to it when
+    RAG is asked for: `find_references(request)` gives ([(case, similarity)], ragStatus)."""
+    chosen, rag_status = find_references(request) if request.get("use_rag") else ([], RAG_OFF)
     messages = build_messages(
         request["prompt"], request["count"], request.get("file_content"), request.get("context"),
         [case for case, _ in chosen],
     )
-    return Plan(provider, request.get("model") or provider.default_model, request["count"], messages, chosen)
+    return Plan(provider, request.get("model") or provider.default_model, request["count"], messages, chosen,
+                rag_status)
 
 
 def read_cases(plan, call):
@@ -89,6 +90,9 @@ def estimate(plan, max_output_tokens, price_overrides, at):
     note = "Input only: output tokens are not known before the call. Actual usage may vary."
     if cost is None:
         note += " The model is not in the price table, so no cost is estimated."
+    if plan.rag_status == RAG_NOT_SEARCHED:
+        note += (" Saved cases (useRAG) are not searched for an estimate, which makes no embedding call: each "
+                 "reference a generation finds adds up to 2,000 characters to its prompt.")
     return {
         "estimatedInputTokens": tokens,
         "estimatedCostUsd": cost,
@@ -99,6 +103,7 @@ def estimate(plan, max_output_tokens, price_overrides, at):
         "method": _estimation_method(plan.provider, plan.model),
         "note": note,
         "references": reference_summary(plan),
+        "ragStatus": plan.rag_status,
     }
 
 

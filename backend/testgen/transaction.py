@@ -72,12 +72,13 @@ class Context:
     caller: object  # backend.auth.caller.Caller
     settings: Settings
     now: datetime
-    # (reservation, attribution, intent: the call as reserved) -> a TrackedCall the response closes
+    # (reservation, attribution, intent: the call as reserved, operation=None: the request's) ->
+    # a TrackedCall the response (or, off the request path, the code that opened it) closes
     open_call: Callable
     # a stream takes its TrackedCall from the response (it closes it itself)
-    hand_over: Callable
+    hand_over: Callable = None
     # start(function, name): run a drain of an abandoned stream in a thread the app waits for
-    start: Callable
+    start: Callable = None
     metrics: object = None
     # (call id, {counter key: [tokens, units]}): spool a budget reservation before it is made
     reserving: Callable = lambda call_id, reserved: None
@@ -98,22 +99,30 @@ class Stream:
     abandon: Callable
 
 
-def plan(body, provider, model, caller, reference_pool):
-    """The request's plan; `reference_pool()` gives the caller's saved cases when RAG is asked for."""
+def plan(body, provider, model, caller, find_references):
+    """The request's plan; `find_references(request)` gives the saved cases most similar to it and
+    the ragStatus, when RAG is asked for (backend/testgen/references.py)."""
     require_allowed_model(caller, model)
-    return services.plan_generation(provider, {**body, "model": model}, reference_pool)
+    return services.plan_generation(provider, {**body, "model": model}, find_references)
 
 
 def _reserve(ctx, generation_plan, call_id):
     """Reserve the plan's worst case on the caller's counters (429 or 422 when it may not run);
     returns (reservation, the call as the reservation counts it)."""
-    provider, model, config = generation_plan.provider, generation_plan.model, ctx.settings
+    provider, model = generation_plan.provider, generation_plan.model
     input_tokens = provider.count_input_tokens(generation_plan.messages, model)
-    sheet = price_sheet(provider, [model], ctx.now, config.price_overrides)
-    cost = sheet.worst_cost(input_tokens, config.max_output_tokens)
-    intent = reserved_call(provider, call_id, model, input_tokens, config.max_output_tokens,
+    return reserve_call(ctx, provider, model, input_tokens, ctx.settings.max_output_tokens, call_id)
+
+
+def reserve_call(ctx, provider, model, input_tokens, output_tokens, call_id):
+    """Reserve a call's worst case (`input_tokens` counted so they never fall short, `output_tokens`
+    the most it may generate) on the caller's counters; returns (reservation, the call as the
+    reservation counts it: what the ledger records if the process dies before the call closes)."""
+    sheet = price_sheet(provider, [model], ctx.now, ctx.settings.price_overrides)
+    cost = sheet.worst_cost(input_tokens, output_tokens)
+    intent = reserved_call(provider, call_id, model, input_tokens, output_tokens,
                            reserved_price(provider, sheet, input_tokens, cost), ctx.now)
-    return _reservation(ctx, input_tokens + config.max_output_tokens, cost, sheet, model, call_id), intent
+    return _reservation(ctx, input_tokens + output_tokens, cost, sheet, model, call_id), intent
 
 
 def _reservation(ctx, tokens, cost, sheet, model, call_id):
@@ -149,6 +158,12 @@ def _refused(ctx, planned, call_id):
         ctx.cancel(call_id)
 
 
+def attribution(body, caller):
+    """Who pays for the request's calls: the caller as they are now, and the request's tags and metadata."""
+    return Attribution(caller.id, caller.email, caller.org_id, caller.team_id, caller.api_key_id,
+                       tuple(body.get("tags") or ()), dict(body.get("metadata") or {}))
+
+
 def _failure_outcome(exc):
     if isinstance(exc, ProviderTimeout):
         return "timeout"
@@ -163,10 +178,7 @@ def run(body, generation_plan, ctx, finish):
     """`finish(plan, test_cases, calls)` returns (data, message); the result is an Answer, or a Stream
     with `body["stream"]`."""
     reservation, intent = _reserve(ctx, generation_plan, new_call_id())
-    caller = ctx.caller
-    who = Attribution(caller.id, caller.email, caller.org_id, caller.team_id, caller.api_key_id,
-                      tuple(body.get("tags") or ()), dict(body.get("metadata") or {}))
-    tracked = ctx.open_call(reservation, who, intent)
+    tracked = ctx.open_call(reservation, attribution(body, ctx.caller), intent)
     if body["stream"]:
         return _stream(generation_plan, finish, tracked, ctx)
     provider, config, call_id = generation_plan.provider, ctx.settings, tracked.call_id
@@ -175,7 +187,7 @@ def run(body, generation_plan, ctx, finish):
         completion = with_retries(lambda: provider.complete(generation_plan.messages, generation_plan.model,
                                                             config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _unanswered(exc, tracked, generation_plan, ctx, started)
+        unanswered(exc, tracked, _estimate(generation_plan, ctx, tracked.call_id, started))
         raise
     call = _answered_call(generation_plan, ctx, call_id, text=completion.text, reported=completion.usage,
                           finished=True, response_model=completion.response_model, latency_ms=completion.latency_ms)
@@ -188,15 +200,18 @@ def run(body, generation_plan, ctx, finish):
     return Answer(*finish(generation_plan, test_cases, [call]))
 
 
-def _unanswered(exc, tracked, generation_plan, ctx, started):
+def unanswered(exc, tracked, estimate):
     """The provider failed before it answered: a call it may have run (a timeout, a broken or
-    unreadable reply) is recorded as an estimate; one it refused releases the reservation."""
+    unreadable reply) is recorded as `estimate()`; one it refused releases the reservation."""
     if maybe_billed(exc):
-        estimate = _call(generation_plan, ctx, tracked.call_id, text="", reported=None, finished=False,
-                         response_model=None, latency_ms=(time.perf_counter() - started) * 1000)
-        tracked.failed(_status(exc), _failure_outcome(exc), estimate)
+        tracked.failed(_status(exc), _failure_outcome(exc), estimate())
     else:
         tracked.refused(_status(exc))
+
+
+def _estimate(generation_plan, ctx, call_id, started):
+    return lambda: _call(generation_plan, ctx, call_id, text="", reported=None, finished=False, response_model=None,
+                         latency_ms=(time.perf_counter() - started) * 1000)
 
 
 def _call(generation_plan, ctx, call_id, **answer):
@@ -272,7 +287,7 @@ def _stream(generation_plan, finish, tracked, ctx):
         stream = with_retries(lambda: provider.stream(generation_plan.messages, generation_plan.model,
                                                       config.max_output_tokens), config.max_retries)
     except Exception as exc:
-        _unanswered(exc, tracked, generation_plan, ctx, started)
+        unanswered(exc, tracked, _estimate(generation_plan, ctx, tracked.call_id, started))
         raise
     streamed = _StreamCall(generation_plan, stream, tracked, ctx)
     try:

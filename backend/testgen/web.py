@@ -12,10 +12,10 @@ from flask import Response, current_app, stream_with_context
 from backend.auth.guards import caller
 from backend.clock import now
 from backend.db import get_db
-from backend.llm.registry import get_provider, resolve_model
+from backend.llm.registry import get_embedder, get_provider, resolve_model
 from backend.runtime import runtime
 from backend.schemas import ok
-from backend.testgen import transaction
+from backend.testgen import references, services, transaction
 from backend.usage.tracking import (
     TrackedCall,
     close_with_response,
@@ -25,20 +25,32 @@ from backend.usage.tracking import (
 )
 
 
-def plan(body):
-    """The request's plan: its provider and model as this server allows them, and the caller's own
-    saved cases for RAG (from the pool the test-case feature registers)."""
+def plan(body, ctx=None):
+    """The request's plan: its provider and model as this server allows them, and, when RAG is asked
+    for, the caller's saved cases most similar to it (an estimate, `ctx` None, makes no embedding
+    call: its references are not searched)."""
     provider = get_provider(body.get("provider"))
     model = resolve_model(provider, body.get("model"))
-    pool, db, owner = runtime().reference_pool, get_db(), caller.id
-    return transaction.plan(body, provider, model, caller._get_current_object(), lambda: pool(db, owner))
+    who = caller._get_current_object()
+
+    def find_references(request):
+        if ctx is None:
+            return [], services.RAG_NOT_SEARCHED
+        state, db = runtime(), ctx.db
+        embedder, embedding_model = get_embedder()
+        search = lambda key, vector, limit, threshold: state.reference_search(  # noqa: E731
+            db, who.id, key, vector, limit, threshold)
+        return references.find(ctx, (embedder, embedding_model, current_app.config["EMBEDDING_DIMENSIONS"]), search,
+                               request, transaction.attribution(body, who))
+
+    return transaction.plan(body, provider, model, who, find_references)
 
 
 def _context():
     state = runtime()
     operation, request = tracked_operation(), request_id()
 
-    def open_call(reservation, who, intent):
+    def open_call(reservation, who, intent, operation=operation):
         tracked = TrackedCall(state.writer, state.metrics, who=who, operation=operation, request_id=request,
                               reservation=reservation, intent=intent)
         close_with_response(tracked)
@@ -69,7 +81,8 @@ def wait_for_drains(app, timeout=10):
 
 def generate(body, finish, schema):
     """Run the generation transaction for the request: its JSON envelope, or its SSE stream."""
-    result = transaction.run(body, plan(body), _context(), _dumped(finish, schema) if body["stream"] else finish)
+    ctx = _context()
+    result = transaction.run(body, plan(body, ctx), ctx, _dumped(finish, schema) if body["stream"] else finish)
     if isinstance(result, transaction.Answer):
         return ok(result.data, result.message)
     response = Response(stream_with_context(_sse(result.events)), mimetype="text/event-stream",

@@ -39,7 +39,7 @@ class LedgerRecord:
     who: Attribution
     operation: str
     outcome: str
-    http_status: int | None  # None: the request never answered (interrupted)
+    http_status: int | None  # None: no request answered (interrupted, or made off the request path)
     request_id: str
     budget_ticket: dict | None = None  # settled on the budget counters when the record is written
 

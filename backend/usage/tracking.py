@@ -82,7 +82,8 @@ class TrackedCall:
         return self._closed
 
     def close(self, status):
-        """Record the call once (a second close does nothing); returns whether this one closed it."""
+        """Record the call once (a second close does nothing); returns whether this one closed it.
+        `status` is the response's, or None for a call no request made."""
         with self._lock:
             if self._closed:
                 return False
@@ -110,7 +111,8 @@ class TrackedCall:
         call = self._read()
         if call.call_id != self.call_id:
             raise ValueError(f"call {call.call_id} recorded for the tracked call {self.call_id}")
-        outcome = self._outcome or ("ok" if status < 400 else "failed_after_call")
+        # No status: a call made off the request path (the embedding of saved cases) answers nobody.
+        outcome = self._outcome or ("ok" if status is None or status < 400 else "failed_after_call")
         self._count(f"error_{self._error_status}" if self._error_status else outcome, call.latency_ms)
         document = LedgerRecord(call, self.who, self.operation, outcome, status, self.request_id,
                                 self.reservation.ticket()).document()

@@ -9,14 +9,17 @@ import httpx2
 
 
 class UsageReportServer:
-    """Serves `pages` (page bodies without paging fields) in order, or a reply to raise/return."""
+    """Serves `pages` (page bodies without paging fields) in order, or a reply to raise/return;
+    OpenAI's embeddings endpoint serves `embedding_pages` (none: one page without buckets)."""
 
-    def __init__(self, pages=(), token_prefix="page_"):
+    def __init__(self, pages=(), token_prefix="page_", embedding_pages=()):
         self.pages = list(pages)
+        self.embedding_pages = list(embedding_pages) or [{"object": "page", "data": []}]
         self.token_prefix = token_prefix
         self.failure = None
         self.failures_left = None
-        self.requests = []
+        self.requests = []  # to the report's main endpoint (OpenAI: completions)
+        self.embedding_requests = []
 
     def fail_with(self, failure, times=None):
         """An httpx2.Response to answer with, or an exception to raise (the first `times` requests
@@ -24,7 +27,8 @@ class UsageReportServer:
         self.failure, self.failures_left = failure, times
 
     def handler(self, request):
-        self.requests.append(request)
+        embeddings = request.url.path.endswith("/usage/embeddings")
+        (self.embedding_requests if embeddings else self.requests).append(request)
         failure = self.failure
         if self.failures_left is not None:
             failure = failure if self.failures_left > 0 else None
@@ -33,10 +37,11 @@ class UsageReportServer:
             raise failure
         if failure is not None:
             return failure
+        pages = self.embedding_pages if embeddings else self.pages
         token = request.url.params.get("page")
         number = int(token.removeprefix(self.token_prefix)) if token else 0
-        more = number + 1 < len(self.pages)
-        body = {**self.pages[number], "has_more": more,
+        more = number + 1 < len(pages)
+        body = {**pages[number], "has_more": more,
                 "next_page": f"{self.token_prefix}{number + 1}" if more else None}
         return httpx2.Response(200, json=body)
 
@@ -51,6 +56,12 @@ def openai_result(model, input_tokens, output_tokens, cached, requests, cache_wr
             **({"input_cache_write_tokens": cache_write} if cache_write is not None else {}),
             "output_audio_tokens": 0, "num_model_requests": requests, "project_id": None, "user_id": None,
             "api_key_id": None, "model": model, "batch": None}
+
+
+def openai_embeddings_result(model, input_tokens, requests):
+    return {"object": "organization.usage.embeddings.result", "input_tokens": input_tokens,
+            "num_model_requests": requests, "project_id": None, "user_id": None, "api_key_id": None,
+            "model": model}
 
 
 def openai_page(start_time, results):

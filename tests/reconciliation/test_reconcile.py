@@ -581,3 +581,35 @@ def test_models_that_cancel_out_in_the_totals_still_say_what_differs(recon_app, 
     text = get_db(app)[ALERTS].find_one()["payload"]["text"]
     assert "Provider minus ledger: no difference (by model: gpt-4o-mini-2024-07-18: requests -1" in text
     assert "gpt-4o-mini-2024-07-18-x: requests +1" in text
+
+
+def test_embedding_calls_reconcile_against_openais_embeddings_report(recon_app, openai_report):
+    from tests.reconciliation.fakes import openai_embeddings_result
+
+    app = recon_app(ANTHROPIC_ADMIN_KEY=None)
+    embeddings = [ledger_record("openai", "text-embedding-3-small", "text-embedding-3-small", tokens, 0)
+                  for tokens in (640, 60)]
+    for record in embeddings:
+        record["operation"] = "embedding"
+    insert(app, [*openai_ledger(), *embeddings])
+    serve_openai(openai_report)
+    openai_report.embedding_pages = [openai_page(DAY_START, [openai_embeddings_result("text-embedding-3-small",
+                                                                                      700, 2)])]
+    result = reconcile(app)["openai"]
+    assert result["verdict"] == "match"
+    rows = {row["model"]: row for row in result["models"]}
+    assert rows["text-embedding-3-small"]["reported"] == {"requests": 2, "uncachedInputTokens": 700,
+                                                          "cachedInputTokens": 0, "cacheWriteTokens": 0,
+                                                          "outputTokens": 0}
+    assert [request.url.path for request in openai_report.embedding_requests] == ["/v1/organization/usage/embeddings"]
+    assert dict(openai_report.embedding_requests[0].url.params) == {
+        "start_time": str(DAY_START), "end_time": str(DAY_END), "bucket_width": "1d", "group_by": "model"}
+
+    # One embedding call OpenAI billed and the ledger lacks: ledger_short on the embedding model alone.
+    openai_report.embedding_pages = [openai_page(DAY_START, [openai_embeddings_result("text-embedding-3-small",
+                                                                                      900, 3)])]
+    short = reconcile(app)["openai"]
+    rows = {row["model"]: row for row in short["models"]}
+    assert short["verdict"] == "ledger_short" and rows["text-embedding-3-small"]["verdict"] == "ledger_short"
+    assert short["difference"] == {"requests": 1, "uncachedInputTokens": 200, "cachedInputTokens": 0,
+                                   "cacheWriteTokens": 0, "outputTokens": 0}

@@ -5,8 +5,10 @@ final day must match.
 The fake counts a request's input the way OpenAI documents it (tiktoken's o200k_base, 3 tokens
 per message and 3 to prime the reply) and dates a call when it completes, as providers bill. The
 week holds plain calls, cached input, cache writes (gpt-6-cyber), streams read to the end, a
-stream the client drops after its first delta, a call that times out before any output, and a
-call that starts a few milliseconds before midnight and ends after it.
+stream the client drops after its first delta, a call that times out before any output, a
+call that starts a few milliseconds before midnight and ends after it, and embeddings (saved
+cases embedded in the background, and RAG generations whose prompt is embedded first), which
+OpenAI reports on its embeddings endpoint (inputs counted with cl100k_base).
 """
 import json
 import time
@@ -17,8 +19,9 @@ import tiktoken
 
 from backend.db import ALERTS, get_db
 from backend.reconciliation import services
+from backend.testcases.embeddings import embed_due
 from backend.testgen.web import wait_for_drains
-from tests.helpers import bearer, cases_json, chat_completion, create_user, openai_stream
+from tests.helpers import bearer, cases_json, chat_completion, create_user, openai_embeddings, openai_stream
 from tests.reconciliation.support import OPENAI_ADMIN_KEY
 
 FIRST_DAY = date(2026, 11, 16)
@@ -42,7 +45,18 @@ class BillingOpenAI:
         return 3 + sum(3 + len(self.encoding.encode(m["role"])) + len(self.encoding.encode(m["content"]))
                        for m in body["messages"])
 
+    def embeddings(self, request):
+        body = json.loads(request.content)
+        encoding = tiktoken.get_encoding("cl100k_base")
+        tokens = sum(len(encoding.encode(text)) for text in body["input"])
+        self.bills.append({"model": body["model"], "input": tokens, "cached": 0, "cache_write": 0, "output": 0,
+                           "at": self.clock["now"], "kind": "embeddings"})
+        vectors = [[1.0, float(len(text) % 7), 0.5] for text in body["input"]]
+        return httpx2.Response(200, json=openai_embeddings(vectors, tokens, model=body["model"]))
+
     def chat(self, request):
+        if request.url.path.endswith("/embeddings"):
+            return self.embeddings(request)
         started = time.perf_counter()
         body = json.loads(request.content)
         model, prompt = body["model"], self._input_tokens(body)
@@ -57,7 +71,7 @@ class BillingOpenAI:
             time.sleep(0.02)  # a call that runs past the midnight it started just before
         billed_at = self.clock["now"] + timedelta(seconds=time.perf_counter() - started)
         self.bills.append({"model": snapshot, "input": prompt, "cached": cached, "cache_write": cache_write,
-                           "output": output, "at": billed_at})
+                           "output": output, "at": billed_at, "kind": "completions"})
         if self.behaviour == "timeout":
             raise httpx2.ReadTimeout("the model was still thinking", request=request)
         if body.get("stream"):
@@ -69,9 +83,16 @@ class BillingOpenAI:
     def usage_report(self, request):
         start = datetime.fromtimestamp(int(request.url.params["start_time"]), timezone.utc)
         day = start.date()
+        kind = request.url.path.rsplit("/", 1)[-1]
         per_model = {}
         for bill in self.bills:
-            if bill["at"].date() == day:
+            if bill["at"].date() == day and bill["kind"] == kind == "embeddings":
+                row = per_model.setdefault(bill["model"], {
+                    "object": "organization.usage.embeddings.result", "input_tokens": 0, "num_model_requests": 0,
+                    "project_id": None, "user_id": None, "api_key_id": None, "model": bill["model"]})
+                row["input_tokens"] += bill["input"]
+                row["num_model_requests"] += 1
+            elif bill["at"].date() == day and bill["kind"] == kind:
                 row = per_model.setdefault(bill["model"], {
                     "object": "organization.usage.completions.result", "input_tokens": 0, "output_tokens": 0,
                     "input_cached_tokens": 0, "input_cache_write_tokens": 0, "input_audio_tokens": 0,
@@ -99,11 +120,11 @@ def test_a_week_of_mixed_traffic_ends_with_every_final_day_matched(make_app):
     client = app.test_client()
     headers = bearer(client, "dev@example.com")
 
-    def call(behaviour, at, model="gpt-4o-mini", stream=False):
+    def call(behaviour, at, model="gpt-4o-mini", stream=False, rag=False):
         clock["now"], openai.behaviour = at, behaviour
         response = client.post("/api/test-generation", buffered=behaviour != "abort",
                                json={"prompt": f"Checkout flow {behaviour} {at:%d %H}", "count": 1, "model": model,
-                                     "stream": stream}, headers=headers)
+                                     "stream": stream, "useRAG": rag, "ragSimilarityThreshold": 0.1}, headers=headers)
         if behaviour == "abort":
             assert next(iter(response.response)).startswith(b"event: delta")
             response.close()
@@ -124,8 +145,16 @@ def test_a_week_of_mixed_traffic_ends_with_every_final_day_matched(make_app):
             call("timeout", day + timedelta(hours=14))
         if offset == 4:
             call("midnight", day + timedelta(days=1) - timedelta(milliseconds=2))
+        clock["now"] = day + timedelta(hours=15)
+        for n in range(offset + 1):
+            client.post("/api/testcases", json={"title": f"Checkout case {offset}.{n}", "steps": ["Pay"]},
+                        headers=headers)
+        assert embed_due(app) == offset + 1
+        call("plain", day + timedelta(hours=16), rag=True)
 
-    assert len(openai.bills) == DAYS * 5 + 2
+    embedding_bills = [bill for bill in openai.bills if bill["kind"] == "embeddings"]
+    assert len(embedding_bills) == DAYS * 2  # one batch of saved cases and one RAG prompt a day
+    assert len(openai.bills) == DAYS * 5 + 2 + DAYS * 3
     with app.app_context():
         db = get_db(app)
         now = datetime.combine(FIRST_DAY + timedelta(days=DAYS), datetime.min.time(), timezone.utc) + timedelta(hours=9)
@@ -139,3 +168,6 @@ def test_a_week_of_mixed_traffic_ends_with_every_final_day_matched(make_app):
     assert [m["datedBy"] for m in moved] == ["completion", "completion"]  # out of the 5th day, into the 6th
     assert results[2]["ledger"]["estimatedRequests"] == 1  # the timeout, under the alias, matched to the snapshot
     assert sum(r["ledger"]["cacheWriteTokens"] for r in results) > 0
+    embedded = [row for r in results for row in r["models"] if row["model"] == "text-embedding-3-small"]
+    assert [row["verdict"] for row in embedded] == ["match"] * DAYS
+    assert sum(row["ledger"]["uncachedInputTokens"] for row in embedded) == sum(b["input"] for b in embedding_bills)

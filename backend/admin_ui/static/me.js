@@ -13,7 +13,7 @@ const COST_DECIMALS = 10;
 const WINDOW_NAMES = { day: "Today", month: "This month" };
 
 const state = {
-  preset: "30d", start: null, end: null, model: "", tag: "", historyPage: 1,
+  preset: "30d", start: null, end: null, model: "", tag: "", operation: "", historyPage: 1,
   loads: 0, historyLoads: 0, sessions: 0,
 };
 
@@ -26,14 +26,17 @@ function clearFigures() {
   $("card-io").textContent = "";
   placeholder($("models-table"), 6, "Loading…");
   placeholder($("tags-table"), 4, "Loading…");
+  placeholder($("operations-table"), 4, "Loading…");
   placeholder($("history-table"), 9, "Loading…");
   $("history-page").textContent = "";
   $("history-prev").disabled = true;
   $("history-next").disabled = true;
   state.model = "";
   state.tag = "";
+  state.operation = "";
   filterOptions($("history-model"), "All models", []);
   filterOptions($("history-tag"), "All tags", []);
+  filterOptions($("history-operation"), "All types", []);
 }
 
 function endSession(message) {
@@ -103,16 +106,19 @@ async function loadBudget(load) {
 
 async function loadBreakdowns(load) {
   try {
-    const [models, tags] = await Promise.all([
+    const [models, tags, operations] = await Promise.all([
       getData("/api/me/usage/breakdown", { ...rangeParams(state), by: "model" }),
       getData("/api/me/usage/breakdown", { ...rangeParams(state), by: "tag" }),
+      getData("/api/me/usage/breakdown", { ...rangeParams(state), by: "operation" }),
     ]);
     if (load !== state.loads) return;
     renderTotals(models);
     renderModels(models);
     renderTags(tags);
+    renderOperations(operations);
     filterOptions($("history-model"), "All models", models.map((row) => row.key), state.model);
     filterOptions($("history-tag"), "All tags", tags.map((row) => row.key), state.tag);
+    filterOptions($("history-operation"), "All types", operations.map((row) => row.key), state.operation);
   } catch (failure) {
     if (load !== state.loads) return;
     const message = `Could not be loaded: ${failure.message}`;
@@ -120,6 +126,7 @@ async function loadBreakdowns(load) {
     $("card-io").textContent = "";
     placeholder($("models-table"), 6, message, "error");
     placeholder($("tags-table"), 4, message, "error");
+    placeholder($("operations-table"), 4, message, "error");
     throw failure;
   }
 }
@@ -131,6 +138,7 @@ async function loadHistory(page) {
   const params = { ...rangeParams(state), page, limit: HISTORY_PAGE_SIZE };
   if (state.model) params.model = state.model;
   if (state.tag) params.tag = state.tag;
+  if (state.operation) params.operation = state.operation;
   try {
     const history = await getData("/api/me/usage/history", params);
     if (load !== state.historyLoads) return;
@@ -253,6 +261,21 @@ function renderTags(rows) {
   }
 }
 
+// Generations and the embeddings RAG makes (of your saved cases, and of each RAG prompt), each its own type.
+function renderOperations(rows) {
+  const table = $("operations-table");
+  if (!rows.length) return placeholder(table, 4, NO_CALLS);
+  const tbody = table.tBodies[0];
+  tbody.replaceChildren();
+  for (const item of rows) {
+    const row = tbody.insertRow();
+    cell(row, humanize(item.key));
+    cell(row, formatNumber(item.totalRequests), true);
+    cell(row, formatNumber(item.totalTokens), true);
+    cell(row, formatUsd(item.totalCost), true);
+  }
+}
+
 function tagChip(tag) {
   const chip = document.createElement("span");
   chip.className = "tag";
@@ -263,8 +286,8 @@ function tagChip(tag) {
 function renderHistory(history) {
   const table = $("history-table");
   if (!history.data.length) {
-    placeholder(table, 9, state.model || state.tag
-      ? "No calls in this range match the chosen model and tag." : NO_CALLS);
+    placeholder(table, 9, state.model || state.tag || state.operation
+      ? "No calls in this range match the chosen model, tag and type." : NO_CALLS);
   } else {
     const tbody = table.tBodies[0];
     tbody.replaceChildren();
@@ -309,6 +332,10 @@ function init() {
   });
   $("history-tag").addEventListener("change", (event) => {
     state.tag = event.target.value;
+    reloadHistory(1);
+  });
+  $("history-operation").addEventListener("change", (event) => {
+    state.operation = event.target.value;
     reloadHistory(1);
   });
   $("history-prev").addEventListener("click", () => reloadHistory(state.historyPage - 1));
