@@ -118,7 +118,7 @@ def embed_batch(app, db, embedder, cases, now, raise_failure=False):
         repository.skip(db, ids, "the case's owner is gone or deactivated")
         return 0
     who = Attribution(owner.id, owner.email, owner.org_id, owner.team_id, None, (),
-                      {"source": "saved_test_cases", "cases": len(cases)})
+                      {"source": "saved_test_cases", "cases": str(len(cases))})
     hashes = [text_hash(case) for case in cases]
     opened = []
     try:

@@ -91,7 +91,7 @@ def test_saving_cases_makes_one_billed_embedding_call_for_the_batch(rag_app, fak
     assert (record["promptTokens"], record["completionTokens"], record["totalTokens"]) == (37, 0, 37)
     assert Decimal(str(record["cost"])) == 37 * EMBEDDING_PER_TOKEN
     assert record["estimated"] is False and record["outcome"] == "ok" and record["httpStatus"] is None
-    assert record["metadata"] == {"source": "saved_test_cases", "cases": 3}
+    assert record["metadata"] == {"source": "saved_test_cases", "cases": "3"}
 
     stored = {row["_id"]: row for row in get_db(rag_app).testcase_embeddings.find()}
     for case, vector in zip(cases, VECTORS):
