@@ -184,7 +184,8 @@ def embed_cases_command(checkpoint, restart, limit):
         except embeddings.BackfillStopped as exc:
             click.echo(f"\nstopped: {exc}; run again to resume after the last batch done ({checkpoint})")
             raise SystemExit(EXIT_DIFFERENCES) from None
-    click.echo(f"embedded {embedded} test case(s); {skipped} skipped (their owner is gone or deactivated)")
+    click.echo(f"embedded {embedded} test case(s); {skipped} skipped (owner gone or deactivated, model not allowed "
+               "in their organization, or a worker was embedding it)")
 
 
 def init_app(app):

@@ -29,9 +29,10 @@ def _totals(row):
     return totals
 
 
-def _grouped(db, source, fields, start=None, end=None, filters=None):
-    """Totals per distinct value of `fields` from the smallest source that can answer (sources.py)."""
-    return sources.grouped(db, sources.choose(source, fields, filters), fields, start, end, filters)
+def _grouped(db, source, fields, start=None, end=None, filters=None, tz=None):
+    """Totals per distinct value of `fields` from the smallest source that can answer (sources.py),
+    over the local days [start, end] of `tz` (None: UTC days)."""
+    return sources.grouped(db, sources.choose(source, fields, filters), fields, start, end, filters, tz)
 
 
 def _sort_key(value):
@@ -42,24 +43,24 @@ def _largest_first(rows, fields):
     return sorted(rows, key=lambda row: (-row["totalTokens"], *(_sort_key(row["_id"].get(f)) for f in fields)))
 
 
-def by_outcome(db, start=None, end=None, source="rollup", filters=None):
+def by_outcome(db, start=None, end=None, source="rollup", filters=None, tz=None):
     """What the calls of each outcome cost: failed calls are billed too (ok first, then by cost)."""
     items = [{"outcome": row["_id"].get(F.OUTCOME), **_totals(row)}
-             for row in _grouped(db, source, (F.OUTCOME,), start, end, filters)]
+             for row in _grouped(db, source, (F.OUTCOME,), start, end, filters, tz)]
     return sorted(items, key=lambda item: (item["outcome"] != OK, -item["totalCost"], str(item["outcome"])))
 
 
-def _per_user(db, start, end, source, filters):
+def _per_user(db, start, end, source, filters, tz=None):
     """Rows of totals per user (with userEmail) of the users with requests in the range."""
-    return [row for row in _grouped(db, source, (F.USER_ID,), start, end, filters) if row["totalRequests"]]
+    return [row for row in _grouped(db, source, (F.USER_ID,), start, end, filters, tz) if row["totalRequests"]]
 
 
-def dashboard(db, start=None, end=None, source="rollup", filters=None):
+def dashboard(db, start=None, end=None, source="rollup", filters=None, tz=None):
     """Totals and unique users, with what the calls of each outcome cost (`byOutcome`) and what
     the calls of failed requests cost (`failedCost`, `failedRequests`)."""
-    outcomes = by_outcome(db, start, end, source, filters)
+    outcomes = by_outcome(db, start, end, source, filters, tz)
     failed = [item for item in outcomes if item["outcome"] != OK]
-    users = _per_user(db, start, end, source, filters)
+    users = _per_user(db, start, end, source, filters, tz)
     overall = {}
     for row in users:
         _add(overall, row)
@@ -68,8 +69,9 @@ def dashboard(db, start=None, end=None, source="rollup", filters=None):
             "failedRequests": sum(item["totalRequests"] for item in failed)}
 
 
-def top_users(db, limit, start=None, end=None, source="rollup", filters=None, scope=Scope()):
-    rows = [row for row in _per_user(db, start, end, source, filters) if row["_id"][F.USER_ID] not in scope.hidden_users]
+def top_users(db, limit, start=None, end=None, source="rollup", filters=None, scope=Scope(), tz=None):
+    rows = [row for row in _per_user(db, start, end, source, filters, tz)
+            if row["_id"][F.USER_ID] not in scope.hidden_users]
     ranked = _largest_first(rows, (F.USER_ID,))[:limit]
     return [{"_id": row["_id"][F.USER_ID], "userEmail": row[F.USER_EMAIL], **_totals(row)} for row in ranked]
 
@@ -98,25 +100,25 @@ def confine(db, scope, filters):
     return filters if scope.platform else {**filters, F.ORG_ID: scope.org_id}
 
 
-def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None, scope=Scope()):
+def user_stats(db, user_id, start=None, end=None, source="rollup", filters=None, scope=Scope(), tz=None):
     require_known_user(db, user_id, scope)
-    rows = _grouped(db, source, (), start, end, {**(filters or {}), F.USER_ID: user_id})
+    rows = _grouped(db, source, (), start, end, {**(filters or {}), F.USER_ID: user_id}, tz)
     return _totals(rows[0]) if rows else dict(EMPTY_TOTALS)
 
 
-def user_history(db, user_id, page, limit, start=None, end=None, filters=None, scope=Scope()):
+def user_history(db, user_id, page, limit, start=None, end=None, filters=None, scope=Scope(), tz=None):
     require_known_user(db, user_id, scope)
     records, total = repository.ledger_page(db, {**(filters or {}), F.USER_ID: user_id}, (page - 1) * limit, limit,
-                                            start, end)
+                                            start, end, tz)
     return {"data": records, "total": total, "page": page, "limit": limit, "totalPages": math.ceil(total / limit)}
 
 
-def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
+def breakdown(db, by, start=None, end=None, filters=None, source="rollup", tz=None):
     """Totals per model, provider, operation, outcome, org, team (with each one's name as
     `label`) or tag (a call counts under each of its tags); `filters` narrows by userId,
     operation, provider, outcome, orgId, teamId, tag."""
     fields = (F.PROVIDER, F.MODEL_NAME) if by == "model" else (pipelines.GROUP_FIELDS[by],)
-    rows = _largest_first(_grouped(db, source, fields, start, end, filters), fields)
+    rows = _largest_first(_grouped(db, source, fields, start, end, filters, tz), fields)
     grand_total = sum(row["totalTokens"] for row in rows)
     if by == "tag":
         # A share of every call's tokens, tagged or not; a call with several tags counts under each.
@@ -128,7 +130,7 @@ def breakdown(db, by, start=None, end=None, filters=None, source="rollup"):
         elif every_call:
             grand_total = sum(row["totalTokens"] for row in every_call)
         else:
-            grand_total = sum(row["totalTokens"] for row in _grouped(db, source, (), start, end, filters))
+            grand_total = sum(row["totalTokens"] for row in _grouped(db, source, (), start, end, filters, tz))
     names = orgs.labels(db, by, [row["_id"].get(fields[-1]) for row in rows]) if by in ("org", "team") else {}
     result = []
     for row in rows:
@@ -179,7 +181,7 @@ def _add(target, row):
 
 
 def timeseries(db, bucket, group_by, start, end, today, filters=None, series_limit=10, source="rollup",
-               scope=Scope()):
+               scope=Scope(), tz=None):
     """Buckets of tokens by kind, cost and requests; empty buckets are zeros.
 
     With a groupBy, the `series_limit` largest series are kept and the rest summed as "other"; a
@@ -190,7 +192,7 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
     if (end - start).days + 1 > MAX_PERIODS * (7 if bucket == "week" else 31 if bucket == "month" else 1):
         raise UnprocessableEntity(f"The range is too long for {bucket} buckets", errors={"endDate": ["Too far."]})
     field = pipelines.GROUP_FIELDS.get(group_by)
-    rows = _grouped(db, source, (F.DATE, field) if field else (F.DATE,), start, end, filters)
+    rows = _grouped(db, source, (F.DATE, field) if field else (F.DATE,), start, end, filters, tz)
     periods = periods_between(start, end, bucket)
 
     series, hidden = {}, []
@@ -240,11 +242,12 @@ def listed(filters, scope):
     return {**filters, F.USER_ID: {"$nin": sorted(scope.hidden_users)}}
 
 
-def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup", scope=Scope()):
+def usage_logs(db, filters, limit, offset, start=None, end=None, source="rollup", scope=Scope(), tz=None):
     """Seed 002's usage logs: a page of ledger records (none of a user the scope hides) plus
     statistics per operation."""
-    records, total = repository.ledger_page(db, listed(filters, scope), offset, limit, start, end)
-    rows = sorted(_grouped(db, source, (F.OPERATION,), start, end, filters), key=lambda row: row["_id"][F.OPERATION])
+    records, total = repository.ledger_page(db, listed(filters, scope), offset, limit, start, end, tz)
+    rows = sorted(_grouped(db, source, (F.OPERATION,), start, end, filters, tz),
+                  key=lambda row: row["_id"][F.OPERATION])
     stats = [
         {
             "operation": row["_id"][F.OPERATION],

@@ -13,11 +13,19 @@ Daily rollups and the ledger are read with one $match/$group pipeline. Monthly r
 document a month, sums per day) are read with a find of the months the range touches and their
 days inside it are summed here: mongomock's $unwind and $objectToArray copy whole documents per
 element, and on MongoDB the indexed find reads the same documents.
+
+In a time zone other than UTC (`tz`), days are the zone's local days: a rollup's quarter-hour
+slots of the UTC days the range touches are summed onto the local day each falls on
+(backend/timezones.py), and the ledger is grouped by each record's local day here. A range whose
+local midnights fall inside a slot (a historical offset) is answered from the ledger.
 """
-from backend.admin.pipelines import RAW, date_range, group_pipeline
+from datetime import date, timedelta, timezone
+
+from backend.admin.pipelines import RAW, date_range, group_pipeline, match
 from backend.db import USAGE
+from backend.timezones import Slots, day_bounds, is_utc, local_date
 from backend.usage.model import F
-from backend.usage.rollups import REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SUMS
+from backend.usage.rollups import REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SLOTS, SUMS, TAG
 
 # The views' sources: the ledger and every rollup of the registry, by name.
 COLLECTIONS = {RAW: USAGE, **{rollup.name: rollup.collection for rollup in ROLLUPS}}
@@ -41,10 +49,13 @@ def choose(source, fields, filters=None):
     return RAW
 
 
-def grouped(db, source, fields, start=None, end=None, filters=None):
+def grouped(db, source, fields, start=None, end=None, filters=None, tz=None):
     """[{"_id": {field: value, ...}, totalTokens, promptTokens, ..., totalCost, totalRequests}], one
-    row per distinct value of `fields` among the source's calls in [start, end] matching `filters`;
-    rows grouped by userId also carry the user's `userEmail`."""
+    row per distinct value of `fields` among the source's calls in the days [start, end] (local
+    days of `tz`; None: UTC) matching `filters`; rows grouped by userId also carry the user's
+    `userEmail`."""
+    if not is_utc(tz):
+        return _local_rows(db, source, fields, start, end, filters, tz)
     rollup = ROLLUP_BY_NAME.get(source)
     if rollup is not None and rollup.per_day:
         return _per_day_rows(db, rollup, fields, start, end, filters)
@@ -83,3 +94,101 @@ def _per_day_rows(db, rollup, fields, start, end, filters):
             if F.USER_ID in fields:
                 row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", document.get(F.USER_EMAIL) or "")
     return list(groups.values())
+
+
+class _Unaligned(Exception):
+    """A local midnight falls inside a quarter-hour slot: only the ledger can tell its days apart."""
+
+
+class _Groups:
+    def __init__(self, fields):
+        self.fields = fields
+        self.rows = {}
+
+    def add(self, values, sums, email=None):
+        row = self.rows.get(tuple(values.values()))
+        if row is None:
+            row = self.rows[tuple(values.values())] = {"_id": values, **dict.fromkeys(TOTALS, 0)}
+        for total, field in TOTALS.items():
+            row[total] += sums.get(field, 0)
+        if F.USER_ID in self.fields:
+            row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", email or "")
+
+
+def _local_rows(db, source, fields, start, end, filters, tz):
+    if source != RAW:
+        try:
+            return _local_rollup_rows(db, ROLLUP_BY_NAME[source], fields, start, end, filters, tz)
+        except _Unaligned:
+            pass
+    return _local_ledger_rows(db, fields, start, end, filters, tz)
+
+
+def _utc_days(start, end, tz):
+    """The UTC days the local days [start, end] touch (None where open)."""
+    low, high = day_bounds(start, end, tz)
+    return (low.date() if low else None), ((high - timedelta(microseconds=1)).date() if high else None)
+
+
+def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
+    first, last = _utc_days(start, end, tz)
+    names = [field for field in fields if field != F.DATE]
+    projection = {"_id": 0, SLOTS: 1, **{field: 1 for field in names}}
+    if F.USER_ID in fields:
+        projection[F.USER_EMAIL] = 1
+    if rollup.per_day:
+        documents = db[rollup.collection].find(month_query(first, last, filters), projection)
+        days = ((document, day, slots) for document in documents for day, slots in document.get(SLOTS, {}).items())
+    else:
+        projection[F.DATE] = 1
+        query = match(rollup.name, first, last, filters)["$match"]
+        days = ((document, document[F.DATE], document.get(SLOTS, {})) for document in db[rollup.collection].find(
+            query, projection))
+    slots_of, groups = Slots(tz), _Groups(fields)
+    for document, day, slots in days:
+        if (first is not None and day < first.isoformat()) or (last is not None and day > last.isoformat()):
+            continue
+        local_days = slots_of.local_days(date_of(day))
+        if local_days is None:
+            raise _Unaligned(day)
+        values = {field: document.get(field) for field in names}
+        for slot, sums in slots.items():
+            local = local_days[int(slot)]
+            if (start is not None and local < start) or (end is not None and local > end):
+                continue
+            groups.add({**values, F.DATE: local.isoformat()} if F.DATE in fields else values, sums,
+                       document.get(F.USER_EMAIL))
+    return list(groups.rows.values())
+
+
+def date_of(day):
+    return date.fromisoformat(day)
+
+
+def _local_ledger_rows(db, fields, start, end, filters, tz):
+    """The ledger's records in the local days [start, end], grouped by `fields` (F.DATE: local day)."""
+    low, high = day_bounds(start, end, tz)
+    query = match(RAW, None, None, {name: value for name, value in (filters or {}).items() if name != TAG})["$match"]
+    if (filters or {}).get(TAG) is not None:
+        query[F.TAGS] = filters[TAG]
+    if low or high:
+        query[F.TIMESTAMP] = {**({"$gte": low} if low else {}), **({"$lt": high} if high else {})}
+    names = [field for field in fields if field not in (F.DATE, TAG)]
+    groups = _Groups(fields)
+    wanted = {F.TIMESTAMP: 1, F.TAGS: 1, F.USER_EMAIL: 1, F.COST: 1, **{field: 1 for field in (*SUMS, *names)}}
+    for record in db[USAGE].find(query, wanted):
+        stamp = record[F.TIMESTAMP]
+        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        values = {field: record.get(field) for field in names}
+        if F.DATE in fields:
+            values[F.DATE] = local_date(stamp, tz).isoformat()
+        sums = {**{field: record.get(field, 0) for field in SUMS}, REQUESTS: 1}
+        if TAG in fields:
+            tags = record.get(F.TAGS) or []
+            if (filters or {}).get(TAG) is not None:
+                tags = [tag for tag in tags if tag == filters[TAG]]
+            for tag in tags:
+                groups.add({**values, TAG: tag}, sums, record.get(F.USER_EMAIL))
+        else:
+            groups.add(values, sums, record.get(F.USER_EMAIL))
+    return list(groups.rows.values())

@@ -126,6 +126,8 @@ class Embeddings:
 # An embedding provider may read this much of each text; a longer one is cut (at a character), so
 # no input passes a model's limit (8,192 tokens for OpenAI's; a token stands for at least a byte).
 MAX_EMBEDDING_BYTES = 8_000
+# Vectors are kept as float32: a larger value would overflow to infinity.
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 def embedding_input(text):
@@ -144,9 +146,10 @@ def checked_vectors(vectors, count):
     if rows is None or len(rows) != count or not rows or len({len(row) for row in rows}) != 1 or not rows[0]:
         raise failure(UnreadableReply(f"The embedding reply holds no usable vector per text ({count} sent)"),
                       maybe_billed=True)
-    if any(not all(math.isfinite(value) for value in row) or not any(row) for row in rows):
-        raise failure(UnreadableReply("The embedding reply holds a vector that is not finite or is all zero"),
-                      maybe_billed=True)
+    if any(not all(math.isfinite(value) and abs(value) <= FLOAT32_MAX for value in row) or not any(row)
+           for row in rows):
+        raise failure(UnreadableReply("The embedding reply holds a vector that is not finite (as float32) or is "
+                                      "all zero"), maybe_billed=True)
     return rows
 
 

@@ -111,7 +111,9 @@ class OpenAIProvider(Provider):
                 model=model, input=texts, **({"dimensions": dimensions} if dimensions else {}))
             rows = sorted(response.data, key=lambda item: item.index)
             usage = reported_usage(response.usage.prompt_tokens, 0) if response.usage else NO_USAGE
-            vectors, response_model = [row.embedding for row in rows], response.model
+            # One vector per text, in order: indices other than 0..n-1 say nothing about which is whose.
+            in_order = [row.index for row in rows] == list(range(len(rows)))
+            vectors, response_model = [row.embedding for row in rows] if in_order else [], response.model
         except Exception as exc:
             raise self._translate(exc) from exc
         return Embeddings(vectors=vectors, usage=usage, model=model,

@@ -13,6 +13,7 @@ every BACKGROUND_INTERVAL_SECONDS; `scripts/embed_cases.py` backfills and re-emb
 import json
 import logging
 import os
+import re
 import threading
 import uuid
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pymongo.errors import PyMongoError
 from backend import clock
 from backend.auth.repository import find_caller
 from backend.db import get_db
-from backend.errors import APIError
+from backend.errors import APIError, Forbidden
 from backend.llm.registry import get_embedder
 from backend.runtime import runtime
 from backend.testcases import repository
@@ -124,23 +125,41 @@ def embed_batch(app, db, embedder, cases, now, raise_failure=False):
     try:
         vectors, call = embed(_background_context(app, db, owner, now, opened), embedder.provider, embedder.model,
                               [case_text(case) for case in cases], who, embedder.dimensions)
-    except (APIError, PyMongoError) as exc:
-        reason = _retry(db, cases, now, exc)
-        if raise_failure:
-            raise BackfillStopped(reason) from exc
+    except Forbidden as exc:  # the owner's organization does not allow the embedding model
+        repository.skip(db, ids, exc.message[:300])
         return 0
+    except (APIError, PyMongoError) as exc:
+        return _failed(db, cases, now, exc, raise_failure)
     finally:
         for tracked in opened:
             tracked.close(None)
-    key = vector_key(call.provider, call.model, len(vectors[0]))
-    index = runtime(app).vector_index
+    try:
+        done = _store(app, db, cases, vectors, hashes, vector_key(call.provider, call.model, len(vectors[0])), call)
+    except Exception as exc:  # the call is in the ledger: only storing its vectors failed
+        log.exception("Storing the vectors of call %s failed", call.call_id)
+        return _failed(db, cases, now, exc, raise_failure)
+    log.info("Embedded %d saved test case(s) of user %s (call %s)", done, owner.id, call.call_id)
+    return done
+
+
+def _store(app, db, cases, vectors, hashes, key, call):
+    """Write each vector (stamped when written, so another process's pool reads it on its next
+    refresh) and put it into this process's pool; returns how many are current."""
+    index, done = runtime(app).vector_index, 0
     for case, vector, digest in zip(cases, vectors, hashes):
-        stored = encode(vector)
-        repository.put_vector(db, case, key, len(vector), stored, digest, call.call_id, now)
-        if index is not None:
-            index.put(case["createdBy"], key, case["_id"], decode(stored), now)
-    log.info("Embedded %d saved test case(s) of user %s with %s (call %s)", len(cases), owner.id, key, call.call_id)
-    return len(cases)
+        stored, written_at = encode(vector), clock.now()
+        if repository.put_vector(db, case, key, len(vector), stored, digest, call.call_id, written_at):
+            done += 1
+            if index is not None:
+                index.put(case["createdBy"], key, case["_id"], decode(stored), written_at)
+    return done
+
+
+def _failed(db, cases, now, exc, raise_failure):
+    reason = _retry(db, cases, now, exc)
+    if raise_failure:
+        raise BackfillStopped(reason) from exc
+    return 0
 
 
 def _retry(db, cases, now, exc):
@@ -148,7 +167,7 @@ def _retry(db, cases, now, exc):
     retry_after = getattr(exc, "headers", None) or {}
     when = now + (timedelta(seconds=int(retry_after["Retry-After"])) if "Retry-After" in retry_after
                   else _backoff(attempts))
-    reason = getattr(exc, "message", None) or type(exc).__name__
+    reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {str(exc)[:200]}"
     log.warning("Embedding %d saved test case(s) failed (%s); tried again after %s", len(cases), reason, when)
     try:
         repository.retry_later(db, [case["_id"] for case in cases], when, reason[:300])
@@ -175,16 +194,17 @@ def _decoded(rows):
 def search(index, db, owner, key, query, limit, threshold):
     """[(case, cosine)] of the owner's saved cases most similar to `query`, best first: at most
     `limit`, none below `threshold`. A case deleted by another process since the pool read it is
-    left out (and dropped from the pool)."""
-    found = index.search(owner, key, query, limit + 8, threshold)
-    cases = repository.cases_by_ids(db, owner, [case_id for case_id, _ in found])
-    chosen = []
-    for case_id, similarity in found:
-        if case_id not in cases:
+    left out (and dropped from the pool), and the search goes on past it."""
+    wanted = limit + 8
+    while True:
+        found = index.search(owner, key, query, wanted, threshold)
+        cases = repository.cases_by_ids(db, owner, [case_id for case_id, _ in found])
+        gone = [case_id for case_id, _ in found if case_id not in cases]
+        for case_id in gone:
             index.drop(owner, case_id)
-        elif len(chosen) < limit:
-            chosen.append((cases[case_id], round(similarity, 4)))
-    return chosen
+        if not gone or len(found) - len(gone) >= limit or len(found) < wanted:
+            break
+    return [(cases[case_id], round(similarity, 4)) for case_id, similarity in found if case_id in cases][:limit]
 
 
 # --- the worker thread ---
@@ -223,26 +243,32 @@ def key_prefix(embedder):
     return prefix + (str(embedder.dimensions) if embedder.dimensions else "")
 
 
+def _current_keys(embedder):
+    """The pattern of a current vector's key: this provider and model, of the configured length."""
+    return "^" + re.escape(key_prefix(embedder)) + ("$" if embedder.dimensions else r"[0-9]+$")
+
+
 def backfill(app, checkpoint, limit=None, progress=lambda done: None):
     """Embed every case with no current vector (none yet, or one of another model) in batches, each
     batch one owner's, resuming after the case `checkpoint` (a Checkpoint) last recorded. Returns
     (embedded, skipped: not embedded for good, e.g. their owner is gone); stops at the first batch
     the provider or the budgets refuse (BackfillStopped), its cases due again for the worker."""
     embedder = Embedder.of(app)
-    prefix, embedded, skipped = key_prefix(embedder), 0, 0
+    prefix, pattern, embedded, skipped = key_prefix(embedder), _current_keys(embedder), 0, 0
     with app.app_context():
         db = get_db()
         after = checkpoint.resume_after(prefix)
         while limit is None or embedded + skipped < limit:
             size = embedder.batch_size if limit is None else min(embedder.batch_size, limit - embedded - skipped)
-            page = repository.not_embedded_with(db, prefix, after, size)
+            page = repository.not_embedded_with(db, pattern, after, size)
             if not page:
                 break
             now = clock.now()
-            for case in page:  # claimed: the worker leaves them to this run
-                case["embedding"] = {**repository.pending_state(text_hash(case), now), "attempts": 0}
-                repository.set_pending(db, case["_id"], case["embedding"]["textHash"], now, due=now + CLAIM)
-            for owner_cases in _by_owner(page):
+            # Claimed as the worker claims (a case the worker holds is left to it, and counted skipped).
+            claimed = [repository.claim_for_backfill(db, case["_id"], text_hash(case), now, now + CLAIM)
+                       for case in page]
+            skipped += sum(1 for case in claimed if case is None)
+            for owner_cases in _by_owner([case for case in claimed if case is not None]):
                 done = embed_batch(app, db, embedder, owner_cases, now, raise_failure=True)
                 embedded, skipped = embedded + done, skipped + len(owner_cases) - done
                 progress(len(owner_cases))
@@ -260,9 +286,9 @@ def _by_owner(cases):
 
 def backfill_total(app, checkpoint):
     embedder = Embedder.of(app)
-    prefix = key_prefix(embedder)
     with app.app_context():
-        return repository.count_not_embedded_with(get_db(), prefix, checkpoint.resume_after(prefix))
+        return repository.count_not_embedded_with(get_db(), _current_keys(embedder),
+                                                  checkpoint.resume_after(key_prefix(embedder)))
 
 
 class BackfillStopped(Exception):

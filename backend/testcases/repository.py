@@ -2,6 +2,7 @@
 import re
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 from backend.db import TESTCASE_VECTORS, TESTCASES
 
@@ -82,14 +83,41 @@ def claim_due(db, now, claim_until, owner=None):
 
 
 def put_vector(db, case, key, dimensions, vector, text_hash, call_id, now):
-    """Store a case's vector, then mark the case embedded unless its text changed since (then it
-    stays pending for the new text)."""
-    db[TESTCASE_VECTORS].replace_one({"_id": case["_id"]}, {
-        "owner": case["createdBy"], "key": key, "vector": vector, "dimensions": dimensions,
-        "textHash": text_hash, "callId": call_id, "updatedAt": now}, upsert=True)
-    db[TESTCASES].update_one({"_id": case["_id"], "embedding.textHash": text_hash}, {"$set": {
+    """Store a case's vector of the text of `text_hash` and mark the case embedded; returns whether
+    the vector is current. A reply for a text the case no longer has never replaces the vector of
+    its newer text: it is not written when the case moved on before, and when the case moves on
+    while it is written, the case is made pending again so its newest text is embedded."""
+    case_id = case["_id"]
+    if _text_hash_of(db, case_id) != text_hash:
+        return False
+    try:
+        stale = {"_id": case_id, "$or": [{"textHash": {"$ne": text_hash}}, {"key": {"$ne": key}}]}
+        db[TESTCASE_VECTORS].replace_one(stale, {
+            "owner": case["createdBy"], "key": key, "vector": vector, "dimensions": dimensions,
+            "textHash": text_hash, "callId": call_id, "updatedAt": now}, upsert=True)
+    except DuplicateKeyError:
+        pass  # this text's vector of this key is there already
+    marked = db[TESTCASES].update_one({"_id": case_id, "embedding.textHash": text_hash}, {"$set": {
         "embedding.status": EMBEDDED, "embedding.key": key, "embedding.embeddedAt": now,
-        "embedding.lastError": None}})
+        "embedding.lastError": None}}).matched_count
+    if not marked:
+        current = _text_hash_of(db, case_id)
+        if current is not None:
+            set_pending(db, case_id, current, now)
+    return bool(marked)
+
+
+def _text_hash_of(db, case_id):
+    case = db[TESTCASES].find_one({"_id": case_id}, {"embedding.textHash": 1})
+    return ((case or {}).get("embedding") or {}).get("textHash")
+
+
+def claim_for_backfill(db, case_id, text_hash, now, until):
+    """Claim a case for the backfill unless a worker holds it (pending, its claim not over yet)."""
+    free = {"$or": [{"embedding.status": {"$ne": PENDING}}, {"embedding.nextAttemptAt": {"$lte": now}}]}
+    state = {**pending_state(text_hash, now), "nextAttemptAt": until}
+    return db[TESTCASES].find_one_and_update({"_id": case_id, **free}, {"$set": {"embedding": state}},
+                                             return_document=ReturnDocument.AFTER)
 
 
 def retry_later(db, case_ids, when, error):
@@ -111,19 +139,19 @@ def vectors_of(db, owner, key, since=None):
             for row in db[TESTCASE_VECTORS].find(query, {"vector": True, "updatedAt": True})]
 
 
-def _not_embedded_with(key_prefix, after_id):
-    """Cases (after `after_id`) not embedded, or embedded with a key that does not start with `key_prefix`."""
+def _not_embedded_with(key_pattern, after_id):
+    """Cases (after `after_id`) not embedded, or embedded with a key `key_pattern` does not match."""
     query = {"$or": [{"embedding.status": {"$ne": EMBEDDED}},
-                     {"embedding.key": {"$not": re.compile("^" + re.escape(key_prefix))}}]}
+                     {"embedding.key": {"$not": re.compile(key_pattern)}}]}
     if after_id is not None:
         query["_id"] = {"$gt": after_id}
     return query
 
 
-def not_embedded_with(db, key_prefix, after_id, limit):
+def not_embedded_with(db, key_pattern, after_id, limit):
     """The backfill's next page, by _id."""
-    return list(db[TESTCASES].find(_not_embedded_with(key_prefix, after_id)).sort("_id", ASCENDING).limit(limit))
+    return list(db[TESTCASES].find(_not_embedded_with(key_pattern, after_id)).sort("_id", ASCENDING).limit(limit))
 
 
-def count_not_embedded_with(db, key_prefix, after_id):
-    return db[TESTCASES].count_documents(_not_embedded_with(key_prefix, after_id))
+def count_not_embedded_with(db, key_pattern, after_id):
+    return db[TESTCASES].count_documents(_not_embedded_with(key_pattern, after_id))

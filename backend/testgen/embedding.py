@@ -8,6 +8,7 @@ import time
 from backend.llm.base import checked_vectors, embedding_input
 from backend.llm.calls import finish_embedding, new_call_id
 from backend.llm.retries import with_retries
+from backend.orgs.services import require_allowed_model
 from backend.testgen.transaction import reserve_call, unanswered
 
 EMBEDDING = "embedding"
@@ -20,8 +21,10 @@ def vector_key(provider_name, model, dimensions):
 
 def embed(ctx, provider, model, texts, who, dimensions=None):
     """(vectors, LLMCall) of one embedding call for `texts` (each cut to what a provider takes),
-    billed to `who`. Raises BudgetExceeded (429), ServiceUnavailable (budgets unreadable) or the
-    provider's error; a call the provider may have run is recorded all the same (estimated)."""
+    billed to `who`. Raises Forbidden (the organization does not allow the model), BudgetExceeded
+    (429), ServiceUnavailable (budgets unreadable) or the provider's error; a call the provider
+    may have run is recorded all the same (estimated)."""
+    require_allowed_model(ctx.caller, model)
     texts = [embedding_input(text) for text in texts]
     call_id = new_call_id()
     reservation, intent = reserve_call(ctx, provider, model, provider.count_embedding_tokens(texts, model), 0, call_id)

@@ -9,7 +9,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import date, timedelta
 
 from pymongo import ASCENDING
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
@@ -25,6 +25,7 @@ ORGANIZATIONS = "2026-11-organizations"
 API_KEYS = "2026-11-api-keys"
 ROLLUP_SHAPES = "2026-11-rollup-shapes"
 TAG_TOTALS = "2026-12-tag-totals"
+QUARTER_SLOTS = "2026-12-quarter-slots"
 # A worker that dies while migrating leaves its lease; another takes it over after this long. The
 # worker applying a migration renews its lease every HEARTBEAT_SECONDS, however long it takes.
 LEASE_SECONDS = 600
@@ -128,8 +129,21 @@ def _tag_totals(db, now):
     return 0
 
 
+def _quarter_slots(db, now):
+    """Every rollup gained quarter-hour slots (local days in any time zone): the months the ledger
+    still holds are rebuilt from it. Months whose records a TTL already removed keep their UTC
+    days as they are (their local-day views count no slots)."""
+    first = db[USAGE].find_one({F.IS_ACTIVE: True, F.DATE: {"$type": "string"}}, {F.DATE: 1}, sort=[(F.DATE, 1)])
+    if first is None:
+        return 0
+    written = rebuild(db, date.fromisoformat(first[F.DATE][:7] + "-01"))
+    log.info("Rollups rebuilt with quarter-hour slots: %s", ", ".join(f"{count} {name}"
+                                                                     for name, count in written.items()))
+    return 0
+
+
 MIGRATIONS_IN_ORDER = ((OUTCOMES, _record_outcomes), (ORGANIZATIONS, _organizations), (API_KEYS, _api_keys),
-                       (ROLLUP_SHAPES, _rollup_shapes), (TAG_TOTALS, _tag_totals))
+                       (ROLLUP_SHAPES, _rollup_shapes), (TAG_TOTALS, _tag_totals), (QUARTER_SLOTS, _quarter_slots))
 
 
 class MigrationPending(RuntimeError):

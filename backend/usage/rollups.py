@@ -2,7 +2,9 @@
 
 Each rollup sums tokens, cost and requests of the active records sharing its key. Daily ones
 hold one document per day; monthly ones one per month with the sums kept per day in
-`days.<YYYY-MM-DD>` (about 30 times fewer documents to read for the same question).
+`days.<YYYY-MM-DD>` (about 30 times fewer documents to read for the same question). Each also
+keeps the same sums per UTC quarter hour, `slots.<QQ>` (daily) or `slots.<YYYY-MM-DD>.<QQ>`
+(monthly), QQ 00-95: the local days of any time zone are whole slots (backend/timezones.py).
 - daily (openai_token_usage_daily): per (date, userId, provider, modelName, operation,
   outcome, orgId, teamId, apiKeyId): questions about users and models at once.
 - daily_totals (openai_token_usage_daily_totals): per (date, provider, modelName, operation,
@@ -52,6 +54,7 @@ from backend.db import (
     atomic,
     once_per_batch,
 )
+from backend.timezones import slot_name, slot_of
 from backend.usage import repository
 from backend.usage.model import F, with_defaults
 
@@ -61,6 +64,10 @@ SUMS = (F.PROMPT_TOKENS, F.COMPLETION_TOKENS, F.CACHED_INPUT_TOKENS, F.CACHE_WRI
         F.TOTAL_TOKENS, F.COST)
 REQUESTS = "requests"
 COUNTED = (*SUMS, REQUESTS)
+SLOTS = "slots"
+# The quarter hour (0-95) of a record's UTC day, as the ledger aggregation computes it.
+SLOT_OF_TIMESTAMP = {"$add": [{"$multiply": [{"$hour": f"${F.TIMESTAMP}"}, 4]},
+                              {"$floor": {"$divide": [{"$minute": f"${F.TIMESTAMP}"}, 15]}}]}
 MEMBERSHIP = (F.ORG_ID, F.TEAM_ID)
 # The API key a call came with: in the rollups about users, so a key's budget counters open at
 # what the ledger holds for it.
@@ -123,17 +130,19 @@ def _rows(rollup, record):
 
 
 def _grouped(records):
-    """The active records summed per everything a rollup key reads (DAILY_KEY and the tags):
+    """The active records summed per everything a rollup key reads (DAILY_KEY and the tags) and per
+    quarter hour (the record's SLOTS field in the result):
     [(a record of the group, [its sums in SUMS order], its requests)], and each user's latest email."""
     groups, emails = {}, {}
     for record in map(with_defaults, records):
         if not record[F.IS_ACTIVE]:
             continue
         emails[record[F.USER_ID]] = record[F.USER_EMAIL]
-        key = (*(record.get(name) for name in DAILY_KEY), tuple(record[F.TAGS]))
+        slot = slot_of(record[F.TIMESTAMP])[1]
+        key = (*(record.get(name) for name in DAILY_KEY), tuple(record[F.TAGS]), slot)
         group = groups.get(key)
         if group is None:
-            group = groups[key] = [record, [0] * len(SUMS), 0]
+            group = groups[key] = [{**record, SLOTS: slot}, [0] * len(SUMS), 0]
         sums = group[1]
         for index, field in enumerate(SUMS):
             sums[index] += record[field]
@@ -146,13 +155,16 @@ def _increments(records):
     increments = {rollup: defaultdict(lambda: defaultdict(float)) for rollup in ROLLUPS}
     groups, emails = _grouped(records)
     for record, group_sums, requests in groups:
+        slot = slot_name(record[SLOTS])
         for rollup in ROLLUPS:
-            prefix = f"days.{record[F.DATE]}." if rollup.per_day else ""
+            prefixes = ((f"days.{record[F.DATE]}.", f"{SLOTS}.{record[F.DATE]}.{slot}.") if rollup.per_day
+                        else ("", f"{SLOTS}.{slot}."))
             for row in _rows(rollup, record):
                 sums = increments[rollup][_key_of(rollup, row)]
-                for field, value in zip(SUMS, group_sums):
-                    sums[prefix + field] += value
-                sums[prefix + REQUESTS] += requests
+                for prefix in prefixes:
+                    for field, value in zip(SUMS, group_sums):
+                        sums[prefix + field] += value
+                    sums[prefix + REQUESTS] += requests
     return increments, emails
 
 
@@ -219,6 +231,7 @@ def whole_months(start=None, end=None):
 def _ledger_rows(db, start, end, fan_out):
     """The ledger summed per DAILY_KEY (and per element of the fan-out list, when there is one)."""
     group_id = {field: f"${field}" for field in DAILY_KEY}
+    group_id[SLOTS] = SLOT_OF_TIMESTAMP
     stages = [{"$match": whole_months(start, end)}]
     if fan_out is not None:
         source, name = fan_out
@@ -252,9 +265,15 @@ def _expected_rows(rows, rollups, documents):
             if document is None:
                 document = _document_fields(rollup, key, row[F.USER_EMAIL])
                 documents[rollup][key] = document
-            target = document.setdefault("days", {}).setdefault(key_fields[F.DATE], {}) if rollup.per_day else document
-            for field in COUNTED:
-                target[field] = target.get(field, 0) + row[field]
+            day, slot = key_fields[F.DATE], slot_name(int(row["_id"][SLOTS]))
+            if rollup.per_day:
+                targets = (document.setdefault("days", {}).setdefault(day, {}),
+                           document.setdefault(SLOTS, {}).setdefault(day, {}).setdefault(slot, {}))
+            else:
+                targets = (document, document.setdefault(SLOTS, {}).setdefault(slot, {}))
+            for target in targets:
+                for field in COUNTED:
+                    target[field] = target.get(field, 0) + row[field]
 
 
 def _month_filter(start, end):
@@ -321,8 +340,11 @@ def _compare_rollup(rollup, stored, wanted):
             copies[key] += 1
             if rollup.per_day:
                 found.update({f"{key}/{day}": sums for day, sums in document.get("days", {}).items()})
+                found.update({f"{key}/{day}/{slot}": sums for day, slots in document.get(SLOTS, {}).items()
+                              for slot, sums in slots.items()})
             else:
                 found[key] = document
+                found.update({f"{key}/{slot}": sums for slot, sums in document.get(SLOTS, {}).items()})
         return found, copies
 
     (have, copies), (want, _) = entries(stored), entries(wanted)

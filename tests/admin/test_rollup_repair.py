@@ -37,13 +37,16 @@ def test_check_finds_drift_from_failed_rollup_writes_and_rebuild_removes_it(app,
     runner = app.test_cli_runner()
     check = runner.invoke(args=["rebuild-rollups", "--check"])
     assert check.exit_code == 1
-    for rollup in ("daily_totals ", "org_monthly ", "tag_monthly "):
-        assert f"drift {rollup}" in check.output
+    assert "drift daily_totals 2024-01-11/openai/gpt-4o-mini/test_generation/ok promptTokens" in check.output
+    assert "drift daily_totals 2024-01-11/openai/gpt-4o-mini/test_generation/ok/36 promptTokens" in check.output
     # Five fields differ for the first missed call (prompt, completion, total tokens, cost,
     # requests), four for the second (it cost 0), in each of the five rollups without tags;
     # the first call's two tags make 2 x 5 in each of the three tag rollups, and each call counts once
-    # more under tag null in each of them (5 + 4 each): 45 + 30 + 27.
-    assert "102 difference(s) in the beginning .. the end (whole months)" in check.output
+    # more under tag null in each of them (5 + 4 each): 45 + 30 + 27 = 102; each is found in the
+    # day's sums and again in its quarter-hour slot (09:00 is slot 36, 00:00 slot 0): 204.
+    assert "204 difference(s) in the beginning .. the end (whole months)" in check.output
+    only_org = runner.invoke(args=["rebuild-rollups", "--check", "--from", "2024-02-01", "--to", "2024-02-29"])
+    assert "drift org_monthly " in only_org.output and "drift tag_monthly " in only_org.output
 
     rebuilt = runner.invoke(args=["rebuild-rollups", "--from", "2024-01-01", "--to", "2024-02-29"])
     assert rebuilt.exit_code == 0

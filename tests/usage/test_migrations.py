@@ -8,6 +8,7 @@ from backend.usage.migrations import (
     LEASE_SECONDS,
     ORGANIZATIONS,
     OUTCOMES,
+    QUARTER_SLOTS,
     ROLLUP_SHAPES,
     TAG_TOTALS,
     MigrationPending,
@@ -30,11 +31,11 @@ def test_records_from_before_outcomes_are_marked_ok_once(app):
                                      unique=True)
         db[MIGRATIONS].delete_many({})
 
-        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS, ROLLUP_SHAPES, TAG_TOTALS]
+        assert migrate(db, NOW) == [OUTCOMES, ORGANIZATIONS, API_KEYS, ROLLUP_SHAPES, TAG_TOTALS, QUARTER_SLOTS]
         assert db[USAGE].find_one()["outcome"] == "ok" and db[USAGE_DAILY].find_one()["outcome"] == "ok"
         assert "date_1_userId_1_provider_1_modelName_1_operation_1" not in db[USAGE_DAILY].index_information()
         assert migrate(db, NOW) == []
-        assert db[MIGRATIONS].count_documents({}) == 5
+        assert db[MIGRATIONS].count_documents({}) == 6
 
 
 def test_two_workers_starting_at_once_both_migrate_without_error(app):
