@@ -7,6 +7,7 @@ from bson.errors import InvalidId
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from backend.errors import BadRequest
+from backend.timezones import zone
 
 MAX_PAGE_SIZE = 100
 # Rows a page may skip: far inside the signed 64-bit integer MongoDB's skip takes (page=1e30 would
@@ -105,6 +106,23 @@ class DateRangeSchema(Schema):
             raise ValidationError("startDate must be on or before endDate.", "startDate")
 
 
+class LocalDateRangeSchema(DateRangeSchema):
+    """Inclusive local days of a time zone: startDate and endDate as YYYY-MM-DD, and `timeZone`
+    (IANA; default: the caller's organization's zone, a platform admin's UTC or the zone of the
+    organization `orgId` names). The answer says which zone it used (`timeZone`)."""
+
+    time_zone = fields.String(data_key="timeZone", validate=validate.Length(min=1, max=64),
+                              metadata={"description": "IANA time zone of the days (e.g. Asia/Jakarta)"})
+
+    @validates_schema
+    def _known_zone(self, data, **kwargs):
+        if data.get("time_zone") is not None:
+            try:
+                zone(data["time_zone"])
+            except ValueError as exc:
+                raise ValidationError(str(exc), "timeZone") from None
+
+
 def parse_object_id(value, name):
     """A path parameter that must be an ObjectId: a bad one is a 400 naming the parameter."""
     try:
@@ -144,10 +162,16 @@ def envelope(data_schema=None, many=False):
             "success": fields.Boolean(required=True),
             "message": fields.String(required=True),
             "data": fields.Nested(data_schema, many=many) if data_schema else fields.Raw(allow_none=True),
+            "timeZone": fields.String(metadata={"description": "where the answer counts days: the IANA time zone "
+                                                              "of its days and periods"}),
         }
         _envelopes[key] = type(name, (Schema,), attrs)
     return _envelopes[key]
 
 
-def ok(data=None, message=""):
-    return {"success": True, "data": data, "message": message}
+def ok(data=None, message="", time_zone=None):
+    """The success envelope; `time_zone`: the zone whose local days the answer counts in."""
+    envelope_ = {"success": True, "data": data, "message": message}
+    if time_zone is not None:
+        envelope_["timeZone"] = time_zone
+    return envelope_

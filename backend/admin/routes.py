@@ -18,9 +18,11 @@ from backend.admin.schemas import (
     UsageQuerySchema,
     UsageRecordSchema,
 )
-from backend.auth.guards import admin_required, current_scope
+from backend.auth.guards import admin_required, caller, current_scope
 from backend.clock import now
 from backend.db import get_db
+from backend.orgs import services as orgs
+from backend.timezones import local_date
 from backend.schemas import envelope, ok, page_of, parse_object_id
 from backend.usage.model import F
 from backend.usage.rollups import TAG
@@ -40,6 +42,11 @@ EXPORT_RESPONSE = {
 }
 
 
+def _zone(query):
+    """The zone of the answer's days: timeZone=, else the caller's organization's (backend.orgs)."""
+    return orgs.view_zone(get_db(), caller._get_current_object(), query.get("time_zone"), query.get("org_id"))
+
+
 def _filters(query):
     """The equality filters a query carries (absent ones are None and ignored), confined to the
     caller's scope: an organization admin's always name their organization."""
@@ -56,10 +63,11 @@ def _filters(query):
 @blp.response(200, envelope(DashboardSchema))
 def dashboard(query):
     """Totals across all users (of the caller's organization, for an organization admin) for an
-    inclusive UTC date range."""
+    inclusive range of local days (see timeZone)."""
+    tz = _zone(query)
     data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"],
-                              _filters(query))
-    return ok(data, "OpenAI usage statistics retrieved successfully")
+                              _filters(query), tz)
+    return ok(data, "OpenAI usage statistics retrieved successfully", tz.key)
 
 
 @blp.get("/top-users")
@@ -69,9 +77,10 @@ def dashboard(query):
 @blp.response(200, envelope(TopUserSchema, many=True))
 def top_users(query):
     """Users ranked by total tokens (ties broken by user id)."""
+    tz = _zone(query)
     data = services.top_users(get_db(), query["limit"], query.get("start_date"), query.get("end_date"),
-                              query["source"], _filters(query), current_scope())
-    return ok(data, f"Top {len(data)} users retrieved successfully")
+                              query["source"], _filters(query), current_scope(), tz)
+    return ok(data, f"Top {len(data)} users retrieved successfully", tz.key)
 
 
 @blp.get("/user/<user_id>/stats")
@@ -80,11 +89,12 @@ def top_users(query):
 @blp.arguments(SourcedRangeSchema, location="query")
 @blp.response(200, envelope(TotalsSchema))
 def user_stats(query, user_id):
-    """One user's totals for an inclusive UTC date range."""
+    """One user's totals for an inclusive range of local days."""
     uid = parse_object_id(user_id, "userId")
+    tz = _zone(query)
     data = services.user_stats(get_db(), uid, query.get("start_date"), query.get("end_date"), query["source"],
-                               _filters(query), current_scope())
-    return ok(data, f"Usage statistics for user {user_id} retrieved successfully")
+                               _filters(query), current_scope(), tz)
+    return ok(data, f"Usage statistics for user {user_id} retrieved successfully", tz.key)
 
 
 @blp.get("/user/<user_id>/history")
@@ -95,11 +105,12 @@ def user_stats(query, user_id):
 def user_history(query, user_id):
     """One user's ledger records, newest first, paginated."""
     uid = parse_object_id(user_id, "userId")
+    tz = _zone(query)
     data = services.user_history(
         get_db(), uid, query["page"], query["limit"], query.get("start_date"), query.get("end_date"), _filters(query),
-        current_scope(),
+        current_scope(), tz,
     )
-    return ok(data, f"Usage history for user {user_id} retrieved successfully")
+    return ok(data, f"Usage history for user {user_id} retrieved successfully", tz.key)
 
 
 @blp.get("/breakdown")
@@ -110,9 +121,10 @@ def user_history(query, user_id):
 def breakdown(query):
     """Totals per model, provider, operation, outcome, org or team, largest first, with each one's
     share of tokens."""
+    tz = _zone(query)
     data = services.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
-                              _filters(query), query["source"])
-    return ok(data, f"Usage by {query['by']} retrieved successfully")
+                              _filters(query), query["source"], tz)
+    return ok(data, f"Usage by {query['by']} retrieved successfully", tz.key)
 
 
 @blp.get("/timeseries")
@@ -125,11 +137,12 @@ def timeseries(query):
 
     Without dates: the last 30 days. With a groupBy, one series per key.
     """
+    tz = _zone(query)
     data = services.timeseries(
         get_db(), query["bucket"], query["group_by"], query.get("start_date"), query.get("end_date"),
-        now().date(), _filters(query), query["limit"], query["source"], current_scope(),
+        local_date(now(), tz), _filters(query), query["limit"], query["source"], current_scope(), tz,
     )
-    return ok(data, "Usage time series retrieved successfully")
+    return ok(data, "Usage time series retrieved successfully", tz.key)
 
 
 @blp.get("/usage")
@@ -139,9 +152,10 @@ def timeseries(query):
 @blp.response(200, envelope(UsageLogsSchema))
 def usage_logs(query):
     """Usage logs (seed 002): filtered ledger records, newest first, with statistics per operation."""
+    tz = _zone(query)
     data = services.usage_logs(get_db(), _filters(query), query["limit"], query["offset"],
-                               query.get("start_date"), query.get("end_date"), query["source"], current_scope())
-    return ok(data, "Usage logs retrieved successfully")
+                               query.get("start_date"), query.get("end_date"), query["source"], current_scope(), tz)
+    return ok(data, "Usage logs retrieved successfully", tz.key)
 
 
 @blp.get("/export")
@@ -152,11 +166,12 @@ def usage_logs(query):
 @blp.doc(responses={"200": EXPORT_RESPONSE})
 def export_usage(query):
     """Every active ledger record matching the filters, in date order, streamed as CSV or NDJSON."""
-    start, end, fmt = query.get("start_date"), query.get("end_date"), query["format"]
-    records = repository.export_records(get_db(), services.listed(_filters(query), current_scope()), start, end)
+    start, end, fmt, tz = query.get("start_date"), query.get("end_date"), query["format"], _zone(query)
+    records = repository.export_records(get_db(), services.listed(_filters(query), current_scope()), start, end, tz)
     lines = export.csv_lines(records) if fmt == "csv" else export.ndjson_lines(records)
     return Response(
         stream_with_context(lines),
         mimetype="text/csv" if fmt == "csv" else "application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="{export.filename(start, end, fmt)}"'},
+        headers={"Content-Disposition": f'attachment; filename="{export.filename(start, end, fmt)}"',
+                 "X-Time-Zone": tz.key},
     )

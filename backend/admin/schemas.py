@@ -3,7 +3,7 @@ from marshmallow import Schema, fields, validate
 from backend.schemas import (
     MAX_PAGE_SIZE,
     TAG,
-    DateRangeSchema,
+    LocalDateRangeSchema,
     ObjectIdString,
     Pattern,
     UTCDateTime,
@@ -32,7 +32,7 @@ class MembershipFilterSchema(Schema):
                         metadata={"description": "only calls whose request carried this tag"})
 
 
-class SourcedRangeSchema(DateRangeSchema, MembershipFilterSchema):
+class SourcedRangeSchema(LocalDateRangeSchema, MembershipFilterSchema):
     source = SOURCE
     operation = OPERATION
     provider = PROVIDER
@@ -43,7 +43,7 @@ class TopUsersQuerySchema(SourcedRangeSchema):
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=10)
 
 
-class HistoryQuerySchema(DateRangeSchema, MembershipFilterSchema):
+class HistoryQuerySchema(LocalDateRangeSchema, MembershipFilterSchema):
     operation = OPERATION
     provider = PROVIDER
     outcome = OUTCOME
@@ -66,7 +66,7 @@ class TimeseriesQuerySchema(SourcedRangeSchema):
                            metadata={"description": "series kept with a groupBy; the rest are summed as 'other'"})
 
 
-class LedgerFilterSchema(DateRangeSchema, MembershipFilterSchema):
+class LedgerFilterSchema(LocalDateRangeSchema, MembershipFilterSchema):
     operation = OPERATION
     provider = PROVIDER
     outcome = OUTCOME

@@ -10,6 +10,7 @@ from datetime import datetime
 from bson import ObjectId
 
 from backend.db import DEFAULT_ORG_ID
+from backend.timezones import ZoneRule
 
 ROLE_USER, ROLE_ADMIN = "user", "admin"
 ORG_ADMIN, ORG_MEMBER = "admin", "member"
@@ -77,6 +78,9 @@ class Caller:
     # The account is a platform admin's, even when a key makes the caller a plain user: what an
     # organization admin set (a team budget) never binds it.
     owned_by_platform_admin: bool = False
+    # The organization's time zone (and a change of it still pending): its local days and months
+    # are the caller's analytics days and budget windows.
+    time_zone: ZoneRule = ZoneRule()
 
     @property
     def scope(self):
@@ -111,5 +115,5 @@ class Caller:
             org_name=org["name"] if org else None, team_name=team["name"] if team else None,
             allowed_models=tuple(org["allowedModels"]) if org and org.get("allowedModels") is not None else None,
             api_key_id=key["_id"] if key else None, api_key_name=key["name"] if key else None, budgets=budgets,
-            owned_by_platform_admin=user.get("role") == ROLE_ADMIN,
+            owned_by_platform_admin=user.get("role") == ROLE_ADMIN, time_zone=ZoneRule.of(org),
         )

@@ -1,13 +1,17 @@
 """Every budget counter's identity in one place: whose it is, which window and period, its key.
 
 A counter's owner is the user id, or `team:<id>`, `org:<id>`, `key:<id>`, or `global` (the whole
-service's spend); its key is `<owner>|<window>|<period>`, one per UTC day (YYYY-MM-DD) or month
-(YYYY-MM). A counter document lives for two months past its window, then expires.
+service's spend). Its window is a local day or month of the organization's time zone
+(backend/timezones.py: window_bounds, a zone change included); its key is
+`<owner>|<window>|<period>` for a whole UTC day (YYYY-MM-DD) or month (YYYY-MM), as before time
+zones, and `<owner>|<window>|<period>|<zone>|<start>` otherwise, so no two windows share a key.
+A counter document lives for two months past its window, then expires.
 """
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 from backend.db import DEFAULT_ORG_ID
+from backend.timezones import UTC_NAME, ZoneRule, window_bounds
 
 WINDOWS = ("day", "month")
 # Whose counters a call counts on: its user's, its team's (when the user is in one), its
@@ -17,13 +21,7 @@ GLOBAL = "global"
 KEPT_AFTER_WINDOW = timedelta(days=62)
 
 
-def period_of(window, now):
-    """(period label, when it resets) for a UTC day or month."""
-    if window == "day":
-        start = datetime(now.year, now.month, now.day, tzinfo=timezone.utc)
-        return start.strftime("%Y-%m-%d"), start + timedelta(days=1)
-    first_of_next = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=timezone.utc)
-    return now.strftime("%Y-%m"), first_of_next
+UTC_RULE = ZoneRule()
 
 
 @dataclass(frozen=True)
@@ -31,12 +29,17 @@ class BudgetCounter:
     scope: str  # one of SCOPES, or GLOBAL
     owner_id: object
     window: str
-    period: str
+    period: str  # the local day (YYYY-MM-DD) or month (YYYY-MM) of the window's start
     resets_at: datetime
+    starts_at: datetime
+    zone_name: str = UTC_NAME
+    plain_utc: bool = True  # a whole UTC day or month
 
     @classmethod
-    def of(cls, scope, owner_id, window, now):
-        return cls(scope, owner_id, window, *period_of(window, now))
+    def of(cls, scope, owner_id, window, now, rule=UTC_RULE):
+        bounds = window_bounds(window, now, rule)
+        return cls(scope, owner_id, window, bounds.label, bounds.end, bounds.start, bounds.zone_name,
+                   bounds.plain_utc)
 
     @property
     def owner(self):
@@ -46,7 +49,9 @@ class BudgetCounter:
 
     @property
     def key(self):
-        return f"{self.owner}|{self.window}|{self.period}"
+        if self.plain_utc:
+            return f"{self.owner}|{self.window}|{self.period}"
+        return f"{self.owner}|{self.window}|{self.period}|{self.zone_name}|{self.starts_at:%Y-%m-%dT%H:%MZ}"
 
     def fields(self):
         """What a new counter document is created with."""
@@ -60,9 +65,11 @@ def owner_ids(user_id, team_id, org_id, api_key_id):
     return {scope: ids[scope] for scope in SCOPES if ids[scope] is not None}
 
 
-def counters(ids, now):
-    """The day and month counters of every owner in `ids` ({scope: id}) at `now`."""
-    return [BudgetCounter.of(scope, owner_id, window, now) for scope, owner_id in ids.items() for window in WINDOWS]
+def counters(ids, now, rule=UTC_RULE):
+    """The day and month counters of every owner in `ids` ({scope: id}) at `now`, in the windows of
+    the organization's zone `rule`."""
+    return [BudgetCounter.of(scope, owner_id, window, now, rule) for scope, owner_id in ids.items()
+            for window in WINDOWS]
 
 
 def global_day(now):

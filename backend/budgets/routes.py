@@ -19,7 +19,7 @@ from backend.clock import now
 from backend.db import get_db
 from backend.errors import NotFound
 from backend.keys.services import find_key
-from backend.orgs.services import find_team, require_org, require_platform, require_team
+from backend.orgs.services import find_team, require_org, require_platform, require_team, view_zone
 from backend.schemas import envelope, ok, page_of, parse_object_id
 
 blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets",
@@ -189,6 +189,11 @@ def my_usage():
     return ok({"windows": services.usage_report(get_db(), caller, now())}, "Usage retrieved")
 
 
+def _my_zone(query):
+    """Your views count your organization's local days, unless timeZone= names another zone."""
+    return view_zone(get_db(), caller._get_current_object(), query.get("time_zone"))
+
+
 @me_blp.get("/usage/history")
 @user_required
 @me_blp.doc(**BEARER)
@@ -198,9 +203,10 @@ def my_history(query):
     """Your own ledger records (an API key's: its owner's), newest first, paginated; filter by
     inclusive UTC dates, tag, model and operation (the type of call: embedding, test_generation...)."""
     filters = {"tag": query.get("tag"), "modelName": query.get("model"), "operation": query.get("operation")}
+    tz = _my_zone(query)
     data = analytics.user_history(get_db(), caller.id, query["page"], query["limit"], query.get("start_date"),
-                                  query.get("end_date"), filters)
-    return ok(data, "Your usage history")
+                                  query.get("end_date"), filters, tz=tz)
+    return ok(data, "Your usage history", tz.key)
 
 
 @me_blp.get("/usage/breakdown")
@@ -211,6 +217,7 @@ def my_history(query):
 def my_breakdown(query):
     """Your own totals per model, per tag (a call counts under each of its tags) or per operation (the
     type of call: generations, embeddings), largest first."""
+    tz = _my_zone(query)
     data = analytics.breakdown(get_db(), query["by"], query.get("start_date"), query.get("end_date"),
-                               {"userId": caller.id, "tag": query.get("tag")})
-    return ok(data, f"Your usage by {query['by']}")
+                               {"userId": caller.id, "tag": query.get("tag")}, tz=tz)
+    return ok(data, f"Your usage by {query['by']}", tz.key)

@@ -3,7 +3,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from backend.schemas import (
     MAX_PAGE_SIZE,
     TAG,
-    DateRangeSchema,
+    LocalDateRangeSchema,
     ObjectIdString,
     Pattern,
     UTCDateTime,
@@ -67,8 +67,11 @@ class AmountsSchema(Schema):
 
 class WindowUsageSchema(Schema):
     window = fields.String()
-    period = fields.String()
+    period = fields.String(metadata={"description": "the local day (YYYY-MM-DD) or month (YYYY-MM) of timeZone"})
+    timeZone = fields.String(metadata={"description": "the IANA zone the window is counted in (your organization's)"})
+    startsAt = UTCDateTime()
     resetsAt = UTCDateTime()
+    resetsAtLocal = fields.String(metadata={"description": "resetsAt in timeZone, ISO 8601 with its offset"})
     limits = fields.Nested(AmountsSchema)
     used = fields.Nested(AmountsSchema)
     remaining = fields.Nested(AmountsSchema)
@@ -78,7 +81,7 @@ class MyUsageSchema(Schema):
     windows = fields.List(fields.Nested(WindowUsageSchema))
 
 
-class MyHistoryQuerySchema(DateRangeSchema):
+class MyHistoryQuerySchema(LocalDateRangeSchema):
     page = page_field()
     limit = fields.Integer(validate=validate.Range(min=1, max=MAX_PAGE_SIZE), load_default=50)
     tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))
@@ -87,7 +90,7 @@ class MyHistoryQuerySchema(DateRangeSchema):
                               metadata={"description": "the type of call: test_generation, embedding, ..."})
 
 
-class MyBreakdownQuerySchema(DateRangeSchema):
+class MyBreakdownQuerySchema(LocalDateRangeSchema):
     by = fields.String(required=True, validate=validate.OneOf(("model", "tag", "operation")),
                        metadata={"description": "operation: by type of call (generations, embeddings)"})
     tag = fields.String(validate=Pattern(TAG, error="Not a valid tag."))

@@ -11,6 +11,7 @@ threads, gunicorn workers and app instances sharing the database.
 import logging
 import math
 from dataclasses import dataclass, field
+from datetime import timezone
 from decimal import Decimal
 
 from pymongo.errors import PyMongoError
@@ -19,12 +20,22 @@ from backend.alerts.services import queue_crossings
 from backend.auth.repository import ids_in_org
 from backend.keys.services import keys_of
 from backend.budgets import repository
-from backend.budgets.counter_keys import GLOBAL, SCOPES, WINDOWS, BudgetCounter, counters, global_day, owner_ids
+from backend.budgets.counter_keys import (
+    GLOBAL,
+    SCOPES,
+    UTC_RULE,
+    WINDOWS,
+    BudgetCounter,
+    counters,
+    global_day,
+    owner_ids,
+)
 from backend.errors import Forbidden, TooManyRequests, UnprocessableEntity
 
 # Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
 from backend.pricing.services import to_units, to_usd
 from backend.schemas import format_utc
+from backend.timezones import ZoneRule, zone
 from backend.usage.queries import period_totals
 
 log = logging.getLogger(__name__)
@@ -100,10 +111,16 @@ class Policy:
     global_daily_limit_usd: Decimal | None = None
 
 
+def _ledger_totals(db, counter):
+    """(tokens, cost) the ledger holds for a counter's owner in its window."""
+    between = None if counter.plain_utc else (counter.starts_at, counter.resets_at)
+    return period_totals(db, counter.scope, counter.owner_id, counter.window, counter.period, between)
+
+
 def _opening(db, counter):
     """What a new counter starts at: what the ledger already holds for its owner and window."""
     def opening():
-        ledger_tokens, ledger_cost = period_totals(db, counter.scope, counter.owner_id, counter.window, counter.period)
+        ledger_tokens, ledger_cost = _ledger_totals(db, counter)
         return ledger_tokens, to_units(ledger_cost)
 
     return opening
@@ -129,6 +146,7 @@ class Reservation:
     reserved: dict = field(default_factory=dict)  # counter key -> fields, where the worst case was added
     limits: dict = field(default_factory=dict)  # {scope: limits} read when reserving
     labels: dict = field(default_factory=dict)  # {scope: name} for alerts about the team and organization
+    rule: ZoneRule = UTC_RULE  # the organization's zone: the windows the call settles in
     settled: bool = False
 
     def ticket(self, ending=True):
@@ -140,7 +158,8 @@ class Reservation:
         global_limit = self.policy.global_daily_limit_usd
         return {"reserved": {key: [self.tokens, self.cost_units] for key in self.reserved},
                 "limits": self.limits, "labels": self.labels, "thresholds": list(self.policy.alert_thresholds),
-                "globalDailyLimitUsd": str(global_limit) if global_limit is not None else None}
+                "globalDailyLimitUsd": str(global_limit) if global_limit is not None else None,
+                "timeZone": self.rule.as_ticket()}
 
     def release(self):
         """Give back the worst case of a call the provider refused (nothing was billed)."""
@@ -149,6 +168,10 @@ class Reservation:
         self.settled = True
         for key in self.reserved:
             repository.give_back(self.db, key, self.tokens, self.cost_units, self.id)
+
+
+def _aware(instant):
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
 def settle_written(db, written, now, batch):
@@ -164,7 +187,9 @@ def settle_written(db, written, now, batch):
         at = (record["userId"], record.get("teamId"), record.get("orgId"), record.get("apiKeyId"), record["date"])
         keyed = counters_at.get(at)
         if keyed is None:  # the records of a batch share a few owners and days
-            keyed = counters_at[at] = [(c.key, c) for c in counters(record_owners(record), record["timestamp"])]
+            # The windows of the zone the reservation was made in (a ticket from before zones: UTC).
+            keyed = counters_at[at] = [(c.key, c) for c in counters(
+                record_owners(record), _aware(record["timestamp"]), ZoneRule.of(ticket.get("timeZone")))]
         tokens, units, reserved = record["totalTokens"], to_units(record["cost"]), ticket["reserved"]
         for key, counter in keyed:
             reserved_tokens, reserved_units = reserved.get(key, (0, 0))
@@ -222,7 +247,7 @@ def _limited(caller, limits, now):
     """[(counter, token limit, cost limit)] of the caller's counters that have a limit: those a
     reservation adds to."""
     limited = []
-    for counter in counters(caller_owners(caller), now):
+    for counter in counters(caller_owners(caller), now, caller.time_zone):
         token_limit, cost_limit = _window_limits(limits[counter.scope], counter.window)
         if token_limit is not None or cost_limit is not None:
             limited.append((counter, token_limit, cost_limit))
@@ -260,7 +285,7 @@ def reserve(db, caller, tokens, cost_usd, now, policy=Policy(), priced=True, mod
             errors={"model": ["No price is known for this model; a USD budget applies."]},
         )
     reservation = Reservation(db, policy, reservation_id, tokens, to_units(cost_usd), limits=limits,
-                              labels=_labels(caller))
+                              labels=_labels(caller), rule=caller.time_zone)
     for counter, token_limit, cost_limit in _limited(caller, limits, now):
         try:
             taken = repository.try_add(db, counter.key, counter.fields(), tokens, reservation.cost_units, token_limit,
@@ -298,15 +323,18 @@ def usage_report(db, caller, now):
     report = []
     for window in WINDOWS:
         token_limit, cost_limit = _window_limits(limits, window)
-        mine = BudgetCounter.of("user", caller.id, window, now)
+        mine = BudgetCounter.of("user", caller.id, window, now, caller.time_zone)
         counter = repository.get_counter(db, mine.key, None)
         if counter is None:
-            ledger_tokens, ledger_cost = period_totals(db, "user", caller.id, window, mine.period)
+            ledger_tokens, ledger_cost = _ledger_totals(db, mine)
             counter = {"tokens": ledger_tokens, "costUnits": to_units(ledger_cost)}
         report.append({
             "window": window,
             "period": mine.period,
+            "timeZone": mine.zone_name,
+            "startsAt": mine.starts_at,
             "resetsAt": mine.resets_at,
+            "resetsAtLocal": mine.resets_at.astimezone(zone(mine.zone_name)).isoformat(),
             "limits": {"tokens": token_limit, "usd": to_usd(cost_limit) if cost_limit is not None else None},
             "used": {"tokens": counter["tokens"], "usd": to_usd(counter["costUnits"])},
             "remaining": {

@@ -28,8 +28,8 @@ def ensure_default_org(db, now):
     )
 
 
-def insert_org(db, name, now):
-    doc = {"name": name, "nameKey": _key(name), "createdAt": now}
+def insert_org(db, name, now, fields=None):
+    doc = {"name": name, "nameKey": _key(name), "createdAt": now, **(fields or {})}
     try:
         doc["_id"] = db[ORGANIZATIONS].insert_one(doc).inserted_id
     except DuplicateKeyError:
@@ -38,7 +38,7 @@ def insert_org(db, name, now):
 
 
 def update_org(db, org_id, changes, now):
-    """Set the name and/or allowedModels given in `changes`."""
+    """Set the name, allowedModels and/or time zone fields given in `changes`."""
     fields = dict(changes, updatedAt=now)
     if "name" in changes:
         fields["nameKey"] = _key(changes["name"])

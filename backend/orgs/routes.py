@@ -3,6 +3,7 @@ from flask_smorest import Blueprint
 
 from backend.auth.guards import admin_required, current_scope, platform_admin_required
 from backend.clock import now
+from backend.timezones import UTC_NAME
 from backend.db import get_db
 from backend.orgs import services
 from backend.orgs.schemas import (
@@ -32,8 +33,9 @@ def _org(org_id):
 @blp.arguments(OrgInputSchema)
 @blp.response(201, envelope(OrgSchema))
 def create_org(body):
-    """Create an organization (names are unique, case-insensitively)."""
-    return ok(services.create_org(get_db(), body["name"], now()), "Organization created")
+    """Create an organization (names are unique, case-insensitively), in a time zone (default UTC)."""
+    return ok(services.create_org(get_db(), body["name"], now(), body.get("time_zone") or UTC_NAME),
+              "Organization created")
 
 
 @blp.get("")
@@ -59,11 +61,14 @@ def get_org(org_id):
 @blp.arguments(OrgPatchSchema)
 @blp.response(200, envelope(OrgSchema))
 def update_org(body, org_id):
-    """Rename an organization and/or set the models its members may use (`allowedModels`: a list,
-    or null for every model the server allows)."""
+    """Rename an organization, set the models its members may use (`allowedModels`: a list, or null
+    for every model the server allows) and/or its time zone (`timeZone`: it takes effect at the next
+    midnight of the zone it replaces, so no budget window counts a call twice or misses one)."""
     changes = {"name": body["name"]} if "name" in body else {}
     if "allowed_models" in body:
         changes["allowedModels"] = body["allowed_models"]
+    if "time_zone" in body:
+        changes["timeZone"] = body["time_zone"]
     return ok(services.update_org(get_db(), _org(org_id), changes, now()), "Organization updated")
 
 

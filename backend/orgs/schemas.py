@@ -10,6 +10,7 @@ from marshmallow import (
 )
 
 from backend.config import MODEL_NAME
+from backend.timezones import zone
 from backend.auth.caller import ORG_ROLES
 from backend.schemas import (
     visible,
@@ -21,6 +22,20 @@ from backend.schemas import (
 )
 
 MAX_ALLOWED_MODELS = 100
+
+
+def known_zone(name):
+    """An IANA time zone name (Asia/Jakarta, UTC); anything else is a 422 naming it."""
+    try:
+        zone(name)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
+
+
+TIME_ZONE = fields.String(data_key="timeZone", validate=known_zone,
+                          metadata={"description": "IANA time zone of the organization's days (analytics and "
+                                                   "budget windows), e.g. Asia/Jakarta; default UTC. A change "
+                                                   "takes effect at the next midnight of the zone it replaces."})
 
 # Names are what people type: NFC-normalised, trimmed, 1-100 visible characters.
 NAME = fields.String(required=True, validate=[validate.Length(min=1, max=100), visible])
@@ -40,7 +55,7 @@ class _NameSchema(Schema):
 
 
 class OrgInputSchema(_NameSchema):
-    pass
+    time_zone = TIME_ZONE
 
 
 class OrgPatchSchema(_NameSchema):
@@ -50,11 +65,12 @@ class OrgPatchSchema(_NameSchema):
         data_key="allowedModels", allow_none=True, validate=validate.Length(min=1, max=MAX_ALLOWED_MODELS),
         metadata={"description": "the models its members may use (on top of what the server allows); "
                                  "null: every model the server allows"})
+    time_zone = TIME_ZONE
 
     @validates_schema
     def _something(self, data, **kwargs):
         if not data:
-            raise ValidationError("Send name or allowedModels.", "name")
+            raise ValidationError("Send name, allowedModels or timeZone.", "name")
 
 
 class TeamInputSchema(_NameSchema):
@@ -65,6 +81,10 @@ class OrgSchema(Schema):
     id = ObjectIdString(attribute="_id")
     name = fields.String()
     allowedModels = fields.List(fields.String(), allow_none=True, dump_default=None)
+    timeZone = fields.String(dump_default="UTC")
+    previousTimeZone = fields.String(allow_none=True, metadata={
+        "description": "while a zone change is pending: the zone in effect until timeZoneSince"})
+    timeZoneSince = UTCDateTime(allow_none=True)
     memberCount = fields.Integer()
     createdAt = UTCDateTime(allow_none=True)
 

@@ -12,6 +12,7 @@ from backend.auth.caller import ORG_MEMBER, Scope, org_of
 from backend.db import DEFAULT_ORG_ID, ORGANIZATIONS, TEAMS
 from backend.errors import Conflict, Forbidden, NotFound
 from backend.orgs import repository
+from backend.timezones import UTC_NAME, ZoneRule, zone
 
 _signals = Namespace()
 # Sent with the team's id (and `db`) once a team is deleted, so the packages that keep something
@@ -52,22 +53,38 @@ def _with_counts(db, orgs, scope=Scope()):
     return [{**org, "memberCount": members.get(org["_id"], 0)} for org in orgs]
 
 
-def create_org(db, name, now):
+def create_org(db, name, now, time_zone=UTC_NAME):
     try:
-        return {**repository.insert_org(db, name, now), "memberCount": 0}
+        return {**repository.insert_org(db, name, now, ZoneRule(time_zone).as_fields()), "memberCount": 0}
     except repository.NameTaken:
         raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
 
 
 def update_org(db, org_id, changes, now):
-    """Rename the organization and/or set the models its members may use (`allowedModels`, None: all)."""
-    require_org(db, Scope(), org_id)
+    """Rename the organization, set the models its members may use (`allowedModels`, None: all) and/or
+    its time zone (from the next midnight of the zone in effect now: ZoneRule.changed_to)."""
+    org = require_org(db, Scope(), org_id)
     if changes.get("allowedModels"):
         changes = {**changes, "allowedModels": list(dict.fromkeys(changes["allowedModels"]))}
+    if "timeZone" in changes:
+        changes = {**changes, **ZoneRule.of(org).changed_to(changes["timeZone"], now).as_fields()}
     try:
         return _with_counts(db, [repository.update_org(db, org_id, changes, now)])[0]
     except repository.NameTaken as taken:
         raise Conflict(f"An organization named {taken} exists", errors={"name": ["Already taken."]}) from None
+
+
+def view_zone(db, caller, requested=None, org_id=None):
+    """The time zone of an analytics answer: the one asked for (`timeZone=`), else the caller's
+    organization's (a platform admin's: UTC, or the organization's that `orgId=` names)."""
+    if requested:
+        return zone(requested)
+    if caller.platform_admin and caller.api_key_id is None:
+        if org_id is None:
+            return zone(UTC_NAME)
+        org = repository.find_org(db, org_id)
+        return zone(ZoneRule.of(org).name)
+    return zone(caller.time_zone.name)
 
 
 def find_team(db, team_id, org_id=None):

@@ -36,6 +36,7 @@ writer below, the admin readers and indexes.py all read it.
 import logging
 import math
 from collections import Counter, defaultdict, namedtuple
+from datetime import date, datetime, time, timedelta, timezone
 
 from bson import ObjectId
 from pymongo import UpdateOne
@@ -54,7 +55,7 @@ from backend.db import (
     atomic,
     once_per_batch,
 )
-from backend.timezones import slot_name, slot_of
+from backend.timezones import SLOT, slot_name, slot_of
 from backend.usage import repository
 from backend.usage.model import F, with_defaults
 
@@ -214,6 +215,37 @@ def ledger_usage(db, field, owner_id, window, period):
             tokens += int(day.get(F.TOTAL_TOKENS, 0))
             cost += day.get(F.COST, 0.0)
     return tokens, cost
+
+
+def ledger_usage_between(db, field, owner_id, start, end):
+    """(totalTokens, cost) the ledger holds for a user, team or organization in [start, end) (UTC
+    instants: a local day or month): the quarter-hour slots of its user-month documents; the ledger
+    itself when a bound falls inside a slot."""
+    if any(bound.minute % 15 or bound.second or bound.microsecond for bound in (start, end)):
+        return _ledger_between(db, field, owner_id, start, end)
+    first, last = start.date(), (end - timedelta(microseconds=1)).date()
+    months = sorted({first.isoformat()[:7], last.isoformat()[:7]})
+    with atomic(db):
+        documents = list(db[USAGE_USER_MONTHLY].find({field: owner_id, F.MONTH: {"$gte": months[0],
+                                                                                "$lte": months[-1]}}, {SLOTS: 1}))
+    tokens, cost = 0, 0.0
+    for document in documents:
+        for day, slots in document.get(SLOTS, {}).items():
+            if not first.isoformat() <= day <= last.isoformat():
+                continue
+            midnight = datetime.combine(date.fromisoformat(day), time(), tzinfo=timezone.utc)
+            for slot, sums in slots.items():
+                if start <= midnight + int(slot) * SLOT < end:
+                    tokens += int(sums.get(F.TOTAL_TOKENS, 0))
+                    cost += sums.get(F.COST, 0.0)
+    return tokens, cost
+
+
+def _ledger_between(db, field, owner_id, start, end):
+    rows = list(db[USAGE].aggregate([
+        {"$match": {field: owner_id, F.IS_ACTIVE: True, F.TIMESTAMP: {"$gte": start, "$lt": end}}},
+        {"$group": {"_id": None, "tokens": {"$sum": f"${F.TOTAL_TOKENS}"}, "cost": {"$sum": f"${F.COST}"}}}]))
+    return (int(rows[0]["tokens"]), rows[0]["cost"]) if rows else (0, 0.0)
 
 
 def whole_months(start=None, end=None):
