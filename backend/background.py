@@ -13,6 +13,7 @@ from pymongo.errors import PyMongoError
 
 from backend import clock
 from backend.alerts.services import dispatch_due
+from backend.budgets.services import queue_projected_crossings
 from backend.db import get_db
 from backend.reconciliation.services import reconcile_due
 from backend.runtime import runtime
@@ -22,13 +23,14 @@ from backend.testcases.embeddings import start_worker as start_embedding_worker
 log = logging.getLogger(__name__)
 # Whether a day is due for reconciliation changes once a day; asking the store every pass is waste.
 RECONCILE_CHECK_EVERY = timedelta(minutes=10)
+PROJECTION_CHECK_EVERY = timedelta(minutes=10)
 
 
 def run_once(app):
     """One pass: finish the start-up database tasks (migrations first) if the database was down
     at start-up or another worker was migrating, replay the spool when the database answers and
     the migrations are done, finish the ledger batches a crash left unsettled, reconcile the
-    settled day when due,
+    settled day when due, alert budgets projected to cross a monthly limit (every 10 minutes),
     then send due alerts (a reconciliation alert goes out in the same pass)."""
     state = runtime(app)
     if state.start_up_pending:
@@ -45,6 +47,7 @@ def run_once(app):
             if state.migrations_done:
                 state.writer.recover()
             _reconcile_when_due(app, db, now)
+            _project_when_due(app, db, now)
             if app.config["ALERT_WEBHOOK_URL"]:
                 dispatch_due(db, app.config["ALERT_WEBHOOK_URL"], app.config["ALERT_MAX_ATTEMPTS"], now)
         except PyMongoError as exc:
@@ -68,6 +71,15 @@ def _reconcile_when_due(app, db, now):
         return
     state.reconcile_next_check = now + RECONCILE_CHECK_EVERY
     reconcile_due(db, app.config, now)
+
+
+def _project_when_due(app, db, now):
+    """Budgets projected to cross a monthly limit are alerted; their pace changes slowly."""
+    state = runtime(app)
+    if state.projection_next_check is not None and now < state.projection_next_check:
+        return
+    state.projection_next_check = now + PROJECTION_CHECK_EVERY
+    queue_projected_crossings(db, now)
 
 
 def start(app):

@@ -33,6 +33,7 @@ class Runtime:
     migrations_done: bool = False
     start_up_pending: bool = False
     reconcile_next_check: datetime | None = None
+    projection_next_check: datetime | None = None
 
     @classmethod
     def install(cls, app):

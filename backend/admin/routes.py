@@ -64,9 +64,9 @@ def _filters(query):
 def dashboard(query):
     """Totals across all users (of the caller's organization, for an organization admin) for an
     inclusive range of local days (see timeZone)."""
-    tz = _zone(query)
-    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"],
-                              _filters(query), tz)
+    tz, filters = _zone(query), _filters(query)
+    data = services.dashboard(get_db(), query.get("start_date"), query.get("end_date"), query["source"], filters, tz)
+    data["projection"] = services.projection(get_db(), filters, tz, now())
     return ok(data, "OpenAI usage statistics retrieved successfully", tz.key)
 
 

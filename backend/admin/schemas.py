@@ -101,11 +101,30 @@ class OutcomeTotalsSchema(TotalsSchema):
     outcome = fields.String()
 
 
+class AmountSchema(Schema):
+    tokens = fields.Float()
+    cost = fields.Float()
+
+
+class ProjectionSchema(Schema):
+    """Where the local month is heading (the month of timeZone that holds now, whatever the range)."""
+
+    month = fields.String()
+    timeZone = fields.String()
+    monthEnd = UTCDateTime()
+    monthToDate = fields.Nested(AmountSchema)
+    dailyAverage = fields.Nested(AmountSchema, metadata={"description": "over the last 7 whole local days"})
+    daysLeft = fields.Float()
+    projected = fields.Nested(AmountSchema)
+    method = fields.String()
+
+
 class DashboardSchema(TotalsSchema):
     uniqueUsers = fields.Integer()
     failedCost = fields.Float(metadata={"description": "what the calls of requests that did not end ok cost"})
     failedRequests = fields.Integer()
     byOutcome = fields.List(fields.Nested(OutcomeTotalsSchema))
+    projection = fields.Nested(ProjectionSchema)
 
 
 class TopUserSchema(TotalsSchema):

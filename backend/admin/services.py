@@ -4,7 +4,7 @@
 verification and the benchmark); both answer every question identically.
 """
 import math
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 from backend.admin import pipelines, repository, sources
 from backend.auth.caller import Scope, org_of
@@ -232,6 +232,54 @@ def timeseries(db, bucket, group_by, start, end, today, filters=None, series_lim
             }
             for entry in ranked
         ],
+    }
+
+
+# The month-end projection: the month so far plus the trailing week's daily average for the rest.
+TRAILING_DAYS = 7
+PROJECTION_METHOD = ("month so far + (tokens and cost of the last 7 whole local days / 7) x the days left in the "
+                     "local month (from now to its end, in days with a fraction)")
+
+
+def project(month_to_date, trailing_week, now, month_end):
+    """(projected {tokens, cost}, daily average, days left) from the month's totals so far and the
+    trailing week's ({tokens, cost} each), by PROJECTION_METHOD."""
+    days_left = max(0.0, (month_end - now).total_seconds() / 86400)
+    average = {unit: trailing_week[unit] / TRAILING_DAYS for unit in ("tokens", "cost")}
+    projected = {unit: month_to_date[unit] + average[unit] * days_left for unit in ("tokens", "cost")}
+    return projected, average, days_left
+
+
+def crossing_day(used, per_day, limit, now, month_end, tz):
+    """The local day the limit is reached at `per_day`, when that is before the month ends; else None."""
+    if limit is None or used >= limit or per_day <= 0:
+        return None
+    reached = now + timedelta(days=(limit - used) / per_day)
+    return reached.astimezone(tz).date() if reached < month_end else None
+
+
+def projection(db, filters, tz, now):
+    """Where the local month of `tz` is heading for the calls `filters` select (PROJECTION_METHOD)."""
+    today = now.astimezone(tz).date()
+    first = today.replace(day=1)
+    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    month_end = datetime.combine(following, datetime.min.time(), tzinfo=tz).astimezone(timezone.utc)
+
+    def totals(start, end):
+        rows = _grouped(db, "rollup", (), start, end, filters, tz)
+        row = rows[0] if rows else {}
+        return {"tokens": row.get("totalTokens", 0), "cost": row.get("totalCost", 0.0)}
+
+    month_to_date = totals(first, today)
+    trailing = totals(today - timedelta(days=TRAILING_DAYS), today - timedelta(days=1))
+    projected, average, days_left = project(month_to_date, trailing, now, month_end)
+    return {
+        "month": first.isoformat()[:7], "timeZone": tz.key, "monthEnd": month_end,
+        "monthToDate": {"tokens": month_to_date["tokens"], "cost": round(month_to_date["cost"], COST_DECIMALS)},
+        "dailyAverage": {"tokens": round(average["tokens"], 2), "cost": round(average["cost"], COST_DECIMALS)},
+        "daysLeft": round(days_left, 4),
+        "projected": {"tokens": round(projected["tokens"]), "cost": round(projected["cost"], COST_DECIMALS)},
+        "method": PROJECTION_METHOD,
     }
 
 

@@ -29,6 +29,20 @@ def queue_crossings(db, subject, window, period, unit, used, limit, thresholds, 
     return queued
 
 
+def queue_projected_crossing(db, subject, period, unit, projected, limit, expected_day, zone_name, now):
+    """Queue, once per month and unit, the alert that the month is on pace to cross its limit."""
+    alert_id = f"{subject['key']}|month|{period}|{unit}|projected"
+    day = f"{expected_day.day} {expected_day:%B}"
+    payload = {
+        "text": (f"TokenLedger: at this pace {subject['label']} reaches its monthly {unit} limit on {day} "
+                 f"({zone_name}): {projected:g} projected for {period} against a limit of {limit:g}."),
+        "alert": {"subject": subject["key"], "label": subject["label"], "window": "month", "period": period,
+                  "unit": unit, "kind": "projection", "projected": projected, "limit": limit,
+                  "expectedDay": expected_day.isoformat(), "timeZone": zone_name},
+    }
+    return repository.queue(db, alert_id, payload, now)
+
+
 def _backoff(attempts):
     return min(MAX_BACKOFF, timedelta(seconds=2 ** attempts))
 

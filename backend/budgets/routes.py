@@ -21,6 +21,7 @@ from backend.errors import NotFound
 from backend.keys.services import find_key
 from backend.orgs.services import find_team, require_org, require_platform, require_team, view_zone
 from backend.schemas import envelope, ok, page_of, parse_object_id
+from backend.timezones import zone
 
 blp = Blueprint("budgets", __name__, url_prefix="/admin/openai/budgets",
                 description="Spend budgets of users, teams and organizations (admins)")
@@ -185,8 +186,13 @@ def delete_group_budget(kind, owner_id):
 @me_blp.doc(**BEARER)
 @me_blp.response(200, envelope(MyUsageSchema))
 def my_usage():
-    """The caller's limits, usage (requests in flight included) and what remains, per UTC day and month."""
-    return ok({"windows": services.usage_report(get_db(), caller, now())}, "Usage retrieved")
+    """The caller's limits, usage (requests in flight included) and what remains, per local day and
+    month of their organization's zone, and where the month is heading (`projection`)."""
+    at, me = now(), caller._get_current_object()
+    tz = zone(me.time_zone.name_at(at))
+    data = {"windows": services.usage_report(get_db(), me, at),
+            "projection": analytics.projection(get_db(), {"userId": me.id}, tz, at)}
+    return ok(data, "Usage retrieved", tz.key)
 
 
 def _my_zone(query):

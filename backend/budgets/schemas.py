@@ -1,5 +1,6 @@
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from backend.admin.schemas import ProjectionSchema
 from backend.schemas import (
     MAX_PAGE_SIZE,
     TAG,
@@ -79,6 +80,7 @@ class WindowUsageSchema(Schema):
 
 class MyUsageSchema(Schema):
     windows = fields.List(fields.Nested(WindowUsageSchema))
+    projection = fields.Nested(ProjectionSchema, metadata={"description": "where your month is heading"})
 
 
 class MyHistoryQuerySchema(LocalDateRangeSchema):

@@ -11,13 +11,15 @@ threads, gunicorn workers and app instances sharing the database.
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import timedelta, timezone
 from decimal import Decimal
 
 from pymongo.errors import PyMongoError
 
-from backend.alerts.services import queue_crossings
-from backend.auth.repository import ids_in_org
+from backend.admin.services import TRAILING_DAYS, crossing_day, project
+from backend.alerts.services import queue_crossings, queue_projected_crossing
+from backend.auth.caller import org_of
+from backend.auth.repository import find_by_id, ids_in_org
 from backend.keys.services import keys_of
 from backend.budgets import repository
 from backend.budgets.counter_keys import (
@@ -35,7 +37,8 @@ from backend.errors import Forbidden, TooManyRequests, UnprocessableEntity
 # Counters keep cost in whole 1e-10 USD, the ledger's exact precision, so sums never drift.
 from backend.pricing.services import to_units, to_usd
 from backend.schemas import format_utc
-from backend.timezones import ZoneRule, zone
+from backend.orgs.services import find_org, find_team, zone_rule
+from backend.timezones import ZoneRule, day_start, local_date, zone
 from backend.usage.queries import period_totals
 
 log = logging.getLogger(__name__)
@@ -413,3 +416,58 @@ def guard_team_deletion(team_id, *, db, scope):
     if not scope.platform and budget is not None and budget.get("ceiling"):
         raise Forbidden("A platform admin set this team's budget: only a platform admin deletes the team",
                         data={"ceiling": budget["ceiling"]})
+
+
+def _budget_owner(db, kind, budget):
+    """(organization id, label) of a budget's owner, for its zone and its alerts; None when gone."""
+    if kind == "user":
+        user = find_by_id(db, budget["_id"])
+        return (org_of(user), user["email"]) if user else None
+    if kind == "team":
+        team = find_team(db, budget["_id"])
+        return (team["orgId"], f"Team {team['name']}") if team else None
+    if kind == "org":
+        org = find_org(db, budget["_id"])
+        return (org["_id"], org["name"]) if org else None
+    keys = keys_of(db, [budget["_id"]])
+    return (budget.get("orgId"), f"API key {keys[0]['name']}") if keys else None
+
+
+def _rounded(unit, amount):
+    return round(amount) if unit == "tokens" else round(amount, 6)
+
+
+def queue_projected_crossings(db, now):
+    """The background pass: an alert for every user, team, organization and key budget whose month
+    (in its organization's zone) is on pace to cross a monthly limit, naming the local day it is
+    expected to (admin.services.PROJECTION_METHOD: the month so far, its counter, plus the last 7
+    whole local days' daily average for the rest). Queued once per month, limit and unit."""
+    queued = 0
+    budgets = [("user", budget) for budget in repository.list_user_budgets(db)]
+    budgets += [(kind, budget) for kind in ("team", "org", "key") for budget in repository.list_budgets(db, kind)]
+    for kind, budget in budgets:
+        token_limit, usd_limit = window_limits_usd(_limits(budget), "month")
+        owner = _budget_owner(db, kind, budget) if (token_limit, usd_limit) != (None, None) else None
+        if owner is None:
+            continue
+        org_id, label = owner
+        counter = BudgetCounter.of(kind, budget["_id"], "month", now, zone_rule(db, org_id))
+        tz = zone(counter.zone_name)
+        stored = repository.get_counter(db, counter.key, None)
+        if stored is None:
+            tokens, cost = _ledger_totals(db, counter)
+        else:
+            tokens, cost = stored["tokens"], to_usd(stored["costUnits"])
+        today = local_date(now, tz)
+        week = period_totals(db, kind, budget["_id"], "day", None,
+                             (day_start(today - timedelta(days=TRAILING_DAYS), tz), day_start(today, tz)))
+        projected, average, _ = project({"tokens": tokens, "cost": cost}, {"tokens": week[0], "cost": week[1]}, now,
+                                        counter.resets_at)
+        for unit, measure, limit in (("tokens", "tokens", token_limit), ("usd", "cost", usd_limit)):
+            used = tokens if unit == "tokens" else cost
+            day = crossing_day(used, average[measure], limit, now, counter.resets_at, tz)
+            if day is not None and queue_projected_crossing(db, {"key": counter.owner, "label": label},
+                                                            counter.period, unit, _rounded(unit, projected[measure]),
+                                                            limit, day, counter.zone_name, now):
+                queued += 1
+    return queued

@@ -74,6 +74,16 @@ def update_org(db, org_id, changes, now):
         raise Conflict(f"An organization named {taken} exists", errors={"name": ["Already taken."]}) from None
 
 
+def find_org(db, org_id):
+    """The organization, or None."""
+    return repository.find_org(db, org_id)
+
+
+def zone_rule(db, org_id):
+    """The organization's time zone rule (UTC for one that is gone)."""
+    return ZoneRule.of(repository.find_org(db, org_id))
+
+
 def view_zone(db, caller, requested=None, org_id=None):
     """The time zone of an analytics answer: the one asked for (`timeZone=`), else the caller's
     organization's (a platform admin's: UTC, or the organization's that `orgId=` names)."""

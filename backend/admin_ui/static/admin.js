@@ -3,8 +3,9 @@
 // The API, session, formatting, date-range and table helpers are common.js's, shared with me.js.
 import {
   $, ApiError, applyPreset, cell, filterOptions, formatNumber, formatUsd, getData, humanize, isAdmin, markBusy,
-  onSessionExpired, placeholder, rangeParams, renderModelTable, report, request, setUpDateRange,
-  setUpSignIn, showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement, timeZoneNote,
+  onSessionExpired, placeholder, rangeParams, reapplyPreset, renderModelTable, report, request, setUpDateRange,
+  setUpSignIn, setViewZone, showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement,
+  timeZoneNote,
 } from "./common.js";
 
 const HISTORY_PAGE_SIZE = 10;
@@ -15,7 +16,7 @@ const COLORS = ["#1f5fbf", "#e07b00", "#2a9d5c", "#b23a48", "#7b4fb8", "#16879e"
 const compactFormat = new Intl.NumberFormat("en-US", { notation: "compact", maximumFractionDigits: 1 });
 
 const state = {
-  preset: "30d", start: null, end: null, operation: "", provider: "", orgId: "",
+  preset: "30d", start: null, end: null, operation: "", provider: "", orgId: "", timeZone: "",
   metric: "totalTokens", stack: "model", user: null, historyPage: 1, loads: 0, view: "usage",
   // The signed-in admin's scope: { platform: true, orgs: Map(id → name) } for a platform admin,
   // { platform: false, orgName } for an organization admin (the server confines their every view).
@@ -32,7 +33,22 @@ function formatMetric(value) {
 function scopeParams() {
   const params = rangeParams(state);
   if (state.orgId) params.orgId = state.orgId;
+  if (state.timeZone) params.timeZone = state.timeZone;
   return params;
+}
+
+// The zone the views count days in, as the server chooses it: the one a platform admin picked,
+// else the organization's (UTC for all organizations).
+function viewZone() {
+  if (!state.scope) return "UTC";
+  if (!state.scope.platform) return state.scope.zone;
+  return state.timeZone || (state.orgId && state.scope.zones.get(state.orgId)) || "UTC";
+}
+
+function applyZone() {
+  setViewZone(viewZone());
+  reapplyPreset(state);
+  $("tz-note").textContent = timeZoneNote("the chart");
 }
 
 function filterParams() {
@@ -103,17 +119,26 @@ async function loadScope(user) {
   state.orgId = "";
   $("scope-note").textContent = problem;
   $("scope-note").hidden = !problem;
+  state.timeZone = "";
   if (platform) {
-    state.scope = { platform, orgs: new Map(orgs.map((org) => [org.id, org.name])) };
+    state.scope = { platform, orgs: new Map(orgs.map((org) => [org.id, org.name])),
+                    zones: new Map(orgs.map((org) => [org.id, org.timeZone || "UTC"])) };
     $("org-filter").replaceChildren(new Option("All organizations", ""),
-      ...orgs.map((org) => new Option(org.name, org.id)));
+      ...orgs.map((org) => new Option(`${org.name} (${org.timeZone || "UTC"})`, org.id)));
     $("org-filter").value = "";
+    const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+    $("zone-filter").replaceChildren(new Option("The organization's", ""), new Option("UTC", "UTC"),
+      ...zones.filter((zone) => zone !== "UTC").map((zone) => new Option(zone, zone)));
+    $("zone-filter").value = "";
   } else {
     const own = orgs.find((org) => org.id === user.orgId) || orgs[0];
-    state.scope = { platform, orgName: own ? own.name : "" };
+    state.scope = { platform, orgName: own ? own.name : "", zone: (own && own.timeZone) || "UTC" };
     $("org-name").textContent = own ? own.name : "your organization";
+    $("org-zone").textContent = state.scope.zone;
   }
+  applyZone();
   $("org-picker").hidden = !platform;
+  $("zone-picker").hidden = !platform;
   $("org-label").hidden = platform;
   // Reconciliation compares the providers' reports for the whole service: platform admins only.
   $("view-tabs").hidden = !platform;
@@ -138,6 +163,7 @@ function scopeName() {
 
 function chooseOrg(orgId) {
   state.orgId = orgId;
+  applyZone();
   // One user's figures are per organization too; the list they were picked from is gone.
   closeUser();
   refresh();
@@ -227,6 +253,13 @@ function renderCards(dashboard) {
     ? `Of these, ${formatNumber(dashboard.failedRequests)} calls of failed requests cost ` +
       `${formatUsd(dashboard.failedCost)} (billed all the same).`
     : "No calls of failed requests in this range.";
+  const projection = dashboard.projection;
+  // Where this month is heading: the month so far plus the last 7 days' daily average for the rest.
+  $("projection-note").textContent = projection
+    ? `At this pace ${projection.month} ends at ${formatNumber(projection.projected.tokens)} tokens and ` +
+      `${formatUsd(projection.projected.cost)} (${formatNumber(projection.monthToDate.tokens)} so far; ` +
+      `month of ${projection.timeZone}).`
+    : "";
 }
 
 function renderBreakdown(rows) {
@@ -611,6 +644,11 @@ function init() {
     });
   }
   $("org-filter").addEventListener("change", (event) => chooseOrg(event.target.value));
+  $("zone-filter").addEventListener("change", (event) => {
+    state.timeZone = event.target.value;
+    applyZone();
+    refresh();
+  });
   $("user-close").addEventListener("click", closeUser);
   $("history-prev").addEventListener("click", () => loadUser(state.user, state.historyPage - 1));
   $("history-next").addEventListener("click", () => loadUser(state.user, state.historyPage + 1));

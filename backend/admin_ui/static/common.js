@@ -13,7 +13,32 @@ export const $ = (id) => document.getElementById(id);
 // ---- formatting --------------------------------------------------------------------------
 
 const numberFormat = new Intl.NumberFormat("en-US");
-const timeFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium" });
+
+// The zone the page counts days and shows times in: the organization's (the API says which with
+// every answer), UTC for a platform admin's view of every organization. setViewZone changes it.
+let viewZone = "UTC";
+let timeFormat = zoneFormat(viewZone);
+
+function zoneFormat(zone) {
+  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "medium", timeZone: zone });
+}
+
+export function setViewZone(zone) {
+  viewZone = zone || "UTC";
+  timeFormat = zoneFormat(viewZone);
+}
+
+export function getViewZone() {
+  return viewZone;
+}
+
+// Today's date (YYYY-MM-DD) in the view's zone.
+function zoneToday() {
+  const parts = new Intl.DateTimeFormat("en-CA", { timeZone: viewZone, year: "numeric", month: "2-digit",
+                                                   day: "2-digit" }).formatToParts(new Date());
+  const part = (type) => parts.find((item) => item.type === type).value;
+  return `${part("year")}-${part("month")}-${part("day")}`;
+}
 
 export function formatNumber(value) {
   return numberFormat.format(value);
@@ -30,7 +55,7 @@ export function humanize(key) {
   return String(key).replaceAll("_", " ");
 }
 
-// A <time> in the reader's zone with the UTC instant on hover.
+// A <time> in the view's zone with the UTC instant on hover.
 export function timeElement(iso) {
   const time = document.createElement("time");
   time.dateTime = iso;
@@ -39,14 +64,10 @@ export function timeElement(iso) {
   return time;
 }
 
-// `counted`: what else on the page counts whole UTC days ("the chart", "budgets").
+// `counted`: what else on the page counts whole local days ("the chart", "budgets").
 export function timeZoneNote(counted) {
-  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
-  const minutes = -new Date().getTimezoneOffset();
-  const sign = minutes >= 0 ? "+" : "-";
-  const offset = `${String(Math.floor(Math.abs(minutes) / 60)).padStart(2, "0")}:${String(Math.abs(minutes) % 60).padStart(2, "0")}`;
-  return `Times are shown in your time zone (${zone}, UTC${sign}${offset}); hover a time for UTC. ` +
-    `Date ranges and ${counted} count whole UTC days.`;
+  return `Times shown in ${viewZone}; hover a time for UTC. Date ranges and ${counted} count whole days ` +
+    `in ${viewZone}.`;
 }
 
 // ---- the API -----------------------------------------------------------------------------
@@ -105,9 +126,14 @@ export async function request(path, options = {}) {
 
 // The `data` of a GET's JSON answer; `params` become the query string.
 export async function getData(path, params) {
+  return (await getEnvelope(path, params)).data;
+}
+
+// The whole answer: { success, data, message, timeZone? }.
+export async function getEnvelope(path, params) {
   const query = params ? `?${new URLSearchParams(params)}` : "";
   const response = await request(path + query);
-  return (await response.json()).data;
+  return response.json();
 }
 
 // ---- alerts and the session --------------------------------------------------------------
@@ -204,9 +230,9 @@ function addDays(day, count) {
   return isoDay(date);
 }
 
-// Date ranges are whole UTC days, as the API counts them.
+// Date ranges are whole days of the view's zone, as the API counts them.
 function presetRange(preset) {
-  const today = isoDay(new Date());
+  const today = zoneToday();
   switch (preset) {
     case "today": return [today, today];
     case "7d": return [addDays(today, -6), today];
@@ -263,9 +289,14 @@ export function rangeParams(range) {
   return { startDate: range.start, endDate: range.end };
 }
 
+// After the view's zone changed: a preset means the same days of the new zone ("today" there).
+export function reapplyPreset(range) {
+  if (range.preset !== "custom") [range.start, range.end] = presetRange(range.preset);
+}
+
 export function showRange(range) {
   $("range-label").textContent = range.start === range.end
-    ? `${range.start} (UTC day)` : `${range.start} to ${range.end} (whole UTC days)`;
+    ? `${range.start} (a day in ${viewZone})` : `${range.start} to ${range.end} (whole days in ${viewZone})`;
 }
 
 // ---- panels, tables and filters ----------------------------------------------------------

@@ -3,9 +3,9 @@
 // The API, session (the admin page's, in sessionStorage), formatting, date-range and table helpers
 // are common.js's, shared with admin.js.
 import {
-  $, applyPreset, cell, filterOptions, formatNumber, formatUsd, getData, humanize, isAdmin, markBusy,
+  $, applyPreset, getEnvelope, cell, filterOptions, formatNumber, formatUsd, getData, humanize, isAdmin, markBusy,
   onSessionExpired, placeholder, rangeParams, renderModelTable, report, setUpDateRange, setUpSignIn,
-  showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement, timeZoneNote,
+  setViewZone, showAlert, showPager, showRange, showSignedIn, showSignIn, storedSession, timeElement, timeZoneNote,
 } from "./common.js";
 
 const HISTORY_PAGE_SIZE = 10;
@@ -67,6 +67,15 @@ async function startSession(email, account) {
   if (session !== state.sessions) return;
   $("session-email").textContent = user.email;
   $("admin-link").hidden = !isAdmin(user);
+  // Your days are your organization's: its zone (in /api/me/usage) comes first, then the ranges.
+  try {
+    const usage = await getEnvelope("/api/me/usage");
+    setViewZone(usage.timeZone);
+  } catch (failure) {
+    if (failure.status === 401) return;
+  }
+  if (session !== state.sessions) return;
+  $("tz-note").textContent = timeZoneNote("budgets");
   applyPreset(state, state.preset, refresh);
 }
 
@@ -96,7 +105,9 @@ async function refresh() {
 async function loadBudget(load) {
   try {
     const usage = await getData("/api/me/usage");
-    if (load === state.loads) renderBudget(usage.windows);
+    if (load !== state.loads) return;
+    renderBudget(usage.windows);
+    renderProjection(usage.projection);
   } catch (failure) {
     if (load !== state.loads) return;
     $("budget-windows").replaceChildren(note(`Your budget could not be loaded: ${failure.message}`, "error"));
@@ -215,7 +226,7 @@ function renderBudget(windows) {
     card.className = "card";
     card.id = `budget-${window.window}`;
     const title = document.createElement("h4");
-    title.textContent = `${WINDOW_NAMES[window.window] || humanize(window.window)} (UTC ${window.period})`;
+    title.textContent = `${WINDOW_NAMES[window.window] || humanize(window.window)} (${window.period}, ${window.timeZone})`;
     const list = document.createElement("dl");
     list.className = "budget-lines";
     budgetLine(list, window, "tokens", "Tokens", formatNumber);
@@ -225,6 +236,19 @@ function renderBudget(windows) {
     card.append(title, list, resets);
     holder.append(card);
   }
+}
+
+// Where the month is heading: the month so far plus the last 7 days' daily average for the rest.
+function renderProjection(projection) {
+  const line = $("projection");
+  if (!projection) {
+    line.textContent = "";
+    return;
+  }
+  line.textContent = `At this pace you reach ${formatNumber(projection.projected.tokens)} tokens ` +
+    `(${formatUsd(projection.projected.cost)}) by the end of ${projection.month} (${projection.timeZone}): ` +
+    `${formatNumber(projection.monthToDate.tokens)} so far, about ${formatNumber(Math.round(projection.dailyAverage.tokens))} ` +
+    `a day over the last 7 days.`;
 }
 
 // The totals are the by-model rows summed: every call has exactly one model.
