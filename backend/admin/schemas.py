@@ -102,6 +102,11 @@ class OutcomeTotalsSchema(TotalsSchema):
 
 
 class AmountSchema(Schema):
+    tokens = fields.Integer()
+    cost = fields.Float()
+
+
+class RateSchema(Schema):
     tokens = fields.Float()
     cost = fields.Float()
 
@@ -113,7 +118,7 @@ class ProjectionSchema(Schema):
     timeZone = fields.String()
     monthEnd = UTCDateTime()
     monthToDate = fields.Nested(AmountSchema)
-    dailyAverage = fields.Nested(AmountSchema, metadata={"description": "over the last 7 whole local days"})
+    dailyAverage = fields.Nested(RateSchema, metadata={"description": "over the last 7 whole local days"})
     daysLeft = fields.Float()
     projected = fields.Nested(AmountSchema)
     method = fields.String()

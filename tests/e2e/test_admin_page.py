@@ -291,9 +291,9 @@ def test_admin_dashboard_end_to_end(site, browser):
         return record["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.") + f"{record['timestamp'].microsecond // 1000:03d}Z (UTC)"
 
     assert tab.text("#history-page") == f"Page 1 of 3 · {len(alice)} calls"
-    # Times are local (New York here) with the zone named; the UTC instant is in the title.
-    assert "America/New_York" in tab.text("#tz-note")
-    newest = newest_first[0]["timestamp"].astimezone(ZoneInfo("America/New_York"))
+    # Times are in the view's zone (all organizations: UTC), named; the UTC instant is in the title.
+    assert tab.text("#tz-note").startswith("Times shown in UTC")
+    newest = newest_first[0]["timestamp"].astimezone(ZoneInfo("UTC"))
     shown = tab.text("#history-table tbody tr:first-child time")
     assert newest.strftime("%b %-d, %Y") in shown and f"{newest.hour % 12 or 12}:{newest:%M:%S}" in shown
     assert history_times() == [utc_title(r) for r in newest_first[:10]]
@@ -528,6 +528,9 @@ def org_site(tmp_path_factory):
     create_user(app, "admin@example.com", role="admin")
     platform = bearer(client, "admin@example.com")
     acme, globex = make_org(client, platform, ACME), make_org(client, platform, GLOBEX)
+    # Acme counts its days in New York (its seeded calls, 06:00-18:00 UTC, stay inside the same ranges).
+    assert client.patch(f"/admin/orgs/{acme}", json={"timeZone": "America/New_York"},
+                        headers=platform).status_code == 200
     qa = make_team(client, platform, acme, "QA")
     owner, _ = member(app, client, platform, acme, "owner@acme.test", role="admin")
     ann, ann_headers = member(app, client, platform, acme, "ann@acme.test", team_id=qa)
@@ -585,8 +588,10 @@ def test_an_organization_admin_sees_only_their_organization(org_site, browser):
     tab.login("owner@acme.test")
     tab.settle()
 
-    # Their organization by name (its markup as text), no selector, no reconciliation tab.
-    assert tab.text("#org-label") == f"Organization: {ACME}"
+    # Their organization by name (its markup as text) and zone, no selector, no reconciliation tab.
+    assert tab.text("#org-label") == f"Organization: {ACME} · time zone America/New_York"
+    assert tab.text("#tz-note").startswith("Times shown in America/New_York")
+    assert "(whole days in America/New_York)" in tab.text("#range-label")
     assert page.locator("#org-picker").is_hidden() and page.locator("#view-tabs").is_hidden()
     # Acme's figures only, and nothing of Globex (nor of the default organization) anywhere in the page.
     assert tab.cards() == expected_cards(acme)
@@ -612,7 +617,7 @@ def test_an_organization_admin_sees_only_their_organization(org_site, browser):
     # A reload reads the account again and keeps the scope.
     page.reload()
     tab.settle()
-    assert tab.text("#org-label") == f"Organization: {ACME}"
+    assert tab.text("#org-label") == f"Organization: {ACME} · time zone America/New_York"
     assert tab.cards() == expected_cards(acme)
 
     # What the page never asks for, the API refuses too.
@@ -633,7 +638,9 @@ def test_a_platform_admin_chooses_the_organization(org_site, browser):
     tab.settle()
     orgs = site["api"].get("/admin/orgs", headers=site["platform"]).json["data"]
     assert sorted(org["name"] for org in orgs) == sorted([ACME, GLOBEX, "default"])
-    assert page.locator("#org-filter option").all_inner_texts() == ["All organizations", *[o["name"] for o in orgs]]
+    assert page.locator("#org-filter option").all_inner_texts() == [
+        "All organizations", *[f"{o['name']} ({o['timeZone']})" for o in orgs]]
+    assert page.locator("#zone-picker").is_visible() and "(whole days in UTC)" in tab.text("#range-label")
     assert page.locator("#org-label").is_hidden() and page.locator('.view-tab[data-view="reconciliation"]').is_visible()
     assert tab.cards() == expected_cards(site["records"])
 
@@ -661,6 +668,13 @@ def test_a_platform_admin_chooses_the_organization(org_site, browser):
     tab.settle()
     assert page.locator("#user-panel").is_hidden()
     assert tab.cards() == expected_cards(of_org(site, site["acme"]))
+    assert tab.text("#tz-note").startswith("Times shown in America/New_York")
+    # A zone of the admin's choosing: every request names it.
+    page.select_option("#zone-filter", "Asia/Jakarta")
+    tab.settle()
+    assert tab.text("#tz-note").startswith("Times shown in Asia/Jakarta")
+    assert "timeZone=Asia%2FJakarta" in asked[-1]
+    page.select_option("#zone-filter", "")
     page.select_option("#org-filter", "")
     tab.settle()
     assert tab.cards() == expected_cards(site["records"])

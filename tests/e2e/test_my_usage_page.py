@@ -136,6 +136,13 @@ def test_a_user_sees_exactly_their_own_usage(site, browser):
         f"{r['timestamp']} (UTC)" for r in history["data"]]
     assert history_column(tab, 3) == ["ok"] * 3
     assert tab.text("#history-page") == "Page 1 of 1 · 3 calls"
+    # Her days are her organization's (the default one counts in UTC), and where her month is heading.
+    assert tab.text("#tz-note").startswith("Times shown in UTC")
+    projection = site["api"].get("/api/me/usage", headers=site["headers"][ANN]).json["data"]["projection"]
+    assert tab.text("#projection").startswith(f"At this pace you reach {projection['projected']['tokens']:,} tokens")
+    # Calls by type: her generations (no embeddings: she saved no cases).
+    assert table_rows(page, "#operations-table") == [["test generation", "3", f"{sum(c['totalTokens'] for c in ann):,}",
+                                                      usd(math.fsum(c["cost"] for c in ann))]]
 
     # Her budget: tokens today against her limit, cost this month against hers, no limit otherwise.
     used = sum(c["totalTokens"] for c in ann)
