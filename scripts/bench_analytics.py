@@ -1,7 +1,7 @@
 """Benchmark the admin analytics on the rollup path and on the raw-ledger path.
 
 Usage: python scripts/bench_analytics.py --records N [N ...] [--repeats K] [--raw-repeats K] [--skip-raw]
-           [--orgs O] [--teams-per-org T] [--seed S] [--db NAME] [--only TEXT ...]
+           [--orgs O] [--teams-per-org T] [--seed S] [--db NAME] [--only TEXT ...] [--time-zone ZONE]
 
 For each N, loads N synthetic ledger records (about 1,000 users with a skewed spread, five
 models, three operations, 90 days) into its own database of the configured store (MONGO_URI,
@@ -18,7 +18,9 @@ Every variant of an endpoint (each N, rollup and raw) is called in the same roun
 alternating order (ABBA), after one untimed call on the rollup path, so the machine's load
 drifts over all of them alike; the table gives medians with min-max, and the ratios between
 variants are measured in this one run. With several N the table adds each source's growth
-(largest N / smallest N): flat in N is a growth near 1x on the rollup path.
+(largest N / smallest N): flat in N is a growth near 1x on the rollup path. With --time-zone,
+each rollup view is also timed in that zone's local days (timeZone=ZONE: the rollups' quarter-hour
+slots) in the same rounds, with its ratio to the UTC view at each N.
 
 The databases named <--db>_<N> (default tokenledger_bench_<N>) are dropped before and after:
 never point them at real data.
@@ -234,14 +236,14 @@ def measure(variants, repeats):
     """{variant: ([ms], first answer)}: one untimed rollup call each, then rounds calling every
     variant that still needs samples, in forward then reverse order (ABBA)."""
     for key, run in variants.items():
-        if key[1] == ROLLUP:
+        if key[1].startswith(ROLLUP):
             run()
     samples = {key: ([], None) for key in variants}
     order = list(variants)
     for round_number in range(max(repeats.values())):
         for key in order if round_number % 2 == 0 else reversed(order):
             timings, answer = samples[key]
-            if len(timings) < repeats[key[1]]:
+            if len(timings) < repeats[key[1].split()[0]]:
                 elapsed, data = variants[key]()
                 timings.append(elapsed)
                 samples[key] = (timings, answer if answer is not None else data)
@@ -278,6 +280,7 @@ def table_header(counts, sources):
         columns += [f"{source} {counts[-1]:,} / {counts[0]:,}" for source in sources]
     if RAW in sources:
         columns.append(f"raw / rollup at {counts[-1]:,}")
+    columns += [f"{source.split()[1]} / UTC at {count:,}" for source in sources if " " in source for count in counts]
     return ["endpoint", "caller", *columns]
 
 
@@ -288,7 +291,15 @@ def table_row(label, caller, samples, counts, sources):
         cells += [ratio(timings[(counts[-1], source)], timings[(counts[0], source)]) for source in sources]
     if RAW in sources:
         cells.append(ratio(timings[(counts[-1], RAW)], timings[(counts[-1], ROLLUP)]))
+    cells += [ratio(timings[(count, source)], timings[(count, ROLLUP)]) for source in sources if " " in source
+              for count in counts]
     return [label, caller, *cells]
+
+
+def mode_query(query, mode):
+    """The query of one mode: "rollup", "raw" or "rollup <zone>"."""
+    source, *zone = mode.split()
+    return {**query, "source": source, **({"timeZone": zone[0]} if zone else {})}
 
 
 def main():
@@ -304,6 +315,8 @@ def main():
                         help="teams in each organization (each also has members in no team)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--db", default="tokenledger_bench", help="database name prefix: <db>_<N>")
+    parser.add_argument("--time-zone", metavar="ZONE",
+                        help="also time each rollup view in this IANA zone's local days, e.g. Asia/Kolkata")
     parser.add_argument("--only", action="append", metavar="TEXT",
                         help='time only the rows whose "endpoint (caller)" contains TEXT (repeatable), '
                              'e.g. --only "org admin" --only "breakdown (team)"')
@@ -312,7 +325,8 @@ def main():
         parser.error("--orgs must be at least 1 and --teams-per-org at least 0")
 
     counts = sorted(set(args.records))
-    sources = (ROLLUP,) if args.skip_raw else (ROLLUP, RAW)
+    sources = (ROLLUP,) + ((f"{ROLLUP} {args.time_zone}",) if args.time_zone else ()) + (() if args.skip_raw
+                                                                                         else (RAW,))
     today = datetime.now(timezone.utc).date()
     window = {"startDate": (today - timedelta(days=WINDOW_DAYS)).isoformat(),
               "endDate": (today - timedelta(days=1)).isoformat()}
@@ -334,7 +348,7 @@ def main():
             _, _, path, query, status = rows[counts.index(count)][index]
             tokens = sign_in(client)
             for source in sources:
-                variants[(count, source)] = (lambda c=client, p=path, q={**query, "source": source}, h=tokens[caller],
+                variants[(count, source)] = (lambda c=client, p=path, q=mode_query(query, source), h=tokens[caller],
                                              s=status: call(c, p, q, h, s))
         samples = measure(variants, {ROLLUP: args.repeats, RAW: args.raw_repeats})
         print("| " + " | ".join(table_row(label, caller, samples, counts, sources)) + " |", flush=True)

@@ -9,6 +9,7 @@ from backend.reconciliation.schemas import (
     ReconciliationQuerySchema,
 )
 from backend.schemas import envelope, ok
+from backend.timezones import UTC_NAME
 
 blp = Blueprint(
     "reconciliation", __name__, url_prefix="/admin/openai",
@@ -25,7 +26,9 @@ def reconciliation(query):
     """Reconciliation results per provider and UTC day (default: the last 30 days), mismatches first.
 
     Each result carries both sides, the difference (reported minus ledger) and the same per model.
+    Days are UTC days whatever the organizations' zones (the providers report UTC days): the answer
+    says so (`timeZone: "UTC"`).
     """
     data = services.list_results(get_db(), query.get("start_date"), query.get("end_date"), query.get("provider"),
                                  clock.now().date())
-    return ok(data, f"{len(data['results'])} reconciliation result(s) retrieved")
+    return ok(data, f"{len(data['results'])} reconciliation result(s) retrieved", UTC_NAME)

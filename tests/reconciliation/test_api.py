@@ -116,5 +116,7 @@ def test_the_endpoint_is_in_the_openapi_document(listed):
 
 def test_today_comes_from_the_app_clock(listed):
     client, admin, _ = listed
-    data = client.get(URL, headers=admin).json["data"]
+    answer = client.get(URL, headers=admin).json
+    assert answer["timeZone"] == "UTC"  # the providers' days, whatever the organizations' zones
+    data = answer["data"]
     assert date.fromisoformat(data["endDate"]) == NOW.date()
