@@ -315,6 +315,16 @@ def insert_records(app, records):
     runtime(app).writer.write(records)
 
 
+class Clock:
+    """An app's CLOCK a test moves by hand: `clock.at += timedelta(...)`."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def __call__(self):
+        return self.at
+
+
 def utc(*args):
     return datetime(*args, tzinfo=timezone.utc)
 

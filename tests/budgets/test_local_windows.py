@@ -3,16 +3,8 @@ from datetime import timedelta
 
 from backend.db import BUDGET_COUNTERS, USAGE, get_db
 from tests.budgets.support import MAX_OUTPUT, build, generate, provider_reporting, worst_case_tokens
-from tests.helpers import bearer, create_user, utc
+from tests.helpers import Clock, bearer, create_user, utc
 from tests.orgs.support import member
-
-
-class Clock:
-    def __init__(self, at):
-        self.at = at
-
-    def __call__(self):
-        return self.at
 
 
 def setup(make_app, clock):

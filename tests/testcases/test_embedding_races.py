@@ -11,6 +11,7 @@ from backend.testcases import repository, vectors
 from backend.testcases.embeddings import Checkpoint, _current_keys, backfill, embed_due, Embedder
 from backend.testcases.vectors import decode
 from tests.helpers import (
+    Clock,
     FakeLLMServer,
     bearer,
     cases_json,
@@ -18,8 +19,9 @@ from tests.helpers import (
     create_user,
     ollama_embeddings,
     openai_embeddings,
+    utc,
 )
-from tests.testcases.test_embeddings import Clock, clock, dev, ledger, rag_app, save_cases, utc  # noqa: F401
+from tests.testcases.test_embeddings import clock, dev, ledger, rag_app, save_cases  # noqa: F401
 
 
 def second(make_app, rag_app, transport, clock, **extra):

@@ -13,6 +13,7 @@ from backend.db import get_db
 from backend.testcases.embeddings import embed_due
 from backend.testcases.vectors import decode
 from tests.helpers import (
+    Clock,
     FakeLLMServer,
     bearer,
     cases_json,
@@ -26,14 +27,6 @@ from tests.helpers import (
 EMBEDDING_PER_TOKEN = Decimal("0.02") / 10**6
 TITLES = ("Password reset email is sent", "Password reset link expires", "Upload a profile picture")
 VECTORS = ([1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0])
-
-
-class Clock:
-    def __init__(self, at):
-        self.at = at
-
-    def __call__(self):
-        return self.at
 
 
 @pytest.fixture
