@@ -59,8 +59,22 @@ def grouped(db, source, fields, start=None, end=None, filters=None, tz=None):
     rollup = ROLLUP_BY_NAME.get(source)
     if rollup is not None and rollup.per_day:
         return _per_day_rows(db, rollup, fields, start, end, filters)
+    if rollup is not None:
+        return _daily_rows(db, rollup, fields, start, end, filters)
     return list(db[COLLECTIONS[source]].aggregate(group_pipeline(source, fields, start, end, filters),
                                                   allowDiskUse=True))
+
+
+def _daily_rows(db, rollup, fields, start, end, filters):
+    """A daily rollup's documents in the range, their day sums (not their slots) grouped here: an
+    aggregation would copy every document whole, slots and all, on the embedded store."""
+    projection = {"_id": 0, **{field: 1 for field in (*fields, *SUMS, REQUESTS)}}
+    if F.USER_ID in fields:
+        projection[F.USER_EMAIL] = 1
+    groups = _Groups(fields)
+    for document in db[rollup.collection].find(match(rollup.name, start, end, filters)["$match"], projection):
+        groups.add({field: document.get(field) for field in fields}, document, document.get(F.USER_EMAIL))
+    return list(groups.rows.values())
 
 
 def month_query(start=None, end=None, filters=None):

@@ -103,7 +103,7 @@ def test_rollup_views_equal_the_raw_ledger(make_app, seed):
         chosen = active(records, window.get("startDate"), window.get("endDate"), **equal)
 
         dashboard = get("dashboard", **window)
-        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests")
+        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests", "projection")
         assert_same({k: v for k, v in dashboard.items() if k not in summary}, totals(chosen))
         assert dashboard["uniqueUsers"] == len({r["userId"] for r in chosen})
         failed = [r for r in chosen if r["outcome"] != "ok"]
@@ -236,7 +236,7 @@ def test_views_of_organizations_teams_and_tags_equal_the_raw_ledger(make_app, se
         query = {key: str(value) for key, value in window.items()}
 
         dashboard = get("dashboard", **query)
-        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests")
+        summary = ("uniqueUsers", "byOutcome", "failedCost", "failedRequests", "projection")
         assert_same({k: v for k, v in dashboard.items() if k not in summary}, totals(chosen))
         assert dashboard["uniqueUsers"] == len({r["userId"] for r in chosen})
         assert {item["outcome"]: item["totalRequests"] for item in dashboard["byOutcome"]} == {

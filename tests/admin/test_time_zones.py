@@ -22,6 +22,10 @@ def admin(app, client):
     return bearer(client, "root@example.com")
 
 
+def without_projection(data):
+    return {k: v for k, v in data.items() if k != "projection"} if isinstance(data, dict) else data
+
+
 def days(client, headers, **query):
     response = client.get("/admin/openai/timeseries", query_string={"bucket": "day", **query}, headers=headers)
     assert response.status_code == 200, response.json
@@ -79,7 +83,8 @@ def test_rollup_views_equal_the_raw_ledger_in_zones_with_30_and_45_minute_offset
         rollup = client.get(view, query_string=query, headers=admin)
         raw = client.get(view, query_string={**query, "source": "raw"}, headers=admin)
         assert rollup.status_code == raw.status_code == 200, (view, rollup.json)
-        assert rollup.json["data"] == raw.json["data"], (view, extra)
+        # The dashboard's projection is of the month under way, read from the rollups for both.
+        assert without_projection(rollup.json["data"]) == without_projection(raw.json["data"]), (view, extra)
     assert app.test_cli_runner().invoke(args=["rebuild-rollups", "--check"]).exit_code == 0
 
 
