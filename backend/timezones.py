@@ -13,25 +13,31 @@ effect at the next midnight of the zone it replaces (backend/orgs).
 """
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+from functools import lru_cache
+from zoneinfo import ZoneInfo, available_timezones
 
 UTC_NAME = "UTC"
 SLOT = timedelta(minutes=15)
 SLOTS_PER_DAY = 96
 
 
+# Names that tzdata lists but are no place's zone: the host's own setting, POSIX rules, and the
+# "posix/" and "right/" copies (the latter counting leap seconds).
+NOT_PLACES = ("localtime", "posixrules", "Factory")
+
+
+@lru_cache(maxsize=1)
+def names():
+    """Every IANA zone name a request may use."""
+    return frozenset(name for name in available_timezones() | {UTC_NAME}
+                     if name not in NOT_PLACES and not name.startswith(("posix/", "right/")))
+
+
 def zone(name):
     """The ZoneInfo of an IANA name; ValueError when there is none (the message names it)."""
-    if not isinstance(name, str) or not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+    if not isinstance(name, str) or name not in names():
         raise ValueError(f"Unknown time zone {name!r}: use an IANA name such as Asia/Jakarta")
-    try:
-        return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ValueError(f"Unknown time zone {name!r}: use an IANA name such as Asia/Jakarta") from None
-
-
-def names():
-    return sorted(available_timezones() | {UTC_NAME})
+    return ZoneInfo(name)
 
 
 def is_utc(tz):
@@ -48,10 +54,18 @@ def day_start(day, tz):
 
 
 def day_bounds(first, last, tz):
-    """[start, end) in UTC of the local days first..last (either None: open)."""
-    start = day_start(first, tz) if first is not None else None
-    end = day_start(last + timedelta(days=1), tz) if last is not None and last < date.max else None
-    return start, end
+    """[start, end) in UTC of the local days first..last (either None: open; a bound past what a
+    UTC datetime holds, as 0001-01-01 east of UTC, is open too)."""
+    return _bound(first, tz), _bound(last + timedelta(days=1) if last is not None and last < date.max else None, tz)
+
+
+def _bound(day, tz):
+    if day is None:
+        return None
+    try:
+        return day_start(day, tz)
+    except OverflowError:
+        return None
 
 
 def local_date(instant, tz):
@@ -87,59 +101,105 @@ class Slots:
         days = []
         for index in range(SLOTS_PER_DAY):
             begins = start + index * SLOT
-            first, last = begins.astimezone(self.tz), (begins + SLOT - timedelta(microseconds=1)).astimezone(self.tz)
+            try:
+                first = begins.astimezone(self.tz)
+                last = (begins + SLOT - timedelta(microseconds=1)).astimezone(self.tz)
+            except OverflowError:  # the first or last day a datetime holds: the ledger answers
+                return None
             if first.date() != last.date():
                 return None
             days.append(first.date())
         return days
 
 
+# A zone change is kept this long (past any budget window or counter it can shape).
+HISTORY_KEPT = timedelta(days=70)
+
+
+def _instant(value):
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
 @dataclass(frozen=True)
 class ZoneRule:
-    """An organization's zone: `name` since `since`, `previous` before it (a change takes effect at
-    the next midnight of the zone it replaces); no `since`: `name` always."""
+    """An organization's zones over time: `periods` is ((name, since), ...) in order, the first since
+    None (always before). Each change takes effect at the next midnight of the zone it replaces."""
 
-    name: str = UTC_NAME
-    previous: str | None = None
-    since: datetime | None = None
+    periods: tuple = ((UTC_NAME, None),)
+
+    @classmethod
+    def always(cls, name):
+        return cls(((name, None),))
+
+    @property
+    def name(self):
+        """The latest zone (in effect, or about to be at its `since`)."""
+        return self.periods[-1][0]
+
+    @property
+    def previous(self):
+        return self.periods[-2][0] if len(self.periods) > 1 else None
+
+    @property
+    def since(self):
+        return self.periods[-1][1]
+
+    def index_at(self, instant):
+        index = 0
+        for position, (_, since) in enumerate(self.periods):
+            if since is None or since <= instant:
+                index = position
+        return index
 
     def name_at(self, instant):
-        if self.since is not None and self.previous is not None and instant < self.since:
-            return self.previous
-        return self.name
+        return self.periods[self.index_at(instant)][0]
 
     def changed_to(self, new_name, now):
-        """The rule after an admin sets `new_name` at `now`: it applies from the next midnight of the
-        zone in effect now (at once when nothing changes)."""
-        current = self.name_at(now)
-        if new_name == current:
-            return ZoneRule(new_name)
-        tz = zone(current)
-        return ZoneRule(new_name, current, day_start(local_date(now, tz) + timedelta(days=1), tz))
+        """The rule after an admin sets `new_name` at `now`: a change still pending is dropped, and
+        the new zone applies from the next midnight of the zone in effect now (nothing changes when
+        that is the new zone). Changes older than HISTORY_KEPT are forgotten."""
+        periods = [period for period in self.periods if period[1] is None or period[1] <= now]
+        current = periods[-1][0]
+        if new_name != current:
+            tz = zone(current)
+            periods.append((new_name, day_start(local_date(now, tz) + timedelta(days=1), tz)))
+        while len(periods) > 1 and periods[1][1] < now - HISTORY_KEPT:
+            periods = [(periods[1][0], None), *periods[2:]]
+        return ZoneRule(tuple(periods))
 
     def as_fields(self):
-        return {"timeZone": self.name, "previousTimeZone": self.previous, "timeZoneSince": self.since}
+        """As an organization stores it: its zone, the last change (the zone before and when it took
+        or takes effect) and the history the budget windows are drawn from."""
+        return {"timeZone": self.name, "previousTimeZone": self.previous, "timeZoneSince": self.since,
+                "timeZoneHistory": [{"timeZone": name, "since": since} for name, since in self.periods]}
+
+    def as_ticket(self):
+        """As a budget ticket carries it through the spool (JSON)."""
+        return {"timeZone": self.name, "timeZoneHistory": [
+            {"timeZone": name, "since": since.isoformat() if since else None} for name, since in self.periods]}
 
     @classmethod
     def of(cls, document):
         """The rule stored on an organization (or carried by a budget ticket); UTC when none."""
         document = document or {}
-        since = document.get("timeZoneSince")
-        if isinstance(since, str):
-            since = datetime.fromisoformat(since.replace("Z", "+00:00"))
-        if since is not None and since.tzinfo is None:
-            since = since.replace(tzinfo=timezone.utc)
-        return cls(document.get("timeZone") or UTC_NAME, document.get("previousTimeZone"), since)
-
-    def as_ticket(self):
-        return {"timeZone": self.name, "previousTimeZone": self.previous,
-                "timeZoneSince": self.since.isoformat() if self.since else None}
+        history = document.get("timeZoneHistory")
+        if history:
+            return cls(tuple((entry["timeZone"], _instant(entry.get("since"))) for entry in history))
+        name, previous = document.get("timeZone") or UTC_NAME, document.get("previousTimeZone")
+        since = _instant(document.get("timeZoneSince"))
+        if previous and since is not None:
+            return cls(((previous, None), (name, since)))
+        return cls.always(name)
 
 
 @dataclass(frozen=True)
 class Window:
     """A budget window: its label (local YYYY-MM-DD or YYYY-MM), the zone it is counted in, its
-    [start, end) in UTC, and whether a zone change cut it short."""
+    [start, end) in UTC, and whether a zone change made it other than its zone's whole day or month."""
 
     label: str
     zone_name: str
@@ -157,34 +217,56 @@ def _month_after(first):
     return date(first.year + first.month // 12, first.month % 12 + 1, 1)
 
 
+def _natural(window, instant, tz):
+    """[start, end) of the zone's whole day or month holding `instant`."""
+    local = local_date(instant, tz)
+    first = local if window == "day" else local.replace(day=1)
+    following = first + timedelta(days=1) if window == "day" else _month_after(first)
+    return day_start(first, tz), day_start(following, tz)
+
+
+def _cuts(window, periods, index):
+    """Whether the change into periods[index] is a boundary: of every day (it falls on a midnight of
+    the zone it replaces), of a month only when it falls on a first of the month there."""
+    return window == "day" or _starts_month(periods[index][1], zone(periods[index - 1][0]))
+
+
+def _start(window, instant, periods, index):
+    """(start, index of the period it falls in) of the window holding `instant`."""
+    start, _ = _natural(window, instant, zone(periods[index][0]))
+    since = periods[index][1]
+    if since is None or start >= since:
+        return start, index
+    if _cuts(window, periods, index):
+        return since, index
+    return _start(window, since - timedelta(microseconds=1), periods, index - 1)
+
+
+def _end(window, instant, periods, index):
+    _, end = _natural(window, instant, zone(periods[index][0]))
+    if index + 1 >= len(periods) or end <= periods[index + 1][1]:
+        return end
+    following = periods[index + 1][1]
+    if _cuts(window, periods, index + 1):
+        return following
+    return _end(window, following, periods, index + 1)
+
+
 def window_bounds(window, instant, rule):
     """The budget window ("day" or "month") holding `instant`: its local day or month in the zone in
     effect then. A zone change cuts the day at its `since` (a midnight of the zone it replaces),
     and the month only when `since` starts a month there; otherwise the month that began in the
-    previous zone goes on to the end of the new zone's month."""
-    name = rule.name_at(instant)
+    previous zone goes on to the end of the new zone's month. Named by its start, in the zone in
+    effect at its start."""
+    periods = rule.periods
+    index = rule.index_at(instant)
+    start, starting = _start(window, instant, periods, index)
+    end = _end(window, instant, periods, index)
+    name = periods[starting][0]
     tz = zone(name)
-    local = local_date(instant, tz)
-    first = local if window == "day" else local.replace(day=1)
-    start = day_start(first, tz)
-    end = day_start(first + timedelta(days=1) if window == "day" else _month_after(first), tz)
-    since = rule.since if rule.previous is not None else None
-    cut = False
-    if since is not None and start < since < end:
-        old_tz = zone(rule.previous)
-        if window == "day" or _starts_month(since, old_tz):
-            cut = True
-            if instant < since:
-                end = since
-            else:
-                start = since
-        elif instant < since:  # the month goes on across the change, to the end of the new zone's month
-            new_tz = zone(rule.name)
-            end = day_start(_month_after(local_date(since, new_tz).replace(day=1)), new_tz)
-        else:  # the month that began in the previous zone, named as it was
-            start, name = day_start(local_date(since, old_tz).replace(day=1), old_tz), rule.previous
-    label = local_date(start, zone(name)).isoformat()
-    return Window(label if window == "day" else label[:7], name, start, end, cut)
+    label = local_date(start, tz).isoformat()
+    natural = _natural(window, start, tz)
+    return Window(label if window == "day" else label[:7], name, start, end, (start, end) != natural)
 
 
 def _starts_month(instant, tz):

@@ -19,7 +19,7 @@ slots of the UTC days the range touches are summed onto the local day each falls
 (backend/timezones.py), and the ledger is grouped by each record's local day here. A range whose
 local midnights fall inside a slot (a historical offset) is answered from the ledger.
 """
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
 from backend.admin.pipelines import RAW, date_range, group_pipeline, match
 from backend.db import USAGE
@@ -145,43 +145,73 @@ def _utc_days(start, end, tz):
 
 
 def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
+    """A rollup's sums in the local days [start, end]. Grouped by day, every UTC day is split by its
+    slots; otherwise only the first and last UTC days are (the days between lie wholly inside the
+    range: their day sums count). A UTC day a local midnight splits inside a slot is read from the
+    ledger instead (tag rollups, which count every call once more, are then read from it whole)."""
     first, last = _utc_days(start, end, tz)
+    by_day = F.DATE in fields
+    edges = sorted({day.isoformat() for day in (first, last) if day is not None})
     names = [field for field in fields if field != F.DATE]
-    projection = {"_id": 0, SLOTS: 1, **{field: 1 for field in names}}
-    if F.USER_ID in fields:
-        projection[F.USER_EMAIL] = 1
-    if rollup.per_day:
-        documents = db[rollup.collection].find(month_query(first, last, filters), projection)
-        days = ((document, day, slots) for document in documents for day, slots in document.get(SLOTS, {}).items())
-    else:
-        projection[F.DATE] = 1
-        query = match(rollup.name, first, last, filters)["$match"]
-        days = ((document, document[F.DATE], document.get(SLOTS, {})) for document in db[rollup.collection].find(
-            query, projection))
-    slots_of, groups = Slots(tz), _Groups(fields)
-    for document, day, slots in days:
+    keep = {"_id": 0, **{field: 1 for field in names}, **({F.USER_EMAIL: 1} if F.USER_ID in fields else {})}
+    groups, slots_of, unaligned = _Groups(fields), Slots(tz), set()
+
+    def inside(day):
+        return (first is None or day > first.isoformat()) and (last is None or day < last.isoformat())
+
+    def add_slots(document, day, slots):
         if (first is not None and day < first.isoformat()) or (last is not None and day > last.isoformat()):
-            continue
-        local_days = slots_of.local_days(date_of(day))
+            return
+        local_days = slots_of.local_days(date.fromisoformat(day))
         if local_days is None:
-            raise _Unaligned(day)
+            unaligned.add(day)
+            return
         values = {field: document.get(field) for field in names}
         for slot, sums in slots.items():
             local = local_days[int(slot)]
-            if (start is not None and local < start) or (end is not None and local > end):
-                continue
-            groups.add({**values, F.DATE: local.isoformat()} if F.DATE in fields else values, sums,
-                       document.get(F.USER_EMAIL))
+            if (start is None or local >= start) and (end is None or local <= end):
+                group = {**values, F.DATE: local.isoformat()} if by_day else values
+                groups.add(group, sums, document.get(F.USER_EMAIL))
+
+    def add_day(document, sums):
+        groups.add({field: document.get(field) for field in names}, sums, document.get(F.USER_EMAIL))
+
+    if rollup.per_day:
+        projection = {**keep, SLOTS: 1} if by_day else {**keep, "days": 1, **{f"{SLOTS}.{day}": 1 for day in edges}}
+        for document in db[rollup.collection].find(month_query(first, last, filters), projection):
+            for day, slots in document.get(SLOTS, {}).items():
+                add_slots(document, day, slots)
+            for day, sums in ({} if by_day else document.get("days", {})).items():
+                if inside(day):
+                    add_day(document, sums)
+    else:
+        collection, query = db[rollup.collection], match(rollup.name, first, last, filters)["$match"]
+        split = query if by_day else {**query, F.DATE: {"$in": edges}}
+        for document in collection.find(split, {**keep, F.DATE: 1, SLOTS: 1}):
+            add_slots(document, document[F.DATE], document.get(SLOTS, {}))
+        if not by_day:
+            sums = {field: 1 for field in (*SUMS, REQUESTS)}
+            for document in collection.find({**query, F.DATE: {**query.get(F.DATE, {}), "$nin": edges}},
+                                            {**keep, **sums}):
+                add_day(document, document)
+    if unaligned:
+        if rollup.fan_out is not None:
+            raise _Unaligned(sorted(unaligned))
+        for day in sorted(unaligned):
+            for row in _local_ledger_rows(db, fields, start, end, filters, tz, utc_day=date.fromisoformat(day)):
+                groups.add(row["_id"], {**row, F.COST: row["totalCost"], REQUESTS: row["totalRequests"]},
+                           row.get(F.USER_EMAIL))
     return list(groups.rows.values())
 
 
-def date_of(day):
-    return date.fromisoformat(day)
-
-
-def _local_ledger_rows(db, fields, start, end, filters, tz):
-    """The ledger's records in the local days [start, end], grouped by `fields` (F.DATE: local day)."""
+def _local_ledger_rows(db, fields, start, end, filters, tz, utc_day=None):
+    """The ledger's records in the local days [start, end] (and in one UTC day, when given), grouped
+    by `fields` (F.DATE: local day)."""
     low, high = day_bounds(start, end, tz)
+    if utc_day is not None:
+        midnight = datetime.combine(utc_day, datetime.min.time(), tzinfo=timezone.utc)
+        following = midnight + timedelta(days=1)
+        low, high = max(low or midnight, midnight), min(high or following, following)
     query = match(RAW, None, None, {name: value for name, value in (filters or {}).items() if name != TAG})["$match"]
     if (filters or {}).get(TAG) is not None:
         query[F.TAGS] = filters[TAG]

@@ -12,12 +12,15 @@ MAX_BACKOFF = timedelta(hours=1)
 POST_TIMEOUT_SECONDS = 10
 
 
-def queue_crossings(db, subject, window, period, unit, used, limit, thresholds, now):
-    """Queue an alert for every threshold that `used` has reached; each is queued once ever."""
+def queue_crossings(db, subject, window, period, unit, used, limit, thresholds, now, window_key=None):
+    """Queue an alert for every threshold that `used` has reached; each is queued once ever per
+    window (`window_key`: the budget counter's key, which tells apart two windows a zone change
+    gives one label; by default `<subject>|<window>|<period>`)."""
     queued = []
+    window_key = window_key or f"{subject['key']}|{window}|{period}"
     for percent in thresholds:
         if limit and used >= limit * percent / 100:
-            alert_id = f"{subject['key']}|{window}|{period}|{unit}|{percent}"
+            alert_id = f"{window_key}|{unit}|{percent}"
             payload = {
                 "text": (f"TokenLedger: {subject['label']} has used {percent}% of its {window} {unit} "
                          f"budget ({used:g} of {limit:g}) for {period}."),
@@ -29,9 +32,10 @@ def queue_crossings(db, subject, window, period, unit, used, limit, thresholds, 
     return queued
 
 
-def queue_projected_crossing(db, subject, period, unit, projected, limit, expected_day, zone_name, now):
-    """Queue, once per month and unit, the alert that the month is on pace to cross its limit."""
-    alert_id = f"{subject['key']}|month|{period}|{unit}|projected"
+def queue_projected_crossing(db, subject, window_key, period, unit, projected, limit, expected_day, zone_name, now):
+    """Queue, once per month window, unit and limit, the alert that the month is on pace to cross
+    its limit (`window_key`: the month's budget counter key)."""
+    alert_id = f"{window_key}|{unit}|projected|{limit:g}"
     day = f"{expected_day.day} {expected_day:%B}"
     payload = {
         "text": (f"TokenLedger: at this pace {subject['label']} reaches its monthly {unit} limit on {day} "

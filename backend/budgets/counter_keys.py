@@ -37,7 +37,11 @@ class BudgetCounter:
 
     @classmethod
     def of(cls, scope, owner_id, window, now, rule=UTC_RULE):
-        bounds = window_bounds(window, now, rule)
+        return cls.within(scope, owner_id, window, window_bounds(window, now, rule))
+
+    @classmethod
+    def within(cls, scope, owner_id, window, bounds):
+        """The counter of an owner in one window (timezones.Window)."""
         return cls(scope, owner_id, window, bounds.label, bounds.end, bounds.start, bounds.zone_name,
                    bounds.plain_utc)
 
@@ -68,7 +72,8 @@ def owner_ids(user_id, team_id, org_id, api_key_id):
 def counters(ids, now, rule=UTC_RULE):
     """The day and month counters of every owner in `ids` ({scope: id}) at `now`, in the windows of
     the organization's zone `rule`."""
-    return [BudgetCounter.of(scope, owner_id, window, now, rule) for scope, owner_id in ids.items()
+    bounds = {window: window_bounds(window, now, rule) for window in WINDOWS}
+    return [BudgetCounter.within(scope, owner_id, window, bounds[window]) for scope, owner_id in ids.items()
             for window in WINDOWS]
 
 

@@ -183,16 +183,13 @@ def settle_written(db, written, now, batch):
     its user, team, organization and key (a counter opens at what the ledger holds before this
     batch), merged per counter, once per `batch` (settled again after a crash, a counter that took
     it already is left as it is), then the alerts the new totals cross are queued."""
-    deltas, spend, counters_at = {}, {}, {}
+    deltas, spend = {}, {}
     for record, ticket in written:
         if ticket is None:
             continue
-        at = (record["userId"], record.get("teamId"), record.get("orgId"), record.get("apiKeyId"), record["date"])
-        keyed = counters_at.get(at)
-        if keyed is None:  # the records of a batch share a few owners and days
-            # The windows of the zone the reservation was made in (a ticket from before zones: UTC).
-            keyed = counters_at[at] = [(c.key, c) for c in counters(
-                record_owners(record), _aware(record["timestamp"]), ZoneRule.of(ticket.get("timeZone")))]
+        # The windows of the zone rule the reservation was made under (a ticket from before zones: UTC).
+        keyed = [(c.key, c) for c in counters(record_owners(record), _aware(record["timestamp"]),
+                                               ZoneRule.of(ticket.get("timeZone")))]
         tokens, units, reserved = record["totalTokens"], to_units(record["cost"]), ticket["reserved"]
         for key, counter in keyed:
             reserved_tokens, reserved_units = reserved.get(key, (0, 0))
@@ -225,7 +222,7 @@ def _settle(db, entry, now, batch):
                               ("usd", to_usd(stored["costUnits"]), usd_limit)):
         if limit is not None:
             queue_crossings(db, {"key": counter.owner, "label": label}, counter.window, counter.period, unit, used,
-                            limit, ticket["thresholds"], now)
+                            limit, ticket["thresholds"], now, window_key=counter.key)
 
 
 def _exceeded(db, key, scope, window, token_limit, cost_limit, tokens, cost_units, resets_at, now):
@@ -441,7 +438,8 @@ def queue_projected_crossings(db, now):
     """The background pass: an alert for every user, team, organization and key budget whose month
     (in its organization's zone) is on pace to cross a monthly limit, naming the local day it is
     expected to (admin.services.PROJECTION_METHOD: the month so far, its counter, plus the last 7
-    whole local days' daily average for the rest). Queued once per month, limit and unit."""
+    whole local days' daily average for the rest). Queued once per month, limit and unit. Users
+    bound only by the default budget are not projected (one check per user of the platform)."""
     queued = 0
     budgets = [("user", budget) for budget in repository.list_user_budgets(db)]
     budgets += [(kind, budget) for kind in ("team", "org", "key") for budget in repository.list_budgets(db, kind)]
@@ -466,7 +464,7 @@ def queue_projected_crossings(db, now):
         for unit, measure, limit in (("tokens", "tokens", token_limit), ("usd", "cost", usd_limit)):
             used = tokens if unit == "tokens" else cost
             day = crossing_day(used, average[measure], limit, now, counter.resets_at, tz)
-            if day is not None and queue_projected_crossing(db, {"key": counter.owner, "label": label},
+            if day is not None and queue_projected_crossing(db, {"key": counter.owner, "label": label}, counter.key,
                                                             counter.period, unit, _rounded(unit, projected[measure]),
                                                             limit, day, counter.zone_name, now):
                 queued += 1

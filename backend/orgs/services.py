@@ -55,7 +55,7 @@ def _with_counts(db, orgs, scope=Scope()):
 
 def create_org(db, name, now, time_zone=UTC_NAME):
     try:
-        return {**repository.insert_org(db, name, now, ZoneRule(time_zone).as_fields()), "memberCount": 0}
+        return {**repository.insert_org(db, name, now, ZoneRule.always(time_zone).as_fields()), "memberCount": 0}
     except repository.NameTaken:
         raise Conflict(f"An organization named {name!r} exists", errors={"name": ["Already taken."]}) from None
 

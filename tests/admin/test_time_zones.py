@@ -133,3 +133,39 @@ def test_a_zone_change_is_shown_pending_until_the_next_midnight_of_the_old_zone(
     assert changed["timeZoneSince"] == "2026-12-05T00:00:00.000Z"
     back = client.patch(f"/admin/orgs/{org_id}", json={"timeZone": "UTC"}, headers=admin).json["data"]
     assert back["timeZone"] == "UTC" and back["previousTimeZone"] is None  # nothing changes after all
+
+
+@pytest.mark.parametrize("zone", ["Asia/Kolkata", "Pacific/Chatham", "America/New_York"])
+def test_the_widest_range_in_any_zone_is_answered(app, client, admin, zone):
+    user = create_user(app, "dev@example.com")
+    insert_records(app, [usage_record(user, utc(2026, 12, 3, 10))])
+    query = {"startDate": "0001-01-01", "endDate": "9999-12-31", "timeZone": zone}
+    for source in ("rollup", "raw"):
+        dashboard = client.get("/admin/openai/dashboard", query_string={**query, "source": source}, headers=admin)
+        assert dashboard.status_code == 200 and dashboard.json["data"]["totalRequests"] == 1
+    export = client.get("/admin/openai/export", query_string={**query, "format": "ndjson"}, headers=admin)
+    assert len(export.get_data(as_text=True).strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["localtime", "posixrules", "Factory", "right/UTC", "posix/Asia/Jakarta", "UTC\x00"])
+def test_names_that_are_no_places_zone_are_refused(client, admin, name):
+    assert client.get("/admin/openai/dashboard", query_string={"timeZone": name}, headers=admin).status_code == 422
+    assert client.post("/admin/orgs", json={"name": "Odd", "timeZone": name}, headers=admin).status_code == 422
+
+
+def test_a_day_of_a_historical_offset_is_read_from_the_ledger_and_the_rest_from_the_rollups(app, client, admin):
+    # Monrovia kept -0:44:30 until 1972: local midnights then fell inside a quarter hour.
+    user = create_user(app, "dev@example.com")
+    insert_records(app, [usage_record(user, utc(1971, 6, 1, 12)), usage_record(user, utc(1971, 6, 1, 23, 50)),
+                         usage_record(user, utc(2026, 12, 3, 10))])
+    for view in ("/admin/openai/dashboard", "/admin/openai/timeseries"):
+        query = {"startDate": "1971-06-01", "endDate": "2026-12-31", "timeZone": "Africa/Monrovia"}
+        if view.endswith("timeseries"):
+            query = {**query, "bucket": "month"}
+        rollup = client.get(view, query_string=query, headers=admin).json["data"]
+        raw = client.get(view, query_string={**query, "source": "raw"}, headers=admin).json["data"]
+        assert without_projection(rollup) == without_projection(raw)
+    # 23:50 UTC on 1 June 1971 was 23:05:30 in Monrovia: the same local day as noon.
+    series = client.get("/admin/openai/timeseries", query_string={
+        "startDate": "1971-06-01", "endDate": "1971-06-02", "timeZone": "Africa/Monrovia"}, headers=admin).json
+    assert [p["totalRequests"] for p in series["data"]["series"][0]["points"]] == [2, 0]

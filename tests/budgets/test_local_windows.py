@@ -82,10 +82,13 @@ def test_a_zone_change_waits_for_the_next_midnight_and_counts_every_call_once(ma
         counters = {c["_id"]: c["tokens"] for c in get_db()[BUDGET_COUNTERS].find({"owner": str(user["_id"])})}
         ledger = [r["totalTokens"] for r in get_db()[USAGE].find({"userId": user["_id"]})]
     # Every counter equals the ledger for its window: the UTC day of the 4th held two calls, the cut
-    # Jakarta day one, the month all three.
+    # Jakarta day one, the month all three. The change made December another window (it now ends at
+    # Jakarta's month end): its counter opened at what the ledger held, and the whole-UTC-month
+    # counter of before the change (the first call) is left as it was, read by nothing.
     assert counters == {f"{user['_id']}|day|2026-12-04": 2 * per_call,
                         f"{user['_id']}|day|2026-12-05|Asia/Jakarta|2026-12-05T00:00Z": per_call,
-                        f"{user['_id']}|month|2026-12": 3 * per_call}
+                        f"{user['_id']}|month|2026-12": per_call,
+                        f"{user['_id']}|month|2026-12|UTC|2026-12-01T00:00Z": 3 * per_call}
     assert sum(ledger) == 3 * per_call
 
     clock.at = utc(2026, 12, 5, 17, 30)  # the first whole Jakarta day, the 6th
