@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from backend.admin.pipelines import RAW, date_range, group_pipeline, match
 from backend.db import USAGE
-from backend.timezones import Slots, day_bounds, is_utc, local_date
+from backend.timezones import SLOTS_PER_DAY, Slots, day_bounds, is_utc, local_date, slot_name
 from backend.usage.model import F
 from backend.usage.rollups import REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SLOTS, SUMS, TAG
 
@@ -176,7 +176,10 @@ def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
     def add_day(document, sums):
         groups.add({field: document.get(field) for field in names}, sums, document.get(F.USER_EMAIL))
 
-    if rollup.per_day:
+    splits = _splits(first, last, slots_of, unaligned) if by_day else None
+    if splits is not None:
+        _add_split_days(db, rollup, query_of(rollup, first, last, filters), keep, names, splits, start, end, groups)
+    elif rollup.per_day:
         projection = {**keep, SLOTS: 1} if by_day else {**keep, "days": 1, **{f"{SLOTS}.{day}": 1 for day in edges}}
         for document in db[rollup.collection].find(month_query(first, last, filters), projection):
             for day, slots in document.get(SLOTS, {}).items():
@@ -202,6 +205,88 @@ def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
                 groups.add(row["_id"], {**row, F.COST: row["totalCost"], REQUESTS: row["totalRequests"]},
                            row.get(F.USER_EMAIL))
     return list(groups.rows.values())
+
+
+# A day-by-day view of more UTC days than this reads every slot instead of naming the few it needs.
+MAX_SPLIT_DAYS = 400
+COUNTS = (*SUMS, REQUESTS)
+
+
+class _Split:
+    """How a UTC day's slots fall on local days: most of them on `major`, the fewer (`minor`, slot
+    indices) on `minor_day`; with two local midnights in the day (a daylight-saving change), every
+    slot is `minor` and read one by one (`local_days`)."""
+
+    def __init__(self, local_days):
+        self.local_days = local_days
+        changes = [index for index in range(1, SLOTS_PER_DAY) if local_days[index] != local_days[index - 1]]
+        if not changes:
+            self.major, self.minor, self.minor_day = local_days[0], (), None
+        elif len(changes) == 1 and changes[0] >= SLOTS_PER_DAY // 2:
+            self.major, self.minor, self.minor_day = local_days[0], range(changes[0], SLOTS_PER_DAY), local_days[-1]
+        elif len(changes) == 1:
+            self.major, self.minor, self.minor_day = local_days[-1], range(changes[0]), local_days[0]
+        else:
+            self.major, self.minor, self.minor_day = None, range(SLOTS_PER_DAY), None
+
+
+def _splits(first, last, slots_of, unaligned):
+    """{UTC day: _Split} of a bounded range (None when open or too long: every slot is read)."""
+    if first is None or last is None or (last - first).days >= MAX_SPLIT_DAYS:
+        return None
+    splits = {}
+    for ordinal in range(first.toordinal(), last.toordinal() + 1):
+        day = date.fromordinal(ordinal)
+        local_days = slots_of.local_days(day)
+        if local_days is None:
+            unaligned.add(day.isoformat())
+        else:
+            splits[day.isoformat()] = _Split(local_days)
+    return splits
+
+
+def query_of(rollup, first, last, filters):
+    return month_query(first, last, filters) if rollup.per_day else match(rollup.name, first, last, filters)["$match"]
+
+
+def _add_split_days(db, rollup, query, keep, names, splits, start, end, groups):
+    """Each UTC day's sums onto its local days: its day sums less its minor slots on the major day,
+    those slots on the minor day. Only the minor slots are read (a UTC+5:30 day: 22 of 96)."""
+    if rollup.per_day:
+        minor = {f"{SLOTS}.{day}.{slot_name(slot)}": 1 for day, split in splits.items() for slot in split.minor}
+        projection = {**keep, **{f"days.{day}": 1 for day in splits}, **minor}
+        rows = ((document, day, sums, document.get(SLOTS, {}).get(day, {}))
+                for document in db[rollup.collection].find(query, projection)
+                for day, sums in document.get("days", {}).items())
+    else:
+        minor = sorted({slot for split in splits.values() for slot in split.minor})
+        projection = {**keep, F.DATE: 1, **{field: 1 for field in COUNTS},
+                      **{f"{SLOTS}.{slot_name(slot)}": 1 for slot in minor}}
+        rows = ((document, document[F.DATE], document, document.get(SLOTS, {}))
+                for document in db[rollup.collection].find(query, projection))
+    for document, day, sums, slots in rows:
+        split = splits.get(day)
+        if split is None:
+            continue
+        values = {field: document.get(field) for field in names}
+        email = document.get(F.USER_EMAIL)
+
+        def add(local, counts):
+            if counts.get(REQUESTS) and (start is None or local >= start) and (end is None or local <= end):
+                groups.add({**values, F.DATE: local.isoformat()}, counts, email)
+
+        if split.major is None:
+            for slot, counts in slots.items():
+                add(split.local_days[int(slot)], counts)
+            continue
+        minor = dict.fromkeys(COUNTS, 0)
+        for slot in split.minor:
+            for field, value in slots.get(slot_name(slot), {}).items():
+                if field in minor:
+                    minor[field] += value
+        add(split.major, {field: sums.get(field, 0) - minor[field] for field in COUNTS})
+        if split.minor_day is not None:
+            add(split.minor_day, minor)
 
 
 def _local_ledger_rows(db, fields, start, end, filters, tz, utc_day=None):

@@ -5,7 +5,7 @@ from datetime import timedelta
 
 import pytest
 
-from tests.helpers import bearer, create_user, insert_records, usage_record, utc
+from tests.helpers import bearer, create_user, insert_records, usage_record, utc, without_projection
 from tests.orgs.support import make_org, member
 
 VIEWS = (("/admin/openai/dashboard", {}), ("/admin/openai/breakdown", {"by": "model"}),
@@ -20,10 +20,6 @@ VIEWS = (("/admin/openai/dashboard", {}), ("/admin/openai/breakdown", {"by": "mo
 def admin(app, client):
     create_user(app, "root@example.com", role="admin")
     return bearer(client, "root@example.com")
-
-
-def without_projection(data):
-    return {k: v for k, v in data.items() if k != "projection"} if isinstance(data, dict) else data
 
 
 def days(client, headers, **query):
