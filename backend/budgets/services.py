@@ -177,19 +177,29 @@ def _aware(instant):
     return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
 
 
+def _counters_of(cache, record, ticket):
+    """[(key, counter)] of the windows a record settles in: those of the zone rule its reservation
+    was made under (a ticket from before zones: UTC). The records of a batch share a few owners and
+    windows: a window found for one record is used for the next one inside it."""
+    at, rule = _aware(record["timestamp"]), ticket.get("timeZone")
+    owners = (record["userId"], record.get("teamId"), record.get("orgId"), record.get("apiKeyId"), repr(rule))
+    found = cache.get(owners)
+    if found is None or not all(c.starts_at <= at < c.resets_at for _, c in found):
+        found = cache[owners] = [(c.key, c) for c in counters(record_owners(record), at, ZoneRule.of(rule))]
+    return found
+
+
 def settle_written(db, written, now, batch):
     """The ledger writer's listener: settle written ledger records that carry a reservation
     ticket. Each one's usage replaces its reserved worst case on the day and month counters of
     its user, team, organization and key (a counter opens at what the ledger holds before this
     batch), merged per counter, once per `batch` (settled again after a crash, a counter that took
     it already is left as it is), then the alerts the new totals cross are queued."""
-    deltas, spend = {}, {}
+    deltas, spend, counters_of = {}, {}, {}
     for record, ticket in written:
         if ticket is None:
             continue
-        # The windows of the zone rule the reservation was made under (a ticket from before zones: UTC).
-        keyed = [(c.key, c) for c in counters(record_owners(record), _aware(record["timestamp"]),
-                                               ZoneRule.of(ticket.get("timeZone")))]
+        keyed = _counters_of(counters_of, record, ticket)
         tokens, units, reserved = record["totalTokens"], to_units(record["cost"]), ticket["reserved"]
         for key, counter in keyed:
             reserved_tokens, reserved_units = reserved.get(key, (0, 0))
