@@ -72,7 +72,8 @@ class WindowUsageSchema(Schema):
     timeZone = fields.String(metadata={"description": "the IANA zone the window is counted in (your organization's)"})
     startsAt = UTCDateTime()
     resetsAt = UTCDateTime()
-    resetsAtLocal = fields.String(metadata={"description": "resetsAt in timeZone, ISO 8601 with its offset"})
+    resetsAtLocal = fields.String(metadata={"description": "resetsAt in the zone in effect when it resets, ISO 8601 "
+                                                           "with its offset"})
     limits = fields.Nested(AmountsSchema)
     used = fields.Nested(AmountsSchema)
     remaining = fields.Nested(AmountsSchema)

@@ -344,7 +344,8 @@ def usage_report(db, caller, now):
             "timeZone": mine.zone_name,
             "startsAt": mine.starts_at,
             "resetsAt": mine.resets_at,
-            "resetsAtLocal": mine.resets_at.astimezone(zone(mine.zone_name)).isoformat(),
+            # In the zone in effect when it resets (after a change: the new one, at its midnight).
+            "resetsAtLocal": mine.resets_at.astimezone(zone(caller.time_zone.name_at(mine.resets_at))).isoformat(),
             "limits": {"tokens": token_limit, "usd": to_usd(cost_limit) if cost_limit is not None else None},
             "used": {"tokens": counter["tokens"], "usd": to_usd(counter["costUnits"])},
             "remaining": {

@@ -111,3 +111,16 @@ def test_threshold_alerts_are_per_window_when_a_change_repeats_a_label(make_app)
     cut = f"{uid}|day|2026-12-04|America/Los_Angeles|2026-12-05T00:00Z"
     assert alerts == sorted([f"{uid}|day|2026-12-04|tokens|100", f"{uid}|day|2026-12-04|tokens|80",
                              f"{cut}|tokens|100", f"{cut}|tokens|80"])
+
+
+def test_a_window_that_ends_in_the_new_zone_says_its_reset_in_that_zone(make_app):
+    clock = Clock(utc(2026, 12, 4, 10))
+    app, client, root, org, user, headers, per_call = setup(make_app, clock, zone="Asia/Jakarta")
+    assert client.patch(f"/admin/orgs/{org}", json={"timeZone": "Asia/Kolkata"}, headers=root).status_code == 200
+    month = windows(client, headers)["month"]
+    # December began in Jakarta and goes on to Kolkata's month end: 18:30 UTC, midnight in Kolkata.
+    assert (month["timeZone"], month["resetsAt"], month["resetsAtLocal"]) == (
+        "Asia/Jakarta", "2026-12-31T18:30:00.000Z", "2027-01-01T00:00:00+05:30")
+    # The day ends at Jakarta's midnight, when Kolkata takes over: 22:30 there (a cut day follows).
+    day = windows(client, headers)["day"]
+    assert (day["resetsAt"], day["resetsAtLocal"]) == ("2026-12-04T17:00:00.000Z", "2026-12-04T22:30:00+05:30")

@@ -502,15 +502,17 @@ ACME = "Acme <Labs> & Co"  # markup in a name must show as text
 GLOBEX = "Globex Interplanetary Logistics, Research and Development Division"  # long, for 390px
 
 
-def org_records(calls, today):
+def org_records(calls, now):
     """Seeded calls over the last 20 days, stamped as the recorder stamps them: with the caller's
-    organization and team at the time. `calls`: [(user, orgId, teamId, count, provider, model)]."""
+    organization and team at the time. `calls`: [(user, orgId, teamId, count, provider, model)].
+    Each is 14 to 22 hours before a whole number of days ago, so it lies inside the last 30 days of
+    any zone (Acme counts New York's days) whenever the test runs."""
     rng = random.Random(14)
     records = []
     for user, org_id, team_id, count, provider, model in calls:
         for i in range(count):
-            at = datetime.combine(today - timedelta(days=i % 20), datetime.min.time(), tzinfo=timezone.utc)
-            at += timedelta(seconds=rng.randrange(6 * 3600, 18 * 3600))
+            at = now - timedelta(days=i % 20, seconds=rng.randrange(14 * 3600, 22 * 3600))
+            at = at.replace(microsecond=at.microsecond // 1000 * 1000)
             prompt, completion = rng.randint(800, 4000), rng.randint(200, 1500)
             cost = round(prompt * 0.15e-6 + completion * 0.6e-6, 10)
             record = usage_record(user, at, prompt, completion, cost, model=model, provider=provider)
@@ -528,7 +530,7 @@ def org_site(tmp_path_factory):
     create_user(app, "admin@example.com", role="admin")
     platform = bearer(client, "admin@example.com")
     acme, globex = make_org(client, platform, ACME), make_org(client, platform, GLOBEX)
-    # Acme counts its days in New York (its seeded calls, 06:00-18:00 UTC, stay inside the same ranges).
+    # Acme counts its days in New York.
     assert client.patch(f"/admin/orgs/{acme}", json={"timeZone": "America/New_York"},
                         headers=platform).status_code == 200
     qa = make_team(client, platform, acme, "QA")
@@ -537,13 +539,12 @@ def org_site(tmp_path_factory):
     bea, bea_headers = member(app, client, platform, globex, "bea@globex.test")
     spy, _ = member(app, client, platform, globex, "spy@globex.test")
     dan = create_user(app, "dan@example.com")
-    today = datetime.now(timezone.utc).date()
     in_acme, in_globex = ObjectId(acme), ObjectId(globex)
     records = org_records([(owner, in_acme, None, 3, "openai", "gpt-4o-mini"),
                            (ann, in_acme, ObjectId(qa), 7, "openai", "gpt-4.1"),
                            (bea, in_globex, None, 6, "gemini", "gemini-2.5-flash"),
                            (spy, in_globex, None, 9, "anthropic", "claude-haiku-4-5"),
-                           (dan, DEFAULT_ORG_ID, None, 4, "openai", "gpt-4o-mini")], today)
+                           (dan, DEFAULT_ORG_ID, None, 4, "openai", "gpt-4o-mini")], datetime.now(timezone.utc))
     insert_records(app, records)
     for user, headers, org_id in ((ann, ann_headers, in_acme), (bea, bea_headers, in_globex),
                                   (dan, bearer(client, "dan@example.com"), DEFAULT_ORG_ID)):
