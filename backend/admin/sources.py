@@ -228,6 +228,7 @@ class _Split:
             self.major, self.minor, self.minor_day = local_days[-1], range(changes[0]), local_days[0]
         else:
             self.major, self.minor, self.minor_day = None, range(SLOTS_PER_DAY), None
+        self.minor_names = frozenset(slot_name(slot) for slot in self.minor)
 
 
 def _splits(first, last, slots_of, unaligned):
@@ -281,10 +282,11 @@ def _add_split_days(db, rollup, query, keep, names, splits, start, end, groups):
                 add(split.local_days[int(slot)], counts)
             continue
         minor = dict.fromkeys(COUNTS, 0)
-        for slot in split.minor:
-            for field, value in slots.get(slot_name(slot), {}).items():
-                if field in minor:
-                    minor[field] += value
+        for slot, counts in slots.items():  # the slots a document has (few), kept when on the minor side
+            if slot in split.minor_names:
+                for field, value in counts.items():
+                    if field in minor:
+                        minor[field] += value
         add(split.major, {field: sums.get(field, 0) - minor[field] for field in COUNTS})
         if split.minor_day is not None:
             add(split.minor_day, minor)
