@@ -16,7 +16,6 @@ import os
 import re
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
 
 from bson import ObjectId
@@ -27,13 +26,12 @@ from backend import clock
 from backend.auth.repository import find_caller
 from backend.db import get_db
 from backend.errors import APIError, Forbidden
-from backend.llm.registry import get_embedder
 from backend.runtime import runtime
 from backend.testcases import repository
 from backend.testcases.services import text_hash
 from backend.testcases.vectors import VectorIndex, decode, encode
 from backend.testgen import transaction
-from backend.testgen.embedding import EMBEDDING, embed, vector_key
+from backend.testgen.embedding import EMBEDDING, Embedder, embed, vector_key
 from backend.testgen.references import case_text
 from backend.usage.recorder import Attribution
 from backend.usage.tracking import TrackedCall
@@ -46,21 +44,6 @@ LAST_RETRY = timedelta(hours=1)
 # Another process's writes are read back from this far before the newest a pool has seen, so a
 # write stamped by a slightly slower clock is not missed.
 CLOCK_SKEW = timedelta(seconds=60)
-
-
-@dataclass(frozen=True)
-class Embedder:
-    """The server's embeddings: provider, model, the length asked for, how many texts per call."""
-
-    provider: object
-    model: str
-    dimensions: int | None
-    batch_size: int
-
-    @classmethod
-    def of(cls, app):
-        provider, model = get_embedder(app)
-        return cls(provider, model, app.config["EMBEDDING_DIMENSIONS"], app.config["EMBEDDING_BATCH_SIZE"])
 
 
 def _background_context(app, db, caller, now, opened):
@@ -123,8 +106,8 @@ def embed_batch(app, db, embedder, cases, now, raise_failure=False):
     hashes = [text_hash(case) for case in cases]
     opened = []
     try:
-        vectors, call = embed(_background_context(app, db, owner, now, opened), embedder.provider, embedder.model,
-                              [case_text(case) for case in cases], who, embedder.dimensions)
+        vectors, call = embed(_background_context(app, db, owner, now, opened), embedder,
+                              [case_text(case) for case in cases], who)
     except Forbidden as exc:  # the owner's organization does not allow the embedding model
         repository.skip(db, ids, exc.message[:300])
         return 0

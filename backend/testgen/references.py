@@ -34,12 +34,12 @@ def query_text(request):
 
 
 def find(ctx, embedder, search, request, who):
-    """([(case, similarity)], ragStatus) for a generation request that asks for RAG. `embedder` is
-    (provider, model, dimensions); `search(key, vector, limit, threshold)` ranks the caller's cases.
-    A spent or unreadable budget refuses the request (429/503) as it would the generation."""
-    provider, model, dimensions = embedder
+    """([(case, similarity)], ragStatus) for a generation request that asks for RAG, its prompt
+    embedded by `embedder` (testgen.embedding.Embedder); `search(key, vector, limit, threshold)`
+    ranks the caller's cases. A spent or unreadable budget refuses the request (429/503) as it
+    would the generation."""
     try:
-        vectors, call = embed(ctx, provider, model, [query_text(request)], who, dimensions)
+        vectors, call = embed(ctx, embedder, [query_text(request)], who)
     except (BudgetExceeded, ServiceUnavailable):
         raise
     except APIError as exc:

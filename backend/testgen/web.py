@@ -12,10 +12,11 @@ from flask import Response, current_app, stream_with_context
 from backend.auth.guards import caller
 from backend.clock import now
 from backend.db import get_db
-from backend.llm.registry import get_embedder, get_provider, resolve_model
+from backend.llm.registry import get_provider, resolve_model
 from backend.runtime import runtime
 from backend.schemas import ok
 from backend.testgen import references, services, transaction
+from backend.testgen.embedding import Embedder
 from backend.usage.tracking import (
     TrackedCall,
     close_with_response,
@@ -37,11 +38,9 @@ def plan(body, ctx=None):
         if ctx is None:
             return [], services.RAG_NOT_SEARCHED
         state, db = runtime(), ctx.db
-        embedder, embedding_model = get_embedder()
         search = lambda key, vector, limit, threshold: state.reference_search(  # noqa: E731
             db, who.id, key, vector, limit, threshold)
-        return references.find(ctx, (embedder, embedding_model, current_app.config["EMBEDDING_DIMENSIONS"]), search,
-                               request, transaction.attribution(body, who))
+        return references.find(ctx, Embedder.of(current_app), search, request, transaction.attribution(body, who))
 
     return transaction.plan(body, provider, model, who, find_references)
 
