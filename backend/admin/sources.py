@@ -25,7 +25,7 @@ from backend.admin.pipelines import RAW, date_range, group_pipeline, match
 from backend.db import USAGE
 from backend.timezones import SLOTS_PER_DAY, Slots, day_bounds, is_utc, local_date, slot_name
 from backend.usage.model import F
-from backend.usage.rollups import REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SLOTS, SUMS, TAG
+from backend.usage.rollups import COUNTED, REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SLOTS, SUMS, TAG
 
 # The views' sources: the ledger and every rollup of the registry, by name.
 COLLECTIONS = {RAW: USAGE, **{rollup.name: rollup.collection for rollup in ROLLUPS}}
@@ -65,10 +65,27 @@ def grouped(db, source, fields, start=None, end=None, filters=None, tz=None):
                                                   allowDiskUse=True))
 
 
+class _Groups:
+    """Rows of totals per distinct value of the grouped fields (with the user's email when by user)."""
+
+    def __init__(self, fields):
+        self.fields = fields
+        self.rows = {}
+
+    def add(self, values, sums, email=None):
+        row = self.rows.get(tuple(values.values()))
+        if row is None:
+            row = self.rows[tuple(values.values())] = {"_id": values, **dict.fromkeys(TOTALS, 0)}
+        for total, field in TOTALS.items():
+            row[total] += sums.get(field, 0)
+        if F.USER_ID in self.fields:
+            row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", email or "")
+
+
 def _daily_rows(db, rollup, fields, start, end, filters):
     """A daily rollup's documents in the range, their day sums (not their slots) grouped here: an
     aggregation would copy every document whole, slots and all, on the embedded store."""
-    projection = {"_id": 0, **{field: 1 for field in (*fields, *SUMS, REQUESTS)}}
+    projection = {"_id": 0, **{field: 1 for field in (*fields, *COUNTED)}}
     if F.USER_ID in fields:
         projection[F.USER_EMAIL] = 1
     groups = _Groups(fields)
@@ -93,40 +110,18 @@ def _per_day_rows(db, rollup, fields, start, end, filters):
     projection = {"_id": 0, "days": 1, **{field: 1 for field in names}}
     if F.USER_ID in fields:
         projection[F.USER_EMAIL] = 1
-    groups = {}
+    groups = _Groups(fields)
     for document in db[rollup.collection].find(month_query(start, end, filters), projection):
         values = {field: document.get(field) for field in names}
         for day, sums in document.get("days", {}).items():
             if (first is not None and day < first) or (last is not None and day > last):
                 continue
-            group = {**values, F.DATE: day} if F.DATE in fields else values
-            row = groups.get(tuple(group.values()))
-            if row is None:
-                row = groups[tuple(group.values())] = {"_id": group, **dict.fromkeys(TOTALS, 0)}
-            for total, field in TOTALS.items():
-                row[total] += sums.get(field, 0)
-            if F.USER_ID in fields:
-                row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", document.get(F.USER_EMAIL) or "")
-    return list(groups.values())
+            groups.add({**values, F.DATE: day} if F.DATE in fields else values, sums, document.get(F.USER_EMAIL))
+    return list(groups.rows.values())
 
 
 class _Unaligned(Exception):
     """A local midnight falls inside a quarter-hour slot: only the ledger can tell its days apart."""
-
-
-class _Groups:
-    def __init__(self, fields):
-        self.fields = fields
-        self.rows = {}
-
-    def add(self, values, sums, email=None):
-        row = self.rows.get(tuple(values.values()))
-        if row is None:
-            row = self.rows[tuple(values.values())] = {"_id": values, **dict.fromkeys(TOTALS, 0)}
-        for total, field in TOTALS.items():
-            row[total] += sums.get(field, 0)
-        if F.USER_ID in self.fields:
-            row[F.USER_EMAIL] = max(row.get(F.USER_EMAIL) or "", email or "")
 
 
 def _local_rows(db, source, fields, start, end, filters, tz):
@@ -193,7 +188,7 @@ def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
         for document in collection.find(split, {**keep, F.DATE: 1, SLOTS: 1}):
             add_slots(document, document[F.DATE], document.get(SLOTS, {}))
         if not by_day:
-            sums = {field: 1 for field in (*SUMS, REQUESTS)}
+            sums = {field: 1 for field in COUNTED}
             for document in collection.find({**query, F.DATE: {**query.get(F.DATE, {}), "$nin": edges}},
                                             {**keep, **sums}):
                 add_day(document, document)
@@ -209,7 +204,6 @@ def _local_rollup_rows(db, rollup, fields, start, end, filters, tz):
 
 # A day-by-day view of more UTC days than this reads every slot instead of naming the few it needs.
 MAX_SPLIT_DAYS = 400
-COUNTS = (*SUMS, REQUESTS)
 
 
 class _Split:
@@ -262,7 +256,7 @@ def _add_split_days(db, rollup, query, keep, names, splits, start, end, groups):
                 for day, sums in document.get("days", {}).items())
     else:
         minor = sorted({slot for split in splits.values() for slot in split.minor})
-        projection = {**keep, F.DATE: 1, **{field: 1 for field in COUNTS},
+        projection = {**keep, F.DATE: 1, **{field: 1 for field in COUNTED},
                       **{f"{SLOTS}.{slot_name(slot)}": 1 for slot in minor}}
         rows = ((document, document[F.DATE], document, document.get(SLOTS, {}))
                 for document in db[rollup.collection].find(query, projection))
@@ -281,13 +275,13 @@ def _add_split_days(db, rollup, query, keep, names, splits, start, end, groups):
             for slot, counts in slots.items():
                 add(split.local_days[int(slot)], counts)
             continue
-        minor = dict.fromkeys(COUNTS, 0)
+        minor = dict.fromkeys(COUNTED, 0)
         for slot, counts in slots.items():  # the slots a document has (few), kept when on the minor side
             if slot in split.minor_names:
                 for field, value in counts.items():
                     if field in minor:
                         minor[field] += value
-        add(split.major, {field: sums.get(field, 0) - minor[field] for field in COUNTS})
+        add(split.major, {field: sums.get(field, 0) - minor[field] for field in COUNTED})
         if split.minor_day is not None:
             add(split.minor_day, minor)
 
