@@ -68,13 +68,18 @@ def _bound(day, tz):
         return None
 
 
+def aware(instant):
+    """An instant as stored (a naive datetime is UTC, as the store keeps it) made timezone-aware."""
+    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+
+
 def local_date(instant, tz):
     return instant.astimezone(tz).date()
 
 
 def slot_of(instant):
     """(UTC day, slot 0-95) of an instant."""
-    instant = instant.astimezone(timezone.utc) if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
+    instant = aware(instant).astimezone(timezone.utc)
     return instant.date(), instant.hour * 4 + instant.minute // 15
 
 
@@ -119,9 +124,7 @@ HISTORY_KEPT = timedelta(days=70)
 def _instant(value):
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
-    return value
+    return aware(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -189,11 +192,7 @@ class ZoneRule:
         history = document.get("timeZoneHistory")
         if history:
             return cls(tuple((entry["timeZone"], _instant(entry.get("since"))) for entry in history))
-        name, previous = document.get("timeZone") or UTC_NAME, document.get("previousTimeZone")
-        since = _instant(document.get("timeZoneSince"))
-        if previous and since is not None:
-            return cls(((previous, None), (name, since)))
-        return cls.always(name)
+        return cls.always(document.get("timeZone") or UTC_NAME)
 
 
 @dataclass(frozen=True)

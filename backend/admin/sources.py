@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta, timezone
 
 from backend.admin.pipelines import RAW, date_range, group_pipeline, match
 from backend.db import USAGE
-from backend.timezones import SLOTS_PER_DAY, Slots, day_bounds, is_utc, local_date, slot_name
+from backend.timezones import SLOTS_PER_DAY, Slots, aware, day_bounds, is_utc, local_date, slot_name
 from backend.usage.model import F
 from backend.usage.rollups import COUNTED, REQUESTS, ROLLUP_BY_NAME, ROLLUPS, SLOTS, SUMS, TAG
 
@@ -303,8 +303,7 @@ def _local_ledger_rows(db, fields, start, end, filters, tz, utc_day=None):
     groups = _Groups(fields)
     wanted = {F.TIMESTAMP: 1, F.TAGS: 1, F.USER_EMAIL: 1, F.COST: 1, **{field: 1 for field in (*SUMS, *names)}}
     for record in db[USAGE].find(query, wanted):
-        stamp = record[F.TIMESTAMP]
-        stamp = stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+        stamp = aware(record[F.TIMESTAMP])
         values = {field: record.get(field) for field in names}
         if F.DATE in fields:
             values[F.DATE] = local_date(stamp, tz).isoformat()

@@ -11,7 +11,7 @@ threads, gunicorn workers and app instances sharing the database.
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import timedelta
 from decimal import Decimal
 
 from pymongo.errors import PyMongoError
@@ -38,7 +38,7 @@ from backend.errors import Forbidden, TooManyRequests, UnprocessableEntity
 from backend.pricing.services import to_units, to_usd
 from backend.schemas import format_utc
 from backend.orgs.services import find_org, find_team, zone_rule
-from backend.timezones import ZoneRule, day_start, local_date, zone
+from backend.timezones import ZoneRule, aware, day_start, local_date, zone
 from backend.usage.queries import period_totals
 
 log = logging.getLogger(__name__)
@@ -173,15 +173,11 @@ class Reservation:
             repository.give_back(self.db, key, self.tokens, self.cost_units, self.id)
 
 
-def _aware(instant):
-    return instant if instant.tzinfo else instant.replace(tzinfo=timezone.utc)
-
-
 def _counters_of(cache, record, ticket):
     """[(key, counter)] of the windows a record settles in: those of the zone rule its reservation
     was made under (a ticket from before zones: UTC). The records of a batch share a few owners and
     windows: a window found for one record is used for the next one inside it."""
-    at, rule = _aware(record["timestamp"]), ticket.get("timeZone")
+    at, rule = aware(record["timestamp"]), ticket.get("timeZone")
     owners = (record["userId"], record.get("teamId"), record.get("orgId"), record.get("apiKeyId"), repr(rule))
     found = cache.get(owners)
     if found is None or not all(c.starts_at <= at < c.resets_at for _, c in found):
