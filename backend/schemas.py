@@ -94,7 +94,7 @@ class UTCDateTime(fields.AwareDateTime):
 
 
 class DateRangeSchema(Schema):
-    """Inclusive UTC day range: startDate and endDate as YYYY-MM-DD, both optional."""
+    """Inclusive day range: startDate and endDate as YYYY-MM-DD, both optional (UTC days here)."""
 
     start_date = fields.Date(data_key="startDate", format="%Y-%m-%d")
     end_date = fields.Date(data_key="endDate", format="%Y-%m-%d")

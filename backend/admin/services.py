@@ -4,7 +4,7 @@
 verification and the benchmark); both answer every question identically.
 """
 import math
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, timedelta
 
 from backend.admin import pipelines, repository, sources
 from backend.auth.caller import Scope, org_of
@@ -12,6 +12,7 @@ from backend.auth.repository import find_by_id
 from backend.errors import NotFound, UnprocessableEntity
 from backend.orgs import services as orgs
 from backend.pricing.services import COST_DECIMALS
+from backend.timezones import ZoneRule, local_date, window_bounds
 from backend.usage.model import F, OK
 from backend.usage.rollups import EVERY_CALL, TAG
 
@@ -260,10 +261,8 @@ def crossing_day(used, per_day, limit, now, month_end, tz):
 
 def projection(db, filters, tz, now):
     """Where the local month of `tz` is heading for the calls `filters` select (PROJECTION_METHOD)."""
-    today = now.astimezone(tz).date()
-    first = today.replace(day=1)
-    following = date(first.year + first.month // 12, first.month % 12 + 1, 1)
-    month_end = datetime.combine(following, datetime.min.time(), tzinfo=tz).astimezone(timezone.utc)
+    today, month = local_date(now, tz), window_bounds("month", now, ZoneRule.always(tz.key))
+    first, month_end = local_date(month.start, tz), month.end
 
     def totals(start, end):
         rows = _grouped(db, "rollup", (), start, end, filters, tz)

@@ -207,7 +207,8 @@ def _my_zone(query):
 @me_blp.response(200, envelope(page_of(UsageRecordSchema)))
 def my_history(query):
     """Your own ledger records (an API key's: its owner's), newest first, paginated; filter by
-    inclusive UTC dates, tag, model and operation (the type of call: embedding, test_generation...)."""
+    inclusive local days (your organization's zone, or timeZone=), tag, model and operation (the
+    type of call: embedding, test_generation...)."""
     filters = {"tag": query.get("tag"), "modelName": query.get("model"), "operation": query.get("operation")}
     tz = _my_zone(query)
     data = analytics.user_history(get_db(), caller.id, query["page"], query["limit"], query.get("start_date"),

@@ -17,7 +17,7 @@ POSITIVE_USD = validate.Range(min=0, min_inclusive=False, max=10**8)
 
 
 class BudgetInputSchema(Schema):
-    """Limits per UTC day and month; null or absent means no limit of that kind."""
+    """Limits per day and month of the organization's time zone; null or absent means no limit of that kind."""
 
     tokensPerDay = fields.Integer(validate=POSITIVE_TOKENS, allow_none=True, load_default=None)
     usdPerDay = fields.Float(validate=POSITIVE_USD, allow_none=True, load_default=None)

@@ -1,7 +1,7 @@
 """Per-user budgets that concurrent requests cannot overshoot.
 
 Before an LLM call the request reserves its worst case (estimated input plus the
-most output it asks for) on a counter per user and UTC day / month, with one
+most output it asks for) on a counter per user and local day / month (the organization's zone), with one
 atomic conditional update: the counter only moves if it stays within the limit.
 The call's ledger record carries the reservation, and the ledger writer settles it to the
 real usage in the batch that writes the record; a call the provider refused releases it.
