@@ -64,11 +64,9 @@ def pending_state(text_hash, now):
     return {"status": PENDING, "textHash": text_hash, "attempts": 0, "nextAttemptAt": now}
 
 
-def set_pending(db, case_id, text_hash, now, due=None):
-    """Make a case wait for its vector (due at `due`, default now: a backfill that embeds it itself
-    sets it later, so the worker leaves it alone)."""
-    state = {**pending_state(text_hash, now), "nextAttemptAt": due or now}
-    db[TESTCASES].update_one({"_id": case_id}, {"$set": {"embedding": state}})
+def set_pending(db, case_id, text_hash, now):
+    """Make a case wait for the vector of its text (of this hash), due now."""
+    db[TESTCASES].update_one({"_id": case_id}, {"$set": {"embedding": pending_state(text_hash, now)}})
 
 
 def claim_due(db, now, claim_until, owner=None):

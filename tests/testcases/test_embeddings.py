@@ -346,3 +346,25 @@ def test_demo_embeddings_work_offline_and_rank_shared_words_higher(app, client, 
         (TITLES[1], round(2 / np.sqrt(8), 4)), (TITLES[0], round(2 / np.sqrt(10), 4))]
     record = ledger(app, operation="embedding")[0]
     assert record["provider"] == "demo" and record["cost"] == 0.0 and record["demo"] is True
+
+
+def test_saved_cases_are_billed_to_their_owner_as_they_are_when_embedded(rag_app, fake_openai, dev):
+    client, headers, user = dev
+    create_user(rag_app, "boss@example.com", role="admin")
+    admin = bearer(client, "boss@example.com")
+    save_cases(client, headers, TITLES[:1])
+    # Moved to another organization (and team) after saving, before the background embedding.
+    org = client.post("/admin/orgs", json={"name": "Acme"}, headers=admin).json["data"]["id"]
+    team = client.post(f"/admin/orgs/{org}/teams", json={"name": "QA"}, headers=admin).json["data"]["id"]
+    assert client.post(f"/admin/orgs/{org}/members", json={"email": "dev@example.com", "role": "member",
+                                                          "teamId": team}, headers=admin).status_code == 201
+    fake_openai.reply(openai_embeddings([VECTORS[0]], 7))
+    assert embed_due(rag_app) == 1
+    [record] = ledger(rag_app)
+    assert (str(record["orgId"]), str(record["teamId"]), record["apiKeyId"]) == (org, team, None)
+
+    # A deactivated owner's cases are not embedded (nor billed).
+    save_cases(client, headers, TITLES[1:2])
+    get_db(rag_app).users.update_one({"_id": user["_id"]}, {"$set": {"isActive": False}})
+    assert embed_due(rag_app) == 0 and len(fake_openai.requests) == 1
+    assert get_db(rag_app).testcases.count_documents({"embedding.status": "skipped"}) == 1
