@@ -346,7 +346,7 @@ def _models(env, default_provider):
     return models
 
 
-def _embedding_provider(env, provider, credentials):
+def _embedding_provider(env, credentials):
     """EMBEDDING_PROVIDER when set (None: the chat provider's embeddings, see specs.embedding_choice);
     a provider without an embeddings API, or without its credential, is a configuration error."""
     name = _text(env, "EMBEDDING_PROVIDER")
@@ -460,7 +460,7 @@ def load_config(environ=None):
         "LLM_MAX_RETRIES": _integer(env, "LLM_MAX_RETRIES", 2, 0, 10),
         "LLM_MAX_OUTPUT_TOKENS": _integer(env, "LLM_MAX_OUTPUT_TOKENS", 4096, 64, 200_000),
         # --- Embeddings (RAG over saved test cases; backend/testcases/embeddings.py) ---
-        "EMBEDDING_PROVIDER": _embedding_provider(env, provider, credentials),
+        "EMBEDDING_PROVIDER": _embedding_provider(env, credentials),
         "EMBEDDING_MODEL": _embedding_model(env),
         # Vector length asked of providers that can shorten theirs (OpenAI text-embedding-3, Gemini,
         # Ollama); unset: the model's own.

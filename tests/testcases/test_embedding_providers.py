@@ -16,7 +16,6 @@ from backend.testcases import vectors
 from backend.testcases.embeddings import embed_due
 from backend.testcases.vectors import Pool, VectorIndex
 from tests.helpers import (
-    FakeLLMServer,
     bearer,
     create_user,
     gemini_embeddings,

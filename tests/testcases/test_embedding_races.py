@@ -21,7 +21,7 @@ from tests.helpers import (
     openai_embeddings,
     utc,
 )
-from tests.testcases.test_embeddings import clock, dev, ledger, rag_app, save_cases  # noqa: F401
+from tests.testcases.test_embeddings import ledger, save_cases
 
 
 def second(make_app, rag_app, transport, clock, **extra):

@@ -13,7 +13,6 @@ from backend.db import get_db
 from backend.testcases.embeddings import embed_due
 from backend.testcases.vectors import decode
 from tests.helpers import (
-    Clock,
     FakeLLMServer,
     bearer,
     cases_json,
@@ -27,24 +26,6 @@ from tests.helpers import (
 EMBEDDING_PER_TOKEN = Decimal("0.02") / 10**6
 TITLES = ("Password reset email is sent", "Password reset link expires", "Upload a profile picture")
 VECTORS = ([1.0, 0.0, 0.0], [0.6, 0.8, 0.0], [0.0, 0.0, 1.0])
-
-
-@pytest.fixture
-def clock():
-    return Clock(utc(2026, 12, 1, 9))
-
-
-@pytest.fixture
-def rag_app(make_app, fake_openai, clock):
-    return make_app(LLM_PROVIDER="openai", OPENAI_API_KEY="sk-test", LLM_MAX_RETRIES=0,
-                    LLM_TRANSPORTS={"openai": fake_openai.transport}, CLOCK=clock)
-
-
-@pytest.fixture
-def dev(rag_app):
-    client = rag_app.test_client()
-    user = create_user(rag_app, "dev@example.com")
-    return client, bearer(client, "dev@example.com"), user
 
 
 def save_cases(client, headers, titles=TITLES):
